@@ -1,0 +1,1 @@
+"""PostgreSQL access: engines, sessions scoped to one tenant, migrations."""

@@ -1,0 +1,82 @@
+"""`magnetar dev up|down|status`: the whole local stack in one place."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from magnetar.db import migrate
+from magnetar.dev import postgres, pulsar
+from magnetar.settings import PULSAR_VERSION, Settings, magnetar_home
+
+
+@dataclass
+class UpReport:
+    """How long each part took to become ready, for the user and for the issue notes."""
+
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def total(self) -> float:
+        return sum(self.seconds.values())
+
+
+def layouts(home: Path | None = None) -> tuple[pulsar.PulsarLayout, postgres.PostgresLayout]:
+    home = home or magnetar_home()
+    return pulsar.PulsarLayout(home, PULSAR_VERSION), postgres.PostgresLayout(home)
+
+
+def _write_state(home: Path, values: dict[str, str]) -> None:
+    state_file = home / "dev.json"
+    current = json.loads(state_file.read_text()) if state_file.exists() else {}
+    current.update(values)
+    state_file.write_text(json.dumps(current, indent=2) + "\n")
+    os.chmod(state_file, 0o600)
+
+
+def up(home: Path | None = None, *, with_pulsar: bool = True) -> UpReport:
+    home = home or magnetar_home()
+    home.mkdir(parents=True, exist_ok=True)
+    pulsar_layout, pg_layout = layouts(home)
+    report = UpReport()
+
+    settings = Settings.load(home)
+    if "MAGNETAR_DATABASE_URL" in os.environ and postgres.answers(settings.database_url):
+        report.seconds["postgres (external)"] = 0.0
+    else:
+        report.seconds["postgres"] = postgres.start(pg_layout)
+        _write_state(home, postgres.urls(pg_layout))
+    settings = Settings.load(home)
+    began = time.monotonic()
+    migrate.upgrade(settings.database_owner_url)
+    report.seconds["migrations"] = time.monotonic() - began
+
+    if with_pulsar:
+        began = time.monotonic()
+        pulsar.fetch_distribution(pulsar_layout)
+        report.seconds["pulsar download/unpack"] = time.monotonic() - began
+        report.seconds["pulsar standalone + functions worker"] = pulsar.start(pulsar_layout)
+        _write_state(
+            home,
+            {
+                "pulsar_service_url": f"pulsar://127.0.0.1:{pulsar.BROKER_PORT}",
+                "pulsar_admin_url": f"http://127.0.0.1:{pulsar.WEB_PORT}",
+                "pulsar_admin_token_file": str(pulsar_layout.superuser_token),
+            },
+        )
+    return report
+
+
+def down(home: Path | None = None) -> dict[str, bool]:
+    pulsar_layout, pg_layout = layouts(home)
+    return {"pulsar": pulsar.stop(pulsar_layout), "postgres": postgres.stop(pg_layout)}
+
+
+def status(home: Path | None = None) -> dict[str, str]:
+    pulsar_layout, pg_layout = layouts(home)
+    report = pulsar.health(pulsar_layout)
+    report["postgres"] = "ready" if postgres.running(pg_layout) else "down"
+    return report

@@ -1,0 +1,71 @@
+"""Process settings: environment variables over the local stack's state file over defaults.
+
+`magnetar dev up` writes the addresses and credentials of the stack it started into
+`<home>/dev.json`; every other command reads them from there unless an environment
+variable (``MAGNETAR_*``) says otherwise. That keeps one source of truth on a developer
+machine while a Kubernetes pod is configured by environment alone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+PULSAR_VERSION = "4.0.8"
+
+
+def magnetar_home() -> Path:
+    """Folder holding the local stack: downloads, data, logs, generated credentials."""
+    return Path(os.environ.get("MAGNETAR_HOME", Path.cwd() / ".magnetar")).resolve()
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a Magnetar process needs to reach its dependencies."""
+
+    pulsar_service_url: str = "pulsar://127.0.0.1:6650"
+    pulsar_admin_url: str = "http://127.0.0.1:8080"
+    # Path of a file holding the Pulsar superuser token (reconciler and dev tooling only).
+    pulsar_admin_token_file: str = ""
+    # Application role: neither owner nor BYPASSRLS; what the gateway and functions use.
+    database_url: str = "postgresql://magnetar_app@127.0.0.1:55432/magnetar"
+    # Owner role: runs migrations and tenant purges.
+    database_owner_url: str = "postgresql://magnetar_owner@127.0.0.1:55432/magnetar"
+    grpc_host: str = "127.0.0.1"
+    grpc_port: int = 50051
+    metrics_port: int = 9464
+    # Platform admin API key (plain text only in the local state file / a Secret).
+    admin_api_key: str = ""
+    pulsar_version: str = PULSAR_VERSION
+
+    @property
+    def pulsar_admin_token(self) -> str:
+        if not self.pulsar_admin_token_file:
+            return ""
+        return Path(self.pulsar_admin_token_file).read_text().strip()
+
+    @classmethod
+    def load(cls, home: Path | None = None) -> Settings:
+        """Defaults, then `<home>/dev.json`, then ``MAGNETAR_<FIELD>`` environment variables."""
+        settings = cls()
+        state_file = (home or magnetar_home()) / "dev.json"
+        if state_file.exists():
+            settings = settings.merged(json.loads(state_file.read_text()))
+        from_env = {
+            f.name: os.environ[f"MAGNETAR_{f.name.upper()}"]
+            for f in fields(cls)
+            if f"MAGNETAR_{f.name.upper()}" in os.environ
+        }
+        return settings.merged(from_env)
+
+    def merged(self, values: dict[str, Any]) -> Settings:
+        known = {f.name: f for f in fields(self)}
+        typed: dict[str, Any] = {}
+        for name, value in values.items():
+            if name not in known:
+                continue
+            typed[name] = int(value) if known[name].type == "int" else value
+        return replace(self, **typed)
