@@ -58,12 +58,14 @@ class PostgresLayout:
 
 
 def find_binaries() -> Path | None:
-    """The folder with initdb/pg_ctl/postgres, newest major version first."""
+    """The folder with initdb/pg_ctl/postgres: PATH first, then Debian's layout, newest first."""
     on_path = shutil.which("initdb")
     if on_path:
         return Path(os.path.realpath(on_path)).parent
+    # MAGNETAR_POSTGRES_ROOT replaces Debian's /usr/lib/postgresql (other layouts, tests).
+    root = Path(os.environ.get("MAGNETAR_POSTGRES_ROOT", "/usr/lib/postgresql"))
     candidates = sorted(
-        Path("/usr/lib/postgresql").glob("*/bin/initdb"),
+        root.glob("*/bin/initdb"),
         key=lambda p: int(p.parent.parent.name),
         reverse=True,
     )
@@ -143,6 +145,12 @@ def running(layout: PostgresLayout) -> bool:
     except (FileNotFoundError, ValueError, IndexError):
         return False
     return processes.is_alive(pid)
+
+
+def preflight(layout: PostgresLayout) -> None:
+    """Binaries (installed with apt-get when missing) before anything else starts."""
+    if not running(layout):
+        ensure_binaries()
 
 
 def start(layout: PostgresLayout) -> float:

@@ -101,21 +101,22 @@ def fetch_distribution(layout: PulsarLayout) -> Path:
     """Download (through Maven) and unpack the distribution unless it is already there."""
     if (layout.dist / "bin" / "pulsar").exists():
         return layout.dist
-    require_java()
     if not layout.tarball.exists():
-        mvn = require_program(
-            "mvn",
-            "install Maven (`apt-get install -y maven`) so the Pulsar distribution can be fetched",
-        )
+        mvn = require_maven()
         layout.downloads.mkdir(parents=True, exist_ok=True)
         artifact = f"org.apache.pulsar:pulsar-server-distribution:{layout.version}:tar.gz:bin"
         print(f"fetching Apache Pulsar {layout.version} ({artifact}) through Maven…", flush=True)
+        # MAGNETAR_MAVEN_SETTINGS points Maven at another settings.xml (a mirror, a proxy).
+        settings_xml = os.environ.get("MAGNETAR_MAVEN_SETTINGS")
         result = subprocess.run(
             [
                 mvn,
+                *(["-s", settings_xml] if settings_xml else []),
                 "-B",
                 "-q",
-                "dependency:copy",
+                "-Dstyle.color=never",
+                # Pinned plugin: reproducible, and no prefix lookup that hides network errors.
+                "org.apache.maven.plugins:maven-dependency-plugin:3.6.1:copy",
                 f"-Dartifact={artifact}",
                 f"-DoutputDirectory={layout.downloads}",
             ],
@@ -143,7 +144,8 @@ def _maven_problem(output: str, artifact: str) -> EnvironmentProblem:
         output,
         re.IGNORECASE,
     )
-    last = next((ln.strip() for ln in reversed(output.splitlines()) if ln.strip()), "no output")
+    errors = [ln.removeprefix("[ERROR]").strip() for ln in output.splitlines() if "[ERROR]" in ln]
+    last = next((ln for ln in errors if ln), output.strip()[-300:] or "no output")
     if unreachable:
         return EnvironmentProblem(
             f"Maven Central is unreachable, so {artifact} could not be fetched ({last[:200]})",
@@ -152,6 +154,28 @@ def _maven_problem(output: str, artifact: str) -> EnvironmentProblem:
     return EnvironmentProblem(
         f"Maven could not fetch {artifact}: {last[:300]}",
         "check that the version exists and Maven works (`mvn -v`), then run again",
+    )
+
+
+def require_maven() -> str:
+    return require_program(
+        "mvn",
+        "install Maven (`apt-get install -y maven`) so the Pulsar distribution can be fetched",
+    )
+
+
+def preflight(layout: PulsarLayout) -> None:
+    """Tools a start needs, checked before anything is started or downloaded."""
+    if processes.read_pid(layout.pid_file) is not None:
+        return
+    require_java()
+    if not (layout.dist / "bin" / "pulsar").exists() and not layout.tarball.exists():
+        require_maven()
+
+
+def require_ports() -> None:
+    require_free_ports(
+        {"Pulsar broker": BROKER_PORT, "Pulsar web/admin": WEB_PORT, **INTERNAL_PORTS}
     )
 
 
@@ -223,6 +247,9 @@ def configure(layout: PulsarLayout) -> None:
             # Platform topics are created explicitly; an idle tenant's topics must not vanish.
             "brokerDeleteInactiveTopicsEnabled": "false",
             "allowAutoTopicCreation": "true",
+            # Offboarding removes a tenant with everything in it in one call.
+            "forceDeleteNamespaceAllowed": "true",
+            "forceDeleteTenantAllowed": "true",
             "exposeTopicLevelMetricsInPrometheus": "true",
             "authenticateMetricsEndpoint": "false",
         },
@@ -277,9 +304,7 @@ def start(layout: PulsarLayout, *, timeout_s: float = 240.0) -> float:
     started = time.monotonic()
     if processes.read_pid(layout.pid_file) is None:
         require_java()
-        require_free_ports(
-            {"Pulsar broker": BROKER_PORT, "Pulsar web/admin": WEB_PORT, **INTERNAL_PORTS}
-        )
+        require_ports()
         configure(layout)
         data = layout.run / "data"
         processes.start_detached(

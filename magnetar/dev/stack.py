@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from magnetar.db import migrate
-from magnetar.dev import postgres, pulsar
+from magnetar.dev import postgres, processes, pulsar
 from magnetar.settings import PULSAR_VERSION, Settings, magnetar_home
 
 
@@ -44,7 +44,20 @@ def up(home: Path | None = None, *, with_pulsar: bool = True) -> UpReport:
     report = UpReport()
 
     settings = Settings.load(home)
-    if "MAGNETAR_DATABASE_URL" in os.environ and postgres.answers(settings.database_url):
+    external_db = "MAGNETAR_DATABASE_URL" in os.environ and postgres.answers(settings.database_url)
+    # Everything that can be missing is checked before anything is downloaded or started.
+    if with_pulsar:
+        pulsar.preflight(pulsar_layout)
+    if not external_db:
+        postgres.preflight(pg_layout)
+    if with_pulsar:
+        began = time.monotonic()
+        pulsar.fetch_distribution(pulsar_layout)
+        report.seconds["pulsar download/unpack"] = time.monotonic() - began
+        if processes.read_pid(pulsar_layout.pid_file) is None:
+            pulsar.require_ports()
+
+    if external_db:
         report.seconds["postgres (external)"] = 0.0
     else:
         report.seconds["postgres"] = postgres.start(pg_layout)
@@ -55,9 +68,6 @@ def up(home: Path | None = None, *, with_pulsar: bool = True) -> UpReport:
     report.seconds["migrations"] = time.monotonic() - began
 
     if with_pulsar:
-        began = time.monotonic()
-        pulsar.fetch_distribution(pulsar_layout)
-        report.seconds["pulsar download/unpack"] = time.monotonic() - began
         report.seconds["pulsar standalone + functions worker"] = pulsar.start(pulsar_layout)
         _write_state(
             home,

@@ -1,0 +1,1 @@
+"""Shared test configuration: integration tests start the real stack once per session."""
