@@ -1,0 +1,73 @@
+"""Lazily decayed scores: a value stored with the instant it was last brought up to date.
+
+A signal that should fade with a half-life `h` is the sum, over its contributions `w_i` made
+at times `t_i`, of `w_i * 2 ** (-(now - t_i) / h)`. Rewriting every stored row as time passes
+would cost a write per row per tick, so instead a score keeps `(value, as_of)`: its value as
+of the latest contribution. Reading decays that value to `now`; adding a contribution brings
+both sides to the later of their instants and sums them. Because the sum above does not
+depend on how the contributions are grouped or ordered, folding two batches one after the
+other gives the same score as folding them as one batch (up to float rounding).
+
+The same merge in SQL, for an upsert of `excluded` into an existing row (`h` in ms)::
+
+    as_of = greatest(row.as_of, excluded.as_of)
+    value = row.value      * power(2, -(greatest(row.as_of, excluded.as_of) - row.as_of) / h)
+          + excluded.value * power(2, -(greatest(row.as_of, excluded.as_of) - excluded.as_of) / h)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+MINUTE_MS = 60_000
+HOUR_MS = 60 * MINUTE_MS
+DAY_MS = 24 * HOUR_MS
+
+
+def decay_factor(elapsed_ms: int, half_life_ms: int) -> float:
+    """How much of a score survives `elapsed_ms`; never more than all of it.
+
+    A negative elapsed time (a read or a contribution stamped before the score's instant, from
+    clock skew) is treated as zero: decay only ever shrinks a score, so a skewed clock cannot
+    inflate one.
+    """
+    if half_life_ms <= 0:
+        raise ValueError(f"half-life must be positive, got {half_life_ms} ms")
+    if elapsed_ms <= 0:
+        return 1.0
+    return float(2.0 ** (-elapsed_ms / half_life_ms))
+
+
+@dataclass(frozen=True, slots=True)
+class DecayedScore:
+    """A score's value as of `as_of` (epoch ms); decays with a half-life given on use.
+
+    The half-life is not stored with the score: it is a per-tenant setting, and both the
+    writer and the reader of a signal use the tenant's setting for that signal.
+    """
+
+    value: float
+    as_of: int
+
+    def at(self, now_ms: int, half_life_ms: int) -> float:
+        """The value decayed to `now_ms` (undecayed if `now_ms` is not after `as_of`)."""
+        return self.value * decay_factor(now_ms - self.as_of, half_life_ms)
+
+    def merge(self, other: DecayedScore, half_life_ms: int) -> DecayedScore:
+        """The sum of two scores, expressed as of the later of their instants."""
+        as_of = max(self.as_of, other.as_of)
+        value = self.value * decay_factor(as_of - self.as_of, half_life_ms) + (
+            other.value * decay_factor(as_of - other.as_of, half_life_ms)
+        )
+        return DecayedScore(value, as_of)
+
+    def add(self, amount: float, at_ms: int, half_life_ms: int) -> DecayedScore:
+        """This score with a contribution of `amount` made at `at_ms`."""
+        return self.merge(DecayedScore(amount, at_ms), half_life_ms)
+
+
+def merge_optional(
+    existing: DecayedScore | None, delta: DecayedScore, half_life_ms: int
+) -> DecayedScore:
+    """Apply `delta` to a score that may not exist yet (the upsert of one key)."""
+    return delta if existing is None else existing.merge(delta, half_life_ms)

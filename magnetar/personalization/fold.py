@@ -1,0 +1,239 @@
+"""Folding a batch of enriched events into one `StateDelta`.
+
+The fold is a pure function of the batch, the tenant's signal settings and the users' stored
+recent items. It is deterministic and independent of arrival order: duplicates of an event id
+count once, and events are processed in (occurred_at, event_id) order, so any permutation of
+a batch folds to the same delta.
+
+Co-visitation pairs an event with at most `pair_window` distinct earlier items of the same
+session (earlier in the batch, or stored in the user's recent items when the materializer
+passes them), which bounds the rows one event can touch. An event that arrives after later
+events of its session were already folded pairs only with the items before it.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable, Mapping, Sequence
+
+from magnetar.personalization import records
+from magnetar.personalization.decay import DecayedScore, decay_factor
+from magnetar.personalization.records import EnrichedEvent
+from magnetar.personalization.settings import SignalSettings
+from magnetar.personalization.state import (
+    ItemCategories,
+    ItemKey,
+    ItemPairKey,
+    RecentItem,
+    StateDelta,
+    UserActivity,
+    UserCategoryKey,
+    UserItemKey,
+    UserItemSignal,
+    UserKey,
+    WindowItemKey,
+    merge_recent,
+)
+
+# How far back through a session the pairing walk may look to find `pair_window` distinct
+# items, in multiples of the window: a user bouncing between two items must not turn the
+# walk into a scan of the whole session.
+_WALK_FACTOR = 4
+
+
+class _Accumulator:
+    """A decayed sum built up in place during one fold (cheaper than immutable merges)."""
+
+    __slots__ = ("as_of", "value")
+
+    def __init__(self) -> None:
+        self.value = 0.0
+        self.as_of: int | None = None
+
+    def add(self, amount: float, at_ms: int, half_life_ms: int) -> None:
+        if self.as_of is None:
+            self.value, self.as_of = amount, at_ms
+        elif at_ms >= self.as_of:
+            self.value = self.value * decay_factor(at_ms - self.as_of, half_life_ms) + amount
+            self.as_of = at_ms
+        else:
+            self.value += amount * decay_factor(self.as_of - at_ms, half_life_ms)
+
+    def score(self) -> DecayedScore:
+        assert self.as_of is not None
+        return DecayedScore(self.value, self.as_of)
+
+
+_SessionEntry = tuple[tuple[int, str], str, float]  # ((occurred_at, event_id), item_id, weight)
+
+
+def unique_in_fold_order(events: Iterable[EnrichedEvent]) -> list[EnrichedEvent]:
+    """The batch without repeated (tenant, event id), in the order the fold processes it.
+
+    When two copies of an id differ (a client bug), the copy that sorts first on its content
+    is kept, so the choice does not depend on which copy arrived first.
+    """
+    survivors: dict[tuple[str, str], EnrichedEvent] = {}
+    for event in events:
+        key = (event.tenant_id, event.event_id)
+        kept = survivors.get(key)
+        if kept is None or _content_key(event) < _content_key(kept):
+            survivors[key] = event
+    return sorted(survivors.values(), key=lambda e: (e.occurred_at, e.event_id, e.tenant_id))
+
+
+def _content_key(event: EnrichedEvent) -> tuple[object, ...]:
+    return (
+        event.occurred_at,
+        event.user_id,
+        event.session_id,
+        event.type,
+        event.item_id,
+        event.value,
+        event.quantity,
+        event.categories,
+        event.price,
+    )
+
+
+class _SessionPairs:
+    """Each session's positively weighted items in time order, to find an event's partners."""
+
+    def __init__(
+        self, settings: SignalSettings, recent: Mapping[UserKey, Sequence[RecentItem]]
+    ) -> None:
+        self._settings = settings
+        self._recent = recent
+        self._sessions: dict[tuple[str, str, str], list[_SessionEntry]] = {}
+        self._loaded_users: set[UserKey] = set()
+
+    def partners(self, event: EnrichedEvent, weight: float) -> list[tuple[str, float]]:
+        """The event's distinct earlier items in its session (item, weight), then records it."""
+        self._load_stored(UserKey(event.tenant_id, event.user_id))
+        entries = self._sessions.setdefault((event.tenant_id, event.user_id, event.session_id), [])
+        order = (event.occurred_at, event.event_id)
+        position = bisect.bisect_left(entries, (order,))
+        found: dict[str, float] = {}
+        window = self._settings.pair_window
+        lowest = max(0, position - _WALK_FACTOR * window)
+        for index in range(position - 1, lowest - 1, -1):
+            if len(found) >= window:
+                break
+            _, item_id, item_weight = entries[index]
+            if item_id != event.item_id and item_id not in found:
+                found[item_id] = item_weight
+        entries.insert(position, (order, event.item_id, weight))
+        return list(found.items())
+
+    def _load_stored(self, user: UserKey) -> None:
+        if user in self._loaded_users:
+            return
+        self._loaded_users.add(user)
+        for entry in sorted(self._recent.get(user, ())):
+            weight = self._settings.weights.of(entry.type)
+            if weight > 0:
+                self._sessions.setdefault(
+                    (user.tenant_id, user.user_id, entry.session_id), []
+                ).append(((entry.occurred_at, entry.event_id), entry.item_id, weight))
+
+
+def fold_events(
+    events: Iterable[EnrichedEvent],
+    settings: SignalSettings,
+    recent: Mapping[UserKey, Sequence[RecentItem]] | None = None,
+    not_after_ms: int | None = None,
+) -> StateDelta:
+    """Fold a batch into per-key deltas.
+
+    `recent` holds the stored recent items of the batch's users, so sessions spanning batches
+    still pair across the boundary; without it, pairs stay within the batch. `not_after_ms`
+    clamps event times (e.g. to the materializer's clock plus allowed skew): a timestamp far
+    in the future would otherwise move a score's instant ahead and make every later
+    contribution look decayed.
+    """
+    weights = settings.weights
+    affinity_h = settings.affinity_half_life_ms
+    covisit_h = settings.covisitation_half_life_ms
+    pairs = _SessionPairs(settings, recent or {})
+
+    event_ids: set[tuple[str, str]] = set()
+    user_items: dict[UserItemKey, tuple[_Accumulator, list[int]]] = {}
+    user_categories: dict[UserCategoryKey, _Accumulator] = {}
+    activity: dict[UserKey, list[int]] = {}
+    recent_delta: dict[UserKey, list[RecentItem]] = {}
+    item_categories: dict[ItemKey, ItemCategories] = {}
+    popularity: dict[WindowItemKey, _Accumulator] = {}
+    covisitation: dict[ItemPairKey, _Accumulator] = {}
+
+    for event in unique_in_fold_order(events):
+        tenant, user_id, item_id = event.tenant_id, event.user_id, event.item_id
+        at = event.occurred_at if not_after_ms is None else min(event.occurred_at, not_after_ms)
+        event_ids.add((tenant, event.event_id))
+        weight = weights.of(event.type)
+        is_purchase = event.type == records.PURCHASE
+        user = UserKey(tenant, user_id)
+
+        counts = activity.get(user)
+        if counts is None:
+            activity[user] = [1, int(is_purchase), at, at]
+        else:
+            counts[0] += 1
+            counts[1] += int(is_purchase)
+            counts[2] = min(counts[2], at)
+            counts[3] = max(counts[3], at)
+
+        observed = ItemCategories(event.categories, at)
+        known = item_categories.get(ItemKey(tenant, item_id))
+        item_categories[ItemKey(tenant, item_id)] = (
+            observed if known is None else known.merge(observed)
+        )
+
+        if weight == 0.0:
+            continue
+
+        user_item = user_items.get(UserItemKey(tenant, user_id, item_id))
+        if user_item is None:
+            user_item = user_items[UserItemKey(tenant, user_id, item_id)] = (
+                _Accumulator(),
+                [0, at],
+            )
+        user_item[0].add(weight, at, affinity_h)
+        user_item[1][0] += 1 if is_purchase else -1 if event.type == records.CANCEL else 0
+        user_item[1][1] = max(user_item[1][1], at)
+        for category in event.categories:
+            user_categories.setdefault(
+                UserCategoryKey(tenant, user_id, category), _Accumulator()
+            ).add(weight, at, affinity_h)
+
+        if weight < 0:
+            continue
+
+        recent_delta.setdefault(user, []).append(
+            RecentItem(at, event.event_id, item_id, event.session_id, event.type)
+        )
+        for window, half_life in settings.trending_windows:
+            popularity.setdefault(WindowItemKey(tenant, window, item_id), _Accumulator()).add(
+                weight, at, half_life
+            )
+        for partner, partner_weight in pairs.partners(event, weight):
+            strength = min(weight, partner_weight)
+            for key in (
+                ItemPairKey(tenant, item_id, partner),
+                ItemPairKey(tenant, partner, item_id),
+            ):
+                covisitation.setdefault(key, _Accumulator()).add(strength, at, covisit_h)
+
+    limit = settings.recent_items_limit
+    return StateDelta(
+        event_ids=frozenset(event_ids),
+        user_items={
+            key: UserItemSignal(acc.score(), purchases, last_at)
+            for key, (acc, (purchases, last_at)) in user_items.items()
+        },
+        user_categories={key: acc.score() for key, acc in user_categories.items()},
+        user_activity={key: UserActivity(*counts) for key, counts in activity.items()},
+        recent_items={key: merge_recent((), items, limit) for key, items in recent_delta.items()},
+        item_categories=item_categories,
+        item_popularity={key: acc.score() for key, acc in popularity.items()},
+        covisitation={key: acc.score() for key, acc in covisitation.items()},
+    )

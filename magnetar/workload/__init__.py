@@ -1,0 +1,1 @@
+"""Sources of interaction events: the synthetic generator and the Online Retail replay."""
