@@ -1,0 +1,19 @@
+"""Pure decision logic of the `dedupe` and `enrich` Pulsar Functions.
+
+Nothing in this package performs I/O or imports Pulsar or generated Protobuf code: a
+Function class decodes its input into the records of :mod:`functions.logic.records`, calls
+the logic here with the wall-clock time it read, and encodes what comes back. State that must
+survive a restart goes through the key-value port of :mod:`functions.logic.state_port`, which
+the Function backs with Pulsar's managed state (``context.get_state``/``put_state``).
+
+Modules:
+
+- ``records``       the event and enriched-event records the logic works on
+- ``state_port``    the key-value/counter port, an adapter over a Function context, a fake
+- ``dedupe_window`` has this event_id been seen within the window?
+- ``validation``    semantic checks and the late/too-old/future policy (DLQ reasons)
+- ``sessions``      30-minute-inactivity sessionization with stable ids
+- ``devices``       device type, browser and OS from a user agent (ua-parser, LRU cached)
+- ``catalog_view``  the compacted catalog topic as an in-memory table, and the join
+- ``enrichment``    ``enrich``: validate → sessionize → device → catalog, or a DLQ routing
+"""
