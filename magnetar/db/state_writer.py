@@ -1,0 +1,257 @@
+"""Commit one batch of enriched events into PostgreSQL state, effectively once.
+
+One transaction per batch:
+
+1. insert the batch's event ids into the processed-event ledger (``ON CONFLICT DO NOTHING
+   RETURNING``): the ids that come back are the batch's *new* events;
+2. lock the batch's users' activity rows and read their recent items (so sessions that span
+   batches still pair, and concurrent batches for one user serialize);
+3. fold only the new events (`magnetar.personalization.fold`) into per-key deltas;
+4. write each key once: one multi-row upsert per table, decaying the stored score lazily
+   with the same arithmetic as `DecayedScore.merge`.
+
+A redelivered event finds its ledger row in step 1 and changes nothing; a crash before the
+commit leaves neither the ledger row nor the aggregates, and the broker redelivers.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+
+from magnetar.personalization.fold import fold_events
+from magnetar.personalization.records import EnrichedEvent
+from magnetar.personalization.settings import SignalSettings
+from magnetar.personalization.state import RecentItem, StateDelta, UserKey, merge_recent
+
+
+@dataclass(frozen=True)
+class BatchOutcome:
+    """What a commit did: events newly counted and events the ledger already had."""
+
+    counted: int
+    already_counted: int
+
+
+def _decayed_merge(table: str, half_life_param: str) -> str:
+    """SQL for `DecayedScore.merge` of the stored row (`table`) with EXCLUDED."""
+    h = half_life_param
+    return (
+        f"score = {table}.score * power(2.0, -GREATEST(0, GREATEST({table}.as_of, EXCLUDED.as_of)"
+        f" - {table}.as_of)::float8 / {h})"
+        f" + EXCLUDED.score * power(2.0, -GREATEST(0, GREATEST({table}.as_of, EXCLUDED.as_of)"
+        f" - EXCLUDED.as_of)::float8 / {h}),"
+        f" as_of = GREATEST({table}.as_of, EXCLUDED.as_of)"
+    )
+
+
+_LEDGER = """
+INSERT INTO processed_events (tenant_id, event_id)
+SELECT %(tenant)s, id FROM unnest(%(ids)s::text[]) AS id
+ON CONFLICT DO NOTHING
+RETURNING event_id
+"""
+
+_LOCK_USERS = """
+SELECT user_id, recent_items FROM user_activity
+WHERE tenant_id = %(tenant)s AND user_id = ANY(%(users)s::text[])
+ORDER BY user_id
+FOR UPDATE
+"""
+
+_USER_ITEMS = f"""
+INSERT INTO user_item_signals AS s (tenant_id, user_id, item_id, score, as_of, purchases, last_at)
+SELECT %(tenant)s, r.user_id, r.item_id, r.score, r.as_of, r.purchases, r.last_at
+FROM jsonb_to_recordset(%(rows)s::jsonb)
+  AS r(user_id text, item_id text, score float8, as_of bigint, purchases int, last_at bigint)
+ORDER BY r.user_id, r.item_id
+ON CONFLICT (tenant_id, user_id, item_id) DO UPDATE SET
+  {_decayed_merge("s", "%(half_life)s")},
+  purchases = s.purchases + EXCLUDED.purchases,
+  last_at = GREATEST(s.last_at, EXCLUDED.last_at)
+"""
+
+_USER_CATEGORIES = f"""
+INSERT INTO user_category_affinities AS s (tenant_id, user_id, category, score, as_of)
+SELECT %(tenant)s, r.user_id, r.category, r.score, r.as_of
+FROM jsonb_to_recordset(%(rows)s::jsonb)
+  AS r(user_id text, category text, score float8, as_of bigint)
+ORDER BY r.user_id, r.category
+ON CONFLICT (tenant_id, user_id, category) DO UPDATE SET {_decayed_merge("s", "%(half_life)s")}
+"""
+
+_USER_ACTIVITY = """
+INSERT INTO user_activity AS s
+  (tenant_id, user_id, events, purchases, first_seen, last_seen, recent_items)
+SELECT %(tenant)s, r.user_id, r.events, r.purchases, r.first_seen, r.last_seen, r.recent_items
+FROM jsonb_to_recordset(%(rows)s::jsonb)
+  AS r(user_id text, events bigint, purchases bigint, first_seen bigint, last_seen bigint,
+       recent_items jsonb)
+ORDER BY r.user_id
+ON CONFLICT (tenant_id, user_id) DO UPDATE SET
+  events = s.events + EXCLUDED.events,
+  purchases = s.purchases + EXCLUDED.purchases,
+  first_seen = LEAST(s.first_seen, EXCLUDED.first_seen),
+  last_seen = GREATEST(s.last_seen, EXCLUDED.last_seen),
+  recent_items = EXCLUDED.recent_items
+"""
+
+# `ItemCategories.merge`: the later observation wins, but an empty one never replaces
+# categories that are known.
+_ITEM_CATEGORIES = """
+INSERT INTO item_categories AS s (tenant_id, item_id, categories, as_of)
+SELECT %(tenant)s, r.item_id, r.categories, r.as_of
+FROM jsonb_to_recordset(%(rows)s::jsonb) AS r(item_id text, categories text[], as_of bigint)
+ORDER BY r.item_id
+ON CONFLICT (tenant_id, item_id) DO UPDATE SET
+  categories = EXCLUDED.categories, as_of = EXCLUDED.as_of
+WHERE (cardinality(EXCLUDED.categories) > 0, EXCLUDED.as_of)
+   >= (cardinality(s.categories) > 0, s.as_of)
+"""
+
+_POPULARITY = """
+INSERT INTO item_popularity AS s (tenant_id, "window", item_id, score, as_of)
+SELECT %(tenant)s, r."window", r.item_id, r.score, r.as_of
+FROM jsonb_to_recordset(%(rows)s::jsonb)
+  AS r("window" text, item_id text, score float8, as_of bigint)
+ORDER BY r."window", r.item_id
+ON CONFLICT (tenant_id, "window", item_id) DO UPDATE SET {merge}
+"""
+
+_COVISITATION = f"""
+INSERT INTO item_covisitation AS s (tenant_id, item_id, other_item_id, score, as_of)
+SELECT %(tenant)s, r.item_id, r.other_item_id, r.score, r.as_of
+FROM jsonb_to_recordset(%(rows)s::jsonb)
+  AS r(item_id text, other_item_id text, score float8, as_of bigint)
+ORDER BY r.item_id, r.other_item_id
+ON CONFLICT (tenant_id, item_id, other_item_id) DO UPDATE SET
+  {_decayed_merge("s", "%(half_life)s")}
+"""
+
+
+def _recent_to_json(items: Sequence[RecentItem]) -> list[list[Any]]:
+    return [[r.occurred_at, r.event_id, r.item_id, r.session_id, r.type] for r in items]
+
+
+def recent_from_json(raw: Sequence[Sequence[Any]]) -> tuple[RecentItem, ...]:
+    return tuple(RecentItem(int(a), str(b), str(c), str(d), str(e)) for a, b, c, d, e in raw)
+
+
+def commit_batch(
+    conn: psycopg.Connection[Any],
+    tenant_id: str,
+    events: Sequence[EnrichedEvent],
+    settings: SignalSettings,
+    *,
+    now_ms: int,
+    max_future_skew_ms: int = 5 * 60_000,
+) -> BatchOutcome:
+    """Count `events` (all of `tenant_id`) once, in one transaction; see the module doc."""
+    if any(e.tenant_id != tenant_id for e in events):
+        raise ValueError("a batch holds one tenant's events")
+    with conn.transaction():
+        conn.execute("SELECT set_config('magnetar.tenant', %s, true)", (tenant_id,))
+        ids = sorted({e.event_id for e in events})
+        new_ids = {row[0] for row in conn.execute(_LEDGER, {"tenant": tenant_id, "ids": ids})}
+        fresh = [e for e in events if e.event_id in new_ids]
+        if fresh:
+            _apply(conn, tenant_id, fresh, settings, now_ms + max_future_skew_ms)
+    return BatchOutcome(counted=len(new_ids), already_counted=len(ids) - len(new_ids))
+
+
+def _apply(
+    conn: psycopg.Connection[Any],
+    tenant_id: str,
+    events: Sequence[EnrichedEvent],
+    settings: SignalSettings,
+    not_after_ms: int,
+) -> None:
+    users = sorted({e.user_id for e in events})
+    stored_recent = {
+        UserKey(tenant_id, user_id): recent_from_json(raw)
+        for user_id, raw in conn.execute(_LOCK_USERS, {"tenant": tenant_id, "users": users})
+    }
+    delta = fold_events(events, settings, stored_recent, not_after_ms=not_after_ms)
+    for sql, params in _statements(tenant_id, delta, settings, stored_recent):
+        conn.execute(sql, params)
+
+
+def _statements(
+    tenant_id: str,
+    delta: StateDelta,
+    settings: SignalSettings,
+    stored_recent: dict[UserKey, tuple[RecentItem, ...]],
+) -> list[tuple[str, dict[str, Any]]]:
+    def params(rows: list[dict[str, Any]], half_life: int = 0) -> dict[str, Any]:
+        return {"tenant": tenant_id, "rows": json.dumps(rows), "half_life": half_life}
+
+    statements: list[tuple[str, dict[str, Any]]] = []
+    if delta.user_items:
+        rows = [
+            {
+                "user_id": k.user_id,
+                "item_id": k.item_id,
+                "score": v.score.value,
+                "as_of": v.score.as_of,
+                "purchases": v.purchases,
+                "last_at": v.last_at,
+            }
+            for k, v in delta.user_items.items()
+        ]
+        statements.append((_USER_ITEMS, params(rows, settings.affinity_half_life_ms)))
+    if delta.user_categories:
+        rows = [
+            {"user_id": k.user_id, "category": k.category, "score": v.value, "as_of": v.as_of}
+            for k, v in delta.user_categories.items()
+        ]
+        statements.append((_USER_CATEGORIES, params(rows, settings.affinity_half_life_ms)))
+    if delta.user_activity:
+        rows = []
+        for key, activity in delta.user_activity.items():
+            recent = merge_recent(
+                stored_recent.get(key, ()),
+                delta.recent_items.get(key, ()),
+                settings.recent_items_limit,
+            )
+            rows.append(
+                {
+                    "user_id": key.user_id,
+                    "events": activity.events,
+                    "purchases": activity.purchases,
+                    "first_seen": activity.first_seen,
+                    "last_seen": activity.last_seen,
+                    "recent_items": _recent_to_json(recent),
+                }
+            )
+        statements.append((_USER_ACTIVITY, params(rows)))
+    if delta.item_categories:
+        rows = [
+            {"item_id": k.item_id, "categories": list(v.categories), "as_of": v.as_of}
+            for k, v in delta.item_categories.items()
+        ]
+        statements.append((_ITEM_CATEGORIES, params(rows)))
+    for window, half_life in settings.trending_windows:
+        rows = [
+            {"window": k.window, "item_id": k.item_id, "score": v.value, "as_of": v.as_of}
+            for k, v in delta.item_popularity.items()
+            if k.window == window
+        ]
+        if rows:
+            sql = _POPULARITY.format(merge=_decayed_merge("s", "%(half_life)s"))
+            statements.append((sql, params(rows, half_life)))
+    if delta.covisitation:
+        rows = [
+            {
+                "item_id": k.item_id,
+                "other_item_id": k.other_item_id,
+                "score": v.value,
+                "as_of": v.as_of,
+            }
+            for k, v in delta.covisitation.items()
+        ]
+        statements.append((_COVISITATION, params(rows, settings.covisitation_half_life_ms)))
+    return statements
