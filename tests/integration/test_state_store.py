@@ -76,8 +76,8 @@ def test_postgres_state_matches_in_memory_fold_and_counts_each_event_once(
     skew = 5 * 60_000
     with psycopg.connect(settings.database_url, autocommit=True) as conn:
         for batch in batches:
-            users = [UserKey(tenant, u) for u in sorted({e.user_id for e in batch})]
-            memory.apply(fold_events(batch, signals, memory.recent_for(users), NOW + skew))
+            batch_users = [UserKey(tenant, u) for u in sorted({e.user_id for e in batch})]
+            memory.apply(fold_events(batch, signals, memory.recent_for(batch_users), NOW + skew))
             outcome = commit_batch(
                 conn, tenant, batch, signals, now_ms=NOW, max_future_skew_ms=skew
             )
