@@ -10,7 +10,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from sqlalchemy import MetaData, String, func
+from sqlalchemy import CheckConstraint, ForeignKey, LargeBinary, MetaData, String, func
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAMING_CONVENTION = {
@@ -37,3 +38,27 @@ class Tenant(Base):
     tenant_id: Mapped[TenantId] = mapped_column(primary_key=True)
     display_name: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[CreatedAt]
+
+
+class ApiKey(Base):
+    """A tenant's API key. Only the SHA-256 of the secret is kept (see `magnetar.api_keys`).
+
+    Row-level security is forced on this table: the gateway reads a key inside a
+    transaction scoped to the tenant named in the key itself.
+    """
+
+    __tablename__ = "api_keys"
+    __table_args__ = (
+        CheckConstraint("octet_length(secret_sha256) = 32", name="sha256"),
+        CheckConstraint("cardinality(scopes) > 0", name="has_scope"),
+    )
+
+    tenant_id: Mapped[TenantId] = mapped_column(
+        ForeignKey("tenants.tenant_id", ondelete="CASCADE"), primary_key=True
+    )
+    key_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    secret_sha256: Mapped[bytes] = mapped_column(LargeBinary(32))
+    scopes: Mapped[list[str]] = mapped_column(ARRAY(String(16)))
+    description: Mapped[str] = mapped_column(String(200), server_default="")
+    created_at: Mapped[CreatedAt]
+    revoked_at: Mapped[datetime | None]

@@ -1,0 +1,261 @@
+"""Producing accepted events into each tenant's raw topic, acknowledged before we answer.
+
+One Pulsar client and one producer per tenant (the client carries the tenant's credentials),
+created on the tenant's first call and kept. Producers are named
+``gateway-<instance>-<tenant>`` and the namespace has broker deduplication on: the client
+numbers every message (sequence ids continue from the broker's last one after a restart),
+so a resend after a broken connection is dropped by the broker instead of being stored
+twice. Batching with a 1 ms delay lets the many events of one call share a broker round
+trip without adding noticeable latency to a single event.
+
+Every failure ends in a domain error: Pulsar unreachable, a send refused or not acknowledged
+→ Unavailable; the caller's time is up first → DeadlineExceeded; too much already pending
+→ ResourceExhausted. In all three cases some events of the batch may have been stored;
+the contract (event_service.proto) is that the client resends the batch and the pipeline
+recognises repeats by event id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import pulsar
+
+from gateway.event_validation import EventLike, partition_key
+from gateway.limits import PendingBudget
+from gateway.pulsar_bridge import BatchAck, PublishFailed
+from magnetar.errors import DeadlineExceeded, FailedPrecondition, Unavailable
+from magnetar.raw_events import SerializedEventSchema, raw_events_topic
+
+log = logging.getLogger(__name__)
+
+
+class PulsarCredentials(Protocol):
+    """Which Pulsar token the gateway uses for a tenant's producer."""
+
+    def token_for(self, tenant_id: str) -> str: ...
+
+
+@dataclass(frozen=True)
+class SharedToken:
+    """One token for every tenant (the local stack's superuser) until tenant roles exist."""
+
+    token: str
+
+    def token_for(self, tenant_id: str) -> str:
+        return self.token
+
+
+def default_instance_name() -> str:
+    """Stable per gateway replica (a pod name), so a restarted replica resumes its sequence."""
+    return os.environ.get("MAGNETAR_GATEWAY_INSTANCE") or socket.gethostname()
+
+
+@dataclass(frozen=True)
+class PublisherOptions:
+    instance_name: str = field(default_factory=default_instance_name)
+    # Events handed to Pulsar and not yet acknowledged, per tenant (backpressure bound).
+    max_pending_events: int = 20_000
+    # How long a call waits for room under that bound before RESOURCE_EXHAUSTED.
+    admission_wait_s: float = 1.0
+    batching_delay_ms: int = 1
+    batching_max_messages: int = 1000
+    # Pulsar fails a send that the broker has not acknowledged in this time.
+    send_timeout_ms: int = 10_000
+    # Bounds producer creation and lookups when the broker does not answer.
+    operation_timeout_s: int = 10
+    connection_timeout_ms: int = 3_000
+
+
+def _pulsar_logger() -> logging.Logger:
+    logger = logging.getLogger("pulsar.client")
+    if logger.level == logging.NOTSET:
+        logger.setLevel(logging.WARNING)
+    return logger
+
+
+def _reason(error: BaseException | Any) -> str:
+    name = getattr(error, "name", None) or type(error).__name__
+    return "PULSAR_" + "".join(f"_{c}" if c.isupper() else c for c in name).strip("_").upper()
+
+
+class TenantProducer:
+    """The producer of one tenant's raw topic."""
+
+    def __init__(
+        self, client: pulsar.Client, producer: pulsar.Producer, options: PublisherOptions
+    ) -> None:
+        self._client = client
+        self._producer = producer
+        self._options = options
+        self.budget = PendingBudget(options.max_pending_events)
+
+    @property
+    def name(self) -> str:
+        return str(self._producer.producer_name())
+
+    async def publish(self, events: Sequence[EventLike], timeout_s: float | None) -> None:
+        if not self._producer.is_connected():
+            # Fail fast: queued sends would wait for a reconnect until the send timeout.
+            raise Unavailable("Pulsar is not reachable", reason="PULSAR_DISCONNECTED")
+        count = len(events)
+        wait_s = self._options.admission_wait_s
+        await self.budget.acquire(count, wait_s if timeout_s is None else min(wait_s, timeout_s))
+        ack = BatchAck(
+            asyncio.get_running_loop(),
+            count,
+            ok=pulsar.Result.Ok,
+            on_settled=lambda: self.budget.release(count),
+        )
+        sent = 0
+        try:
+            for event in events:
+                self._producer.send_async(
+                    event.SerializeToString(),
+                    ack.callback,
+                    partition_key=partition_key(event),
+                    event_timestamp=event.occurred_at.seconds * 1000
+                    + event.occurred_at.nanos // 1_000_000,
+                )
+                sent += 1
+        except Exception as exc:
+            ack.abandon(count - sent)
+            raise Unavailable(f"Pulsar refused a send: {exc}", reason=_reason(exc)) from exc
+        await self._acknowledged(ack, timeout_s)
+
+    async def _acknowledged(self, ack: BatchAck, timeout_s: float | None) -> None:
+        limit = self._options.send_timeout_ms / 1000 + 1
+        try:
+            # shield: a caller that gives up must not cancel the settling of the budget.
+            await asyncio.wait_for(
+                asyncio.shield(ack.future), limit if timeout_s is None else min(limit, timeout_s)
+            )
+        except PublishFailed as failed:
+            raise Unavailable(
+                f"Pulsar did not acknowledge every event ({failed.result})",
+                reason=_reason(failed.result),
+            ) from failed
+        except TimeoutError:
+            if timeout_s is not None and timeout_s < limit:
+                raise DeadlineExceeded(
+                    "the deadline passed before Pulsar acknowledged every event"
+                ) from None
+            raise Unavailable(
+                "Pulsar did not acknowledge in time", reason="PULSAR_TIMEOUT"
+            ) from None
+
+    def close(self) -> None:
+        try:
+            self._producer.flush()
+            self._producer.close()
+        except Exception:  # closing on shutdown: report, keep closing the rest
+            log.warning("closing producer %s failed", self.name, exc_info=True)
+        finally:
+            self._client.close()
+
+
+class EventPublisher:
+    """Publishes tenants' accepted events; implements the ingestion's `EventSink` port."""
+
+    def __init__(
+        self,
+        service_url: str,
+        credentials: PulsarCredentials,
+        options: PublisherOptions | None = None,
+    ) -> None:
+        self._service_url = service_url
+        self._credentials = credentials
+        self.options = options or PublisherOptions()
+        self._producers: dict[str, asyncio.Task[TenantProducer]] = {}
+
+    def producer_name(self, tenant_id: str) -> str:
+        return f"gateway-{self.options.instance_name}-{tenant_id}"
+
+    async def publish(
+        self, tenant_id: str, events: Sequence[EventLike], timeout_s: float | None
+    ) -> None:
+        producer = await self._producer_for(tenant_id, timeout_s)
+        await producer.publish(events, timeout_s)
+
+    async def _producer_for(self, tenant_id: str, timeout_s: float | None) -> TenantProducer:
+        task = self._producers.get(tenant_id)
+        if task is None:
+            # One creation per tenant even under concurrent first calls; it runs in a
+            # thread because pulsar-client's creation blocks on the network.
+            task = asyncio.ensure_future(asyncio.to_thread(self._create, tenant_id))
+            self._producers[tenant_id] = task
+            task.add_done_callback(lambda t: self._forget_failed(tenant_id, t))
+        try:
+            return await asyncio.wait_for(asyncio.shield(task), timeout_s)
+        except TimeoutError:
+            raise Unavailable(
+                "Pulsar did not answer in time to open the tenant's producer",
+                reason="PULSAR_TIMEOUT",
+            ) from None
+
+    def _forget_failed(self, tenant_id: str, task: asyncio.Task[TenantProducer]) -> None:
+        failed = task.cancelled() or task.exception() is not None
+        if failed and self._producers.get(tenant_id) is task:
+            del self._producers[tenant_id]
+
+    def _create(self, tenant_id: str) -> TenantProducer:
+        options = self.options
+        topic = raw_events_topic(tenant_id)
+        client = pulsar.Client(
+            self._service_url,
+            authentication=pulsar.AuthenticationToken(self._credentials.token_for(tenant_id)),
+            operation_timeout_seconds=options.operation_timeout_s,
+            connection_timeout_ms=options.connection_timeout_ms,
+            logger=_pulsar_logger(),
+        )
+        try:
+            partitions = client.get_topic_partitions(topic)
+            if partitions == [topic]:
+                # A plain topic here means nobody provisioned the tenant (the broker may
+                # auto-create one): refuse rather than lose per-user ordering and scale.
+                raise FailedPrecondition(
+                    f"tenant {tenant_id!r} has no partitioned raw events topic; onboard it first",
+                    reason="TENANT_NOT_PROVISIONED",
+                )
+            producer = client.create_producer(
+                topic,
+                producer_name=self.producer_name(tenant_id),
+                schema=SerializedEventSchema(),
+                send_timeout_millis=options.send_timeout_ms,
+                # The budget bounds what is pending; the client's own queues are sized so
+                # they never refuse an admitted batch halfway, on any one partition.
+                max_pending_messages=options.max_pending_events,
+                max_pending_messages_across_partitions=options.max_pending_events
+                * max(len(partitions), 1),
+                block_if_queue_full=False,
+                batching_enabled=True,
+                batching_max_messages=options.batching_max_messages,
+                batching_max_publish_delay_ms=options.batching_delay_ms,
+            )
+        except FailedPrecondition:
+            client.close()
+            raise
+        except Exception as exc:
+            client.close()
+            raise Unavailable(
+                f"cannot open a producer on {topic}: {exc}", reason=_reason(exc)
+            ) from exc
+        log.info("producer %s on %s", producer.producer_name(), topic)
+        return TenantProducer(client, producer, options)
+
+    async def close(self) -> None:
+        """Flush and close every producer (graceful shutdown)."""
+        producers = [
+            t.result()
+            for t in self._producers.values()
+            if t.done() and not t.cancelled() and t.exception() is None
+        ]
+        self._producers.clear()
+        for producer in producers:
+            await asyncio.to_thread(producer.close)

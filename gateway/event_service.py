@@ -1,0 +1,74 @@
+"""`magnetar.v1.EventService`: proto in, `Ingestor` (the domain), proto out."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+from google.protobuf import timestamp_pb2
+
+from gateway.event_validation import EventLike, RejectedEvent
+from gateway.ingestion import Ingestor, IngestOutcome
+from gateway.interceptors import current_tenant
+from magnetar.v1 import event_service_pb2 as pb
+from magnetar.v1 import event_service_pb2_grpc
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["EventService"].full_name
+
+
+def _rejections(rejected: Sequence[RejectedEvent]) -> list[pb.EventRejection]:
+    return [
+        pb.EventRejection(
+            index=r.index,
+            reason=pb.RejectionReason.Value(f"REJECTION_REASON_{r.reason}"),
+            violations=[
+                pb.EventViolation(
+                    field=v.field,
+                    reason=pb.RejectionReason.Value(f"REJECTION_REASON_{v.reason}"),
+                    description=v.description,
+                )
+                for v in r.violations
+            ],
+        )
+        for r in rejected
+    ]
+
+
+def _timestamp(seconds: float) -> timestamp_pb2.Timestamp:
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromNanoseconds(int(seconds * 1e9))
+    return stamp
+
+
+class EventService(event_service_pb2_grpc.EventServiceServicer):
+    def __init__(self, ingestor: Ingestor) -> None:
+        self._ingestor = ingestor
+
+    async def Ingest(self, request: pb.IngestRequest, context: Any) -> pb.IngestResponse:
+        outcome: IngestOutcome = await self._ingestor.ingest(
+            current_tenant(),
+            request.events,
+            all_or_nothing=request.all_or_nothing,
+            timeout_s=context.time_remaining(),
+        )
+        return pb.IngestResponse(
+            accepted_count=outcome.accepted_count,
+            rejected_events=_rejections(outcome.rejected),
+            accepted_at=_timestamp(outcome.accepted_at_s),
+        )
+
+    async def StreamEvents(
+        self, request_iterator: AsyncIterator[pb.StreamEventsRequest], context: Any
+    ) -> AsyncIterator[pb.StreamEventsResponse]:
+        async def batches() -> AsyncIterator[tuple[int, Sequence[EventLike]]]:
+            async for request in request_iterator:
+                yield request.batch_id, request.events
+
+        outcomes = self._ingestor.stream(current_tenant(), batches(), context.time_remaining)
+        async for batch_id, outcome in outcomes:
+            yield pb.StreamEventsResponse(
+                batch_id=batch_id,
+                accepted_count=outcome.accepted_count,
+                rejected_events=_rejections(outcome.rejected),
+                accepted_at=_timestamp(outcome.accepted_at_s),
+            )

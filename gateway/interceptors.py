@@ -1,0 +1,174 @@
+"""Cross-cutting concerns of every RPC: error mapping, authentication, limits.
+
+Each interceptor wraps the handler's behaviour in an async context (`around`), the same way
+for unary and streaming methods. Order on the server: errors (outermost, so it also maps
+what auth and limits raise), then auth, then limits. The caller's principal is kept in a
+context variable: grpc.aio runs each RPC in its own task, so the value cannot leak from
+one call into another.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
+
+import grpc
+
+from gateway.auth import Authenticator
+from gateway.limits import ConcurrencyLimiter
+from gateway.method_scopes import is_public
+from gateway.status import to_grpc_status
+from magnetar.api_keys import Principal, Scope
+from magnetar.errors import MagnetarError, PermissionDenied
+
+log = logging.getLogger(__name__)
+
+_PRINCIPAL: contextvars.ContextVar[Principal] = contextvars.ContextVar("magnetar_principal")
+
+
+def current_principal() -> Principal:
+    """The authenticated caller of the RPC being served."""
+    return _PRINCIPAL.get()
+
+
+def current_tenant() -> str:
+    """The caller's tenant; PermissionDenied for the platform's key (it has none)."""
+    tenant_id = _PRINCIPAL.get().tenant_id
+    if tenant_id is None:
+        raise PermissionDenied("this call needs a tenant's API key", reason="TENANT_KEY_REQUIRED")
+    return tenant_id
+
+
+Around = Callable[[str, Mapping[str, str], Any], AbstractAsyncContextManager[None]]
+
+
+def _wrap(handler: Any, method: str, metadata: Mapping[str, str], around: Around) -> Any:
+    """The same handler, its behaviour run inside `around(...)`."""
+    if handler.unary_unary:
+        inner_uu = handler.unary_unary
+
+        async def unary_unary(request: Any, context: Any) -> Any:
+            async with around(method, metadata, context):
+                return await inner_uu(request, context)
+
+        return grpc.unary_unary_rpc_method_handler(
+            unary_unary, handler.request_deserializer, handler.response_serializer
+        )
+    if handler.unary_stream:
+        inner_us = handler.unary_stream
+
+        async def unary_stream(request: Any, context: Any) -> AsyncIterator[Any]:
+            async with around(method, metadata, context):
+                async for response in inner_us(request, context):
+                    yield response
+
+        return grpc.unary_stream_rpc_method_handler(
+            unary_stream, handler.request_deserializer, handler.response_serializer
+        )
+    if handler.stream_unary:
+        inner_su = handler.stream_unary
+
+        async def stream_unary(requests: Any, context: Any) -> Any:
+            async with around(method, metadata, context):
+                return await inner_su(requests, context)
+
+        return grpc.stream_unary_rpc_method_handler(
+            stream_unary, handler.request_deserializer, handler.response_serializer
+        )
+    inner_ss = handler.stream_stream
+
+    async def stream_stream(requests: Any, context: Any) -> AsyncIterator[Any]:
+        async with around(method, metadata, context):
+            async for response in inner_ss(requests, context):
+                yield response
+
+    return grpc.stream_stream_rpc_method_handler(
+        stream_stream, handler.request_deserializer, handler.response_serializer
+    )
+
+
+class _AroundInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """Base: wraps every non-public method's behaviour in `self.around`."""
+
+    def around(
+        self, method: str, metadata: Mapping[str, str], context: Any
+    ) -> AbstractAsyncContextManager[None]:
+        raise NotImplementedError
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[Any], Awaitable[Any]],
+        handler_call_details: Any,
+    ) -> Any:
+        handler = await continuation(handler_call_details)
+        method = handler_call_details.method
+        if handler is None or is_public(method):
+            return handler
+        metadata = {
+            k: v for k, v in handler_call_details.invocation_metadata or () if isinstance(v, str)
+        }
+        return _wrap(handler, method, metadata, self.around)
+
+
+class ErrorMappingInterceptor(_AroundInterceptor):
+    """MagnetarError → its status and details; anything unexpected → INTERNAL, logged."""
+
+    @asynccontextmanager
+    async def around(
+        self, method: str, metadata: Mapping[str, str], context: Any
+    ) -> AsyncIterator[None]:
+        try:
+            yield
+        except MagnetarError as error:
+            await context.abort_with_status(to_grpc_status(error))
+        except grpc.aio.AbortError:
+            raise
+        except Exception:
+            log.exception("unexpected error in %s", method)
+            await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+
+
+class AuthInterceptor(_AroundInterceptor):
+    """`authorization: Bearer <key>` → principal; the method's scope is required."""
+
+    def __init__(self, authenticator: Authenticator, scopes: Mapping[str, Scope]) -> None:
+        self._authenticator = authenticator
+        self._scopes = scopes
+
+    @asynccontextmanager
+    async def around(
+        self, method: str, metadata: Mapping[str, str], context: Any
+    ) -> AsyncIterator[None]:
+        principal = await self._authenticator.authenticate(metadata.get("authorization"))
+        needed = self._scopes.get(method)
+        if needed is None:
+            raise PermissionDenied(f"no caller may use {method}", reason="METHOD_NOT_ALLOWED")
+        if not principal.allows(needed):
+            raise PermissionDenied(
+                f"this API key lacks the {needed} scope",
+                reason="SCOPE_MISSING",
+                metadata={"required_scope": str(needed)},
+            )
+        _PRINCIPAL.set(principal)
+        yield
+
+
+class LimitsInterceptor(_AroundInterceptor):
+    """At most `limit` calls in progress per tenant (streams count while open)."""
+
+    def __init__(self, limiter: ConcurrencyLimiter) -> None:
+        self._limiter = limiter
+
+    @asynccontextmanager
+    async def around(
+        self, method: str, metadata: Mapping[str, str], context: Any
+    ) -> AsyncIterator[None]:
+        principal = _PRINCIPAL.get(None)
+        key = (
+            "platform" if principal is None or principal.tenant_id is None else principal.tenant_id
+        )
+        async with self._limiter.slot(key):
+            yield

@@ -1,0 +1,170 @@
+"""The gateway's gRPC server: wiring, health, reflection, graceful shutdown.
+
+`create_server(settings)` builds everything and binds the port (tests pass port 0) but
+starts nothing; `serve(settings)` runs it until SIGTERM or SIGINT, then stops taking new
+calls, lets calls in progress finish within the grace period, and flushes the producers.
+
+Other services join through `services`: a mount function registers its servicer with the
+shared dependencies and returns its full service name (from its descriptor), which health
+and reflection then announce.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from gateway.auth import Authenticator, KeyLookup
+from gateway.event_publisher import EventPublisher, PublisherOptions, PulsarCredentials, SharedToken
+from gateway.event_service import SERVICE_NAME as EVENT_SERVICE
+from gateway.event_service import EventService
+from gateway.ingestion import Ingestor
+from gateway.interceptors import AuthInterceptor, ErrorMappingInterceptor, LimitsInterceptor
+from gateway.limits import ConcurrencyLimiter
+from gateway.method_scopes import method_scopes
+from magnetar.api_key_store import ApiKeyStore
+from magnetar.db.engine import make_engine, make_sessionmaker
+from magnetar.settings import Settings
+from magnetar.v1 import event_service_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class GatewayOptions:
+    # Requests above this fail with RESOURCE_EXHAUSTED in the transport (documented: 8 MiB).
+    max_receive_bytes: int = 8 * 1024 * 1024
+    max_concurrent_calls_per_tenant: int = 256
+    # A revoked key keeps working at most this long (positive answers are cached).
+    auth_cache_ttl_s: float = 5.0
+    shutdown_grace_s: float = 10.0
+    publisher: PublisherOptions = field(default_factory=PublisherOptions)
+
+
+@dataclass(frozen=True)
+class GatewayDeps:
+    """What servicers share: settings, PostgreSQL sessions (app role), auth, the publisher."""
+
+    settings: Settings
+    sessions: sessionmaker[Session]
+    authenticator: Authenticator
+    publisher: EventPublisher
+
+
+ServiceMount = Callable[[Any, GatewayDeps], str]
+
+
+class GatewayServer:
+    """A started-or-not gRPC server plus what must close with it."""
+
+    def __init__(
+        self,
+        server: Any,
+        health_servicer: Any,
+        deps: GatewayDeps,
+        engine: Engine,
+        service_names: Sequence[str],
+    ) -> None:
+        self.grpc = server
+        self.health = health_servicer
+        self.deps = deps
+        self.service_names = tuple(service_names)
+        self._engine = engine
+
+    async def start(self) -> None:
+        await self.grpc.start()
+        for name in ("", *self.service_names):
+            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+
+    async def stop(self, grace: float | None) -> None:
+        # NOT_SERVING first, so load balancers drain us while calls in progress finish.
+        await self.health.enter_graceful_shutdown()
+        await self.grpc.stop(grace)
+        await self.deps.publisher.close()
+        self._engine.dispose()
+
+    async def wait_for_termination(self) -> None:
+        await self.grpc.wait_for_termination()
+
+
+def mount_event_service(server: Any, deps: GatewayDeps) -> str:
+    event_service_pb2_grpc.add_EventServiceServicer_to_server(
+        EventService(Ingestor(deps.publisher)), server
+    )
+    return str(EVENT_SERVICE)
+
+
+def create_server(
+    settings: Settings,
+    *,
+    options: GatewayOptions | None = None,
+    key_lookup: KeyLookup | None = None,
+    credentials: PulsarCredentials | None = None,
+    services: Sequence[ServiceMount] = (),
+) -> tuple[GatewayServer, int]:
+    """Build the server and bind `settings.grpc_host:grpc_port` (0 picks a free port)."""
+    options = options or GatewayOptions()
+    engine = make_engine(settings.database_url)
+    sessions = make_sessionmaker(engine)
+    authenticator = Authenticator(
+        key_lookup or ApiKeyStore(sessions),
+        settings.admin_api_key,
+        ttl_s=options.auth_cache_ttl_s,
+    )
+    publisher = EventPublisher(
+        settings.pulsar_service_url,
+        credentials or SharedToken(settings.pulsar_admin_token),
+        options.publisher,
+    )
+    server = grpc.aio.server(
+        interceptors=[
+            ErrorMappingInterceptor(),
+            AuthInterceptor(authenticator, method_scopes()),
+            LimitsInterceptor(ConcurrencyLimiter(options.max_concurrent_calls_per_tenant)),
+        ],
+        options=[
+            ("grpc.max_receive_message_length", options.max_receive_bytes),
+            ("grpc.so_reuseport", 0),
+        ],
+    )
+    deps = GatewayDeps(settings, sessions, authenticator, publisher)
+    names = [mount(server, deps) for mount in (mount_event_service, *services)]
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        [
+            *names,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        ],
+        server,
+    )
+    port = server.add_insecure_port(f"{settings.grpc_host}:{settings.grpc_port}")
+    if port == 0:
+        raise OSError(f"cannot bind {settings.grpc_host}:{settings.grpc_port}")
+    return GatewayServer(server, health_servicer, deps, engine, names), port
+
+
+async def serve(settings: Settings, options: GatewayOptions | None = None) -> None:
+    """Run until SIGTERM/SIGINT, then shut down gracefully."""
+    options = options or GatewayOptions()
+    gateway, port = create_server(settings, options=options)
+    await gateway.start()
+    log.info("gateway listening on %s:%d", settings.grpc_host, port)
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping.set)
+    await stopping.wait()
+    log.info("shutting down (grace %.0f s)", options.shutdown_grace_s)
+    await gateway.stop(options.shutdown_grace_s)

@@ -1,0 +1,33 @@
+"""`magnetar gateway serve`: run the gRPC gateway until SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+from typing import Any
+
+from magnetar.settings import Settings
+
+
+def register(subparsers: Any) -> None:
+    gateway = subparsers.add_parser("gateway", help="the gRPC gateway")
+    commands = gateway.add_subparsers(dest="gateway_command", required=True)
+    serve = commands.add_parser("serve", help="serve until SIGTERM, then drain gracefully")
+    serve.add_argument("--host", help="bind address (default: settings grpc_host)")
+    serve.add_argument("--port", type=int, help="port (default: settings grpc_port, 50051)")
+    serve.set_defaults(handler=_serve)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    # Imported here so that `magnetar --help` does not load gRPC and Pulsar.
+    from gateway.server import serve
+
+    overrides: dict[str, Any] = {}
+    if args.host:
+        overrides["grpc_host"] = args.host
+    if args.port is not None:
+        overrides["grpc_port"] = args.port
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    asyncio.run(serve(Settings.load().merged(overrides)))
+    return 0

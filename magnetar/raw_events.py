@@ -1,0 +1,69 @@
+"""The raw events topic of a tenant: its name, its schema, and how to provision it.
+
+Schema choice: PROTOBUF_NATIVE. Pulsar's registry then holds the `magnetar.v1.Event`
+FileDescriptorSet itself, so any client (Java, Go, Python, Pulsar SQL, a function) can
+decode a raw message with nothing but the registry, and the broker enforces the namespace's
+compatibility strategy on new versions of the contract. The alternatives lose that:
+PROTOBUF (without NATIVE) is Java-only — its definition is an Avro schema derived from a
+Java class, which pulsar-client for Python cannot produce — and BYTES registers nothing.
+
+pulsar-client's `ProtobufNativeSchema` serializes message objects itself and checks their
+class. The gateway has the serialized form anyway, so `SerializedEventSchema` registers the
+same schema info while passing bytes through (one serialization per event, not two).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pulsar.schema import ProtobufNativeSchema, Schema
+
+from magnetar.pulsar_admin import PulsarAdmin
+from magnetar.v1 import events_pb2
+
+EVENTS_NAMESPACE = "events"
+RAW_TOPIC = "raw"
+SCHEMA_TYPE = "PROTOBUF_NATIVE"
+DEFAULT_PARTITIONS = 4
+
+
+def raw_events_topic(tenant_id: str) -> str:
+    return f"persistent://{tenant_id}/{EVENTS_NAMESPACE}/{RAW_TOPIC}"
+
+
+def event_schema_definition() -> str:
+    """The registry definition (JSON: descriptor set, root message) of magnetar.v1.Event."""
+    return str(ProtobufNativeSchema(events_pb2.Event).schema_info().schema())
+
+
+class SerializedEventSchema(Schema):  # type: ignore[misc]  # pulsar ships no type hints
+    """PROTOBUF_NATIVE schema of magnetar.v1.Event whose payloads are already serialized."""
+
+    def __init__(self) -> None:
+        native = ProtobufNativeSchema(events_pb2.Event)
+        self._record_cls = bytes
+        self._schema_info = native.schema_info()
+
+    def encode(self, obj: bytes) -> bytes:
+        return obj
+
+    def decode(self, data: bytes) -> Any:
+        return events_pb2.Event.FromString(data)
+
+    def __str__(self) -> str:
+        return "SerializedEventSchema(magnetar.v1.Event)"
+
+
+def provision_raw_topic(
+    admin: PulsarAdmin, tenant_id: str, *, partitions: int = DEFAULT_PARTITIONS
+) -> str:
+    """Create the partitioned raw topic and register its schema; safe to repeat.
+
+    The tenant and its `events` namespace (deduplication on) must exist: onboarding
+    creates them. Registering the schema here, rather than on the gateway's first send,
+    keeps producers from ever needing the right to evolve a schema.
+    """
+    topic = raw_events_topic(tenant_id)
+    admin.create_partitioned_topic(topic, partitions)
+    admin.upload_schema(topic, SCHEMA_TYPE, event_schema_definition())
+    return topic
