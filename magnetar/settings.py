@@ -37,6 +37,8 @@ class Settings:
     grpc_host: str = "127.0.0.1"
     grpc_port: int = 50051
     metrics_port: int = 9464
+    # A file holding `database_url`, read by the materialize Function on the worker host.
+    functions_database_url_file: str = ""
     # Platform admin API key (plain text only in the local state file / a Secret).
     admin_api_key: str = ""
     pulsar_version: str = PULSAR_VERSION

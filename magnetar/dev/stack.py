@@ -37,6 +37,16 @@ def _write_state(home: Path, values: dict[str, str]) -> None:
     os.chmod(state_file, 0o600)
 
 
+def _database_url_file(home: Path) -> Path:
+    """The app role's URL in a private file, for the materialize Function on this host."""
+    path = home / "secrets" / "database_url"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.chmod(path.parent, 0o700)
+    path.write_text(Settings.load(home).database_url + "\n")
+    os.chmod(path, 0o600)
+    return path
+
+
 def up(home: Path | None = None, *, with_pulsar: bool = True) -> UpReport:
     home = home or magnetar_home()
     home.mkdir(parents=True, exist_ok=True)
@@ -62,6 +72,7 @@ def up(home: Path | None = None, *, with_pulsar: bool = True) -> UpReport:
     else:
         report.seconds["postgres"] = postgres.start(pg_layout)
         _write_state(home, postgres.urls(pg_layout))
+    _write_state(home, {"functions_database_url_file": str(_database_url_file(home))})
     settings = Settings.load(home)
     began = time.monotonic()
     migrate.upgrade(settings.database_owner_url)

@@ -1,0 +1,121 @@
+"""Pulsar Function `enrich`: validate, sessionize, parse the device, join the catalog.
+
+Deployed per tenant on ``events/deduped`` (Key_Shared: one user's events on one instance, so
+sessions hold) with ``autoAck: false``; publishes an ``EnrichedEvent`` to ``events/enriched``
+keyed by user, or routes the original payload to ``events/dlq`` with the reason in message
+properties. A poison message never blocks the subscription: whatever cannot be decoded or
+validated is dead-lettered and acknowledged.
+
+The catalog is read as a table view of the compacted ``catalog/items`` topic, kept current
+by a listener, so an upsert through the gateway shows up in joins within moments.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from pulsar import Function
+
+from functions import runtime, wire
+from functions.logic.catalog_view import CatalogItem, CatalogView
+from functions.logic.devices import DeviceParser
+from functions.logic.enrichment import DeadLetter, enrich
+from functions.logic.sessions import SessionTracker
+from functions.logic.state_port import FunctionContextStore
+from magnetar.v1 import catalog_service_pb2
+
+STAGE = "enrich"
+log = logging.getLogger(__name__)
+
+
+def decode_catalog_item(payload: bytes) -> CatalogItem:
+    item = catalog_service_pb2.Item()
+    item.ParseFromString(payload)
+    return CatalogItem(
+        item_id=item.item_id,
+        title=item.title,
+        categories=tuple(item.categories),
+        # proto3 has no presence for doubles: a zero price means "not given".
+        price=item.price or None,
+    )
+
+
+class Enrich(Function):  # type: ignore[misc]
+    def __init__(self) -> None:
+        self._ready = False
+        self._tenant = ""
+        self._output = ""
+        self._dlq = ""
+        self._catalog = CatalogView()
+        self._devices = DeviceParser()
+        self._sessions: SessionTracker | None = None
+        self._table_view: Any = None
+
+    def _setup(self, context: Any) -> None:
+        config = runtime.user_config(context)
+        self._tenant = str(config["tenant_id"])
+        self._output = str(config["output_topic"])
+        self._dlq = str(config["dlq_topic"])
+        self._sessions = SessionTracker(store=FunctionContextStore(context))
+        catalog_topic = config.get("catalog_topic")
+        if catalog_topic:
+            # The instance's own authenticated client (the Python context exposes it).
+            self._table_view = context.pulsar_client.create_table_view(str(catalog_topic))
+            self._table_view.for_each_and_listen(self._on_catalog)
+        self._ready = True
+
+    def _on_catalog(self, key: str, payload: bytes | None) -> None:
+        try:
+            self._catalog.apply_message(key, payload, decode_catalog_item)
+        except Exception:
+            # One corrupt catalog record must not stop the view; the item stays as it was.
+            log.exception("skipping unreadable catalog record %r", key)
+
+    def process(self, input: bytes, context: Any) -> None:
+        if not self._ready:
+            self._setup(context)
+        assert self._sessions is not None
+        key = context.get_partition_key() or ""
+        try:
+            message = wire.decode_event(input)
+        except wire.UndecodablePayload as exc:
+            runtime.dead_letter(
+                context,
+                self._dlq,
+                input,
+                stage=STAGE,
+                reason="UNDECODABLE",
+                detail=str(exc),
+                key=key,
+            )
+            return
+        accepted_at = context.get_message_eventtime() or runtime.now_ms()
+        outcome = enrich(
+            wire.to_stream_event(message, self._tenant),
+            accepted_at,
+            self._sessions,
+            self._catalog,
+            self._devices,
+        )
+        if isinstance(outcome, DeadLetter):
+            context.record_metric("events_dead_lettered", 1)
+            runtime.dead_letter(
+                context,
+                self._dlq,
+                input,
+                stage=STAGE,
+                reason=outcome.reason.value,
+                detail=f"{outcome.field}: {outcome.detail}",
+                key=key,
+            )
+            return
+        if outcome.late:
+            context.record_metric("events_late", 1)
+        runtime.forward(
+            context,
+            self._output,
+            wire.to_enriched_proto(outcome, message).SerializeToString(),
+            key=key or wire.subject_of(message),
+            event_time_ms=accepted_at,
+        )
