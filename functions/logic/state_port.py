@@ -2,7 +2,7 @@
 
 Pulsar's Python Function context offers managed state backed by BookKeeper's table service,
 one table per function (so per tenant, as functions are deployed per tenant) shared by all of
-its instances: ``get_state(key) -> bytes | None``, ``put_state(key, bytes)``,
+its instances: ``get_state(key) -> bytes | None``, ``put_state(key, str)``,
 ``incr_counter(key, n)``, ``get_counter(key)`` and ``del_counter(key)``, which deletes any key,
 counter or value (Pulsar 4.0 ``state_context.delete_key``). The logic depends only on the
 protocols below; :class:`FunctionContextStore` adapts a context to them and
@@ -14,6 +14,7 @@ nacks the message instead of acknowledging something that was not recorded.
 
 from __future__ import annotations
 
+import base64
 from typing import Protocol
 
 
@@ -38,7 +39,9 @@ class FunctionStateContext(Protocol):
 
     def get_state(self, key: str) -> bytes | None: ...
 
-    def put_state(self, key: str, value: bytes) -> None: ...
+    # Text, not bytes: the runtime hands it to the table client's ``put_str``, which
+    # UTF-8-encodes it; ``get_state`` answers with the stored bytes.
+    def put_state(self, key: str, value: str) -> None: ...
 
     def del_counter(self, key: str) -> None: ...
 
@@ -55,10 +58,14 @@ class FunctionContextStore:
         value = self._context.get_state(key)
         # The logic never stores an empty value, so an empty answer can only mean "nothing
         # there"; folding it into None keeps callers to a single absent case.
-        return value or None
+        if not value:
+            return None
+        return base64.b64decode(value)
 
     def put(self, key: str, value: bytes) -> None:
-        self._context.put_state(key, value)
+        # The Python runtime's put_state takes text (it UTF-8 encodes it) while get_state
+        # answers with the stored bytes; base64 keeps arbitrary bytes intact both ways.
+        self._context.put_state(key, base64.b64encode(value).decode("ascii"))
 
     def delete(self, key: str) -> None:
         self._context.del_counter(key)

@@ -97,6 +97,17 @@ def test_record_older_than_the_window_does_not_drop_after_a_restart() -> None:
     assert DedupeWindow(config, store=store).check("e1", NOW_MS + 2 * HOUR_MS).drop
 
 
+def test_durable_record_exactly_one_window_old_no_longer_drops() -> None:
+    store = InMemoryStore()
+    config = DedupeConfig(window_ms=HOUR_MS)
+    DedupeWindow(config, store=store).check("e1", NOW_MS)
+
+    # Same boundary as the in-memory expiry: the window is [first seen, first seen + window).
+    assert DedupeWindow(config, store=store).check("e1", NOW_MS + HOUR_MS - 1).drop
+    assert not DedupeWindow(config, store=store).check("e2", NOW_MS).drop
+    assert not DedupeWindow(config, store=store).check("e2", NOW_MS + HOUR_MS).drop
+
+
 def test_redelivery_of_the_first_message_is_forwarded_not_dropped() -> None:
     store = InMemoryStore()
     DedupeWindow(store=store).check("e1", NOW_MS, delivery_id=b"msg-7")
