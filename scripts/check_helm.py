@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -155,9 +156,11 @@ def run(command: Sequence[str | Path], *, env: dict[str, str] | None = None) -> 
 
 
 def ensure_tools() -> None:
-    """Install helm, checkov and kubernetes-validate unless they are there (idempotent)."""
-    if HELM.exists() and CHECKOV.exists() and KUBERNETES_VALIDATE.exists():
-        return
+    """Install helm, checkov and kubernetes-validate at their pinned versions.
+
+    The installer compares stamp files and returns at once when everything is current, so
+    calling it every time costs nothing and a version bump in it takes effect by itself.
+    """
     run(["bash", INSTALLER])
 
 
@@ -206,6 +209,32 @@ def helm_template(
     for assignment in set_values:
         command += ["--set", assignment]
     return run(command)
+
+
+def render_notes(values: Sequence[Path] = ()) -> str:
+    """NOTES.txt as an install would print it.
+
+    `helm install --dry-run` insists on reaching a cluster, and `helm template` leaves the
+    notes out; so a copy of the chart gets one extra template that renders NOTES.txt into
+    a ConfigMap, and only that template is shown.
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        chart = Path(tmp) / CHART.name
+        shutil.copytree(CHART, chart)
+        notes = (chart / "templates" / "NOTES.txt").read_text()
+        (chart / "templates" / "zz-rendered-notes.yaml").write_text(
+            '{{- define "check.notes" -}}\n'
+            + notes
+            + "\n{{- end }}\n"
+            + "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: rendered-notes\n"
+            + 'data:\n  notes: {{ include "check.notes" . | toJson }}\n'
+        )
+        command: list[str | Path] = [HELM, "template", RELEASE, chart, "--namespace", NAMESPACE]
+        command += ["--show-only", "templates/zz-rendered-notes.yaml"]
+        for values_file in values:
+            command += ["--values", values_file]
+        (configmap,) = documents(run(command))
+        return str(configmap["data"]["notes"])
 
 
 def documents(rendered: str) -> list[dict[str, Any]]:

@@ -11,6 +11,9 @@
 set -euo pipefail
 
 HELM_VERSION="v3.21.4"
+# The Kubernetes version helm assumes when no cluster is asked (lint, template, dry runs):
+# helm's release build derives it from its client-go module (v0.36 -> 1.36).
+HELM_KUBE_MINOR="36"
 CHECKOV_VERSION="3.3.30"
 KUBERNETES_VALIDATE_VERSION="1.37.0"
 
@@ -33,7 +36,8 @@ is_current() { [[ -x "$1" && -f "$1.version" && "$(cat "$1.version")" == "$2" ]]
 
 install_helm() {
   local target="$bin_dir/helm"
-  if is_current "$target" "$HELM_VERSION"; then
+  local wanted="$HELM_VERSION k8s1.$HELM_KUBE_MINOR"
+  if is_current "$target" "$wanted"; then
     return
   fi
   if ! command -v go >/dev/null 2>&1; then
@@ -42,13 +46,17 @@ install_helm() {
   fi
   log "building helm $HELM_VERSION with go install (a few minutes on 2 cores)"
   local started=$SECONDS
-  # The version variable is what helm's own release build sets; without it `helm version`
-  # reports a development build. GOFLAGS is reset so a developer's settings (e.g.
-  # -mod=vendor) cannot change what gets built.
+  # The variables are what helm's own release build sets; without them `helm version`
+  # reports a development build and templates see Kubernetes 1.20. GOFLAGS is reset so a
+  # developer's settings (e.g. -mod=vendor) cannot change what gets built.
   GOBIN="$bin_dir" CGO_ENABLED=0 GOFLAGS="-buildvcs=false" go install -trimpath \
-    -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" \
+    -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION \
+      -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 \
+      -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$HELM_KUBE_MINOR \
+      -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 \
+      -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$HELM_KUBE_MINOR" \
     "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
-  printf '%s' "$HELM_VERSION" >"$target.version"
+  printf '%s' "$wanted" >"$target.version"
   log "helm $HELM_VERSION installed in $((SECONDS - started))s"
 }
 

@@ -1,0 +1,573 @@
+"""The Kubernetes deliverables: the Helm chart and the Dockerfile.
+
+Chart checks drive real tools (helm lint and template for every ci/ scenario, strict
+Kubernetes schema validation, the checkov security lint); the first run on a machine installs
+them through scripts/install_k8s_tools.sh (helm is built with `go install`: minutes), later
+runs reuse them. The Dockerfile cannot be built here (no Docker engine), so it is parsed and
+its invariants checked, and the reproducibility it relies on is proven by building the wheel
+twice the way its build stage does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from magnetar.settings import PULSAR_VERSION
+from scripts import check_helm
+
+REPO = check_helm.REPO
+CHART = check_helm.CHART
+SCENARIOS = check_helm.scenarios()
+SCENARIO_IDS = [check_helm.scenario_name(path) for path in SCENARIOS]
+
+# The tools install once per machine; their first build takes minutes on 2 cores.
+tool_timeout = pytest.mark.timeout(900)
+
+
+def scenario(name: str) -> Path:
+    return check_helm.SCENARIOS_DIR / f"{name}-values.yaml"
+
+
+# --- fixtures -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tools() -> None:
+    check_helm.ensure_tools()
+
+
+@pytest.fixture(scope="module")
+def rendered(tools: None) -> dict[str, str]:
+    """Each scenario rendered for the newest Kubernetes version checked."""
+    return {check_helm.scenario_name(path): check_helm.helm_template([path]) for path in SCENARIOS}
+
+
+def kinds(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [doc for doc in docs if doc["kind"] == kind]
+
+
+def one(docs: list[dict[str, Any]], kind: str, component: str | None = None) -> dict[str, Any]:
+    matching = [
+        doc
+        for doc in kinds(docs, kind)
+        if component is None
+        or doc["metadata"]["labels"].get("app.kubernetes.io/component") == component
+    ]
+    assert len(matching) == 1, f"expected one {kind} {component or ''}, got {len(matching)}"
+    return matching[0]
+
+
+def pod_specs(docs: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    return [
+        (f"{doc['kind']}/{doc['metadata']['name']}", doc["spec"]["template"]["spec"])
+        for doc in docs
+        if doc["kind"] in ("Deployment", "Job")
+    ]
+
+
+# --- the scenarios ------------------------------------------------------------------------
+
+
+def test_the_three_scenarios_exist() -> None:
+    assert set(SCENARIO_IDS) >= {"minimal", "production", "external-secrets"}
+
+
+@tool_timeout
+@pytest.mark.parametrize("values_file", SCENARIOS, ids=SCENARIO_IDS)
+def test_helm_lint_passes_strictly(tools: None, values_file: Path) -> None:
+    output = check_helm.helm_lint(values_file)
+    assert "0 chart(s) failed" in output
+
+
+@tool_timeout
+@pytest.mark.parametrize("kube_version", check_helm.KUBERNETES_VERSIONS)
+@pytest.mark.parametrize("values_file", SCENARIOS, ids=SCENARIO_IDS)
+def test_rendered_manifests_validate_against_kubernetes_schemas(
+    tools: None, values_file: Path, kube_version: str, tmp_path: Path
+) -> None:
+    output = check_helm.helm_template([values_file], kube_version=kube_version)
+    check_helm.validate_schemas(output, kube_version, tmp_path)
+
+
+@tool_timeout
+def test_schema_validation_rejects_an_invalid_manifest(
+    rendered: dict[str, str], tmp_path: Path
+) -> None:
+    """The validator is strict: an unknown field or a wrong type fails it."""
+    broken = rendered["minimal"].replace("  replicas: 1\n", "  replicaz: 1\n", 1)
+    assert broken != rendered["minimal"]
+    with pytest.raises(check_helm.CheckFailed, match="replicaz"):
+        check_helm.validate_schemas(broken, check_helm.KUBERNETES_VERSIONS[-1], tmp_path)
+
+
+@tool_timeout
+def test_security_lint_has_no_unjustified_finding(rendered: dict[str, str], tmp_path: Path) -> None:
+    report = check_helm.security_lint(rendered, tmp_path)
+    assert report.findings == [], "\n".join(str(finding) for finding in report.findings)
+
+    # Every justification in the chart carries a reason and still suppresses something:
+    # a stale skip would hide a future regression of the check it names.
+    honoured = {
+        (s.check_id, s.resource.split(".")[0] + "." + s.resource.split(".")[-1])
+        for s in report.suppressions
+    }
+    for name, output in rendered.items():
+        for resource, check_id, reason in check_helm.declared_skips(check_helm.documents(output)):
+            assert len(reason) >= 30, f"{name}: {resource} {check_id}: say why, not just that"
+            assert (check_id, resource) in honoured, (
+                f"{resource}: {check_id} skip suppresses nothing"
+            )
+
+
+@tool_timeout
+def test_security_lint_reports_an_insecure_container(
+    rendered: dict[str, str], tmp_path: Path
+) -> None:
+    """checkov really scans what we render: a privileged container is a finding."""
+    insecure = rendered["minimal"].replace("privileged: false", "privileged: true")
+    report = check_helm.security_lint({"insecure": insecure}, tmp_path)
+    assert any(finding.check_id == "CKV_K8S_16" for finding in report.findings)
+
+
+# --- values.yaml and values.schema.json ---------------------------------------------------
+
+
+def uncommented_keys(text: str) -> list[str]:
+    """Keys of a values file whose nearest non-blank line above is not a comment."""
+    lines = text.splitlines()
+    missing = []
+    for number, line in enumerate(lines):
+        if not re.match(r"^\s*(- )?[A-Za-z0-9_.\"'/-]+:(\s|$)", line):
+            continue
+        above = next((lines[i].strip() for i in range(number - 1, -1, -1) if lines[i].strip()), "")
+        if not above.startswith("#"):
+            missing.append(f"line {number + 1}: {line.strip()}")
+    return missing
+
+
+def test_every_value_has_a_comment_above_it() -> None:
+    text = (CHART / "values.yaml").read_text()
+    assert uncommented_keys(text) == []
+    # Sanity of the rule itself: it sees nested keys and list items.
+    assert uncommented_keys("# a\na:\n  b: 1\n") == ["line 3: b: 1"]
+    assert uncommented_keys("# a\na:\n  # b\n  - c: 1\n") == []
+    assert uncommented_keys("# a\na:\n  - c: 1\n") == ["line 3: - c: 1"]
+
+
+def test_values_schema_matches_values_yaml() -> None:
+    """Every top-level value is described by the schema, and the defaults obey it."""
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    assert set(values) == set(schema["properties"])
+    assert schema["additionalProperties"] is False
+
+
+@tool_timeout
+@pytest.mark.parametrize(
+    ("assignment", "complaint"),
+    [
+        ("gateway.replicaCount=-1", "replicaCount"),
+        ("gateway.grpcPort=70000", "grpcPort"),
+        ("gateway.service.type=Public", "type"),
+        ("pulsar.serviceUrl=http://pulsar:6650", "serviceUrl"),
+        ("image.digest=latest", "digest"),
+        ("containerSecurityContext.readOnlyRootFilesystem=false", "readOnlyRootFilesystem"),
+        ("podSecurityContext.runAsNonRoot=false", "runAsNonRoot"),
+        ("gateway.replicas=3", "replicas"),
+    ],
+)
+def test_values_schema_rejects_a_bad_value(tools: None, assignment: str, complaint: str) -> None:
+    with pytest.raises(check_helm.CheckFailed, match=complaint) as failure:
+        check_helm.helm_template([scenario("minimal")], set_values=[assignment])
+    assert "schema" in str(failure.value)
+
+
+@tool_timeout
+def test_placeholder_credentials_are_refused(tools: None) -> None:
+    """Without a Secret reference the chart will not render the CHANGE-ME placeholders."""
+    with pytest.raises(check_helm.CheckFailed, match="CHANGE-ME"):
+        check_helm.helm_template()
+    with pytest.raises(check_helm.CheckFailed, match="CHANGE-ME"):
+        check_helm.helm_template([scenario("production")], set_values=["secrets.existingSecret="])
+
+
+# --- what the rendered chart must contain -------------------------------------------------
+
+
+@tool_timeout
+@pytest.mark.parametrize("name", SCENARIO_IDS)
+def test_every_resource_carries_the_standard_labels(rendered: dict[str, str], name: str) -> None:
+    for doc in check_helm.documents(rendered[name]):
+        labels = doc["metadata"]["labels"]
+        for label in (
+            "app.kubernetes.io/name",
+            "app.kubernetes.io/instance",
+            "app.kubernetes.io/version",
+            "app.kubernetes.io/managed-by",
+            "helm.sh/chart",
+        ):
+            assert label in labels, f"{doc['kind']}/{doc['metadata']['name']} lacks {label}"
+        assert doc["metadata"]["namespace"] == check_helm.NAMESPACE
+
+
+@tool_timeout
+@pytest.mark.parametrize("name", SCENARIO_IDS)
+def test_every_pod_is_locked_down(rendered: dict[str, str], name: str) -> None:
+    for where, spec in pod_specs(check_helm.documents(rendered[name])):
+        assert spec["automountServiceAccountToken"] is False, where
+        assert spec["securityContext"]["runAsNonRoot"] is True, where
+        assert spec["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault", where
+        for container in spec["containers"]:
+            context = container["securityContext"]
+            assert context["readOnlyRootFilesystem"] is True, where
+            assert context["allowPrivilegeEscalation"] is False, where
+            assert context["capabilities"]["drop"] == ["ALL"], where
+            assert context["runAsNonRoot"] is True, where
+            assert container["resources"]["requests"] and container["resources"]["limits"], where
+
+
+@tool_timeout
+def test_gateway_probes_and_graceful_shutdown(rendered: dict[str, str]) -> None:
+    docs = check_helm.documents(rendered["minimal"])
+    deployment = one(docs, "Deployment", "gateway")
+    spec = deployment["spec"]["template"]["spec"]
+    (container,) = spec["containers"]
+    grpc_port = next(p["containerPort"] for p in container["ports"] if p["name"] == "grpc")
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        assert container[probe]["grpc"]["port"] == grpc_port, probe
+    assert container["args"] == ["gateway", "serve"]
+    pre_stop = container["lifecycle"]["preStop"]["exec"]["command"]
+    assert pre_stop[0] == "sleep"
+    # The grace period covers the preStop delay and leaves time to drain.
+    assert spec["terminationGracePeriodSeconds"] >= int(pre_stop[1]) + 20
+    service = one(docs, "Service", "gateway")
+    assert {port["name"] for port in service["spec"]["ports"]} == {"grpc", "http-metrics"}
+    assert one(docs, "PodDisruptionBudget", "gateway")["spec"]["maxUnavailable"] == 1
+
+
+@tool_timeout
+def test_migrations_run_before_and_functions_deploy_after_every_release(
+    rendered: dict[str, str],
+) -> None:
+    docs = check_helm.documents(rendered["minimal"])
+    migrations = one(docs, "Job", "migrations")
+    functions = one(docs, "Job", "functions-deploy")
+    hook = "helm.sh/hook"
+    weight = "helm.sh/hook-weight"
+    assert migrations["metadata"]["annotations"][hook] == "pre-install,pre-upgrade"
+    assert functions["metadata"]["annotations"][hook] == "post-install,post-upgrade"
+    assert migrations["spec"]["template"]["spec"]["containers"][0]["args"] == ["db", "upgrade"]
+    assert functions["spec"]["template"]["spec"]["containers"][0]["args"] == [
+        "functions",
+        "deploy",
+        "--all",
+    ]
+    # What the migrations pod needs exists before it: hooks with a lower weight.
+    for kind in ("ServiceAccount", "ConfigMap", "Secret"):
+        resource = one(docs, kind)
+        assert resource["metadata"]["annotations"][hook] == "pre-install,pre-upgrade", kind
+        assert int(resource["metadata"]["annotations"][weight]) < int(
+            migrations["metadata"]["annotations"][weight]
+        ), kind
+
+
+def env_names(container: dict[str, Any]) -> set[str]:
+    return {entry["name"] for entry in container.get("env", [])}
+
+
+@tool_timeout
+def test_each_container_gets_only_the_credentials_it_uses(rendered: dict[str, str]) -> None:
+    docs = check_helm.documents(rendered["minimal"])
+    gateway = one(docs, "Deployment", "gateway")["spec"]["template"]["spec"]["containers"][0]
+    migrations = one(docs, "Job", "migrations")["spec"]["template"]["spec"]["containers"][0]
+    functions = one(docs, "Job", "functions-deploy")["spec"]["template"]["spec"]["containers"][0]
+    assert "MAGNETAR_DATABASE_OWNER_URL" in env_names(migrations)
+    assert "MAGNETAR_DATABASE_OWNER_URL" not in env_names(gateway) | env_names(functions)
+    assert "MAGNETAR_ADMIN_API_KEY" in env_names(gateway)
+    assert not {m["name"] for m in migrations["volumeMounts"]} & {"pulsar-token"}
+    configmap = one(docs, "ConfigMap")
+    token_file = configmap["data"]["MAGNETAR_PULSAR_ADMIN_TOKEN_FILE"]
+    mounts = {m["name"]: m["mountPath"] for m in gateway["volumeMounts"]}
+    assert token_file == f"{mounts['pulsar-token']}/token"
+    for key in (
+        "MAGNETAR_PULSAR_SERVICE_URL",
+        "MAGNETAR_PULSAR_ADMIN_URL",
+        "MAGNETAR_GRPC_PORT",
+        "MAGNETAR_METRICS_PORT",
+        "MAGNETAR_APP_ROLE",
+    ):
+        assert key in configmap["data"], key
+
+
+@tool_timeout
+@pytest.mark.parametrize(
+    ("name", "secrets"),
+    [
+        ("production", {"magnetar-credentials"}),
+        ("external-secrets", {"magnetar-external", "pulsar-token-admin"}),
+    ],
+)
+def test_real_secret_references_leave_no_credential_in_the_manifests(
+    rendered: dict[str, str], name: str, secrets: set[str]
+) -> None:
+    docs = check_helm.documents(rendered[name])
+    assert kinds(docs, "Secret") == []
+    referenced = {
+        entry["valueFrom"]["secretKeyRef"]["name"]
+        for _, spec in pod_specs(docs)
+        for container in spec["containers"]
+        for entry in container.get("env", [])
+        if "valueFrom" in entry
+    } | {
+        volume["secret"]["secretName"]
+        for _, spec in pod_specs(docs)
+        for volume in spec["volumes"]
+        if "secret" in volume and volume["name"] == "pulsar-token"
+    }
+    assert referenced == secrets
+
+
+@tool_timeout
+def test_external_secrets_scenario_reads_each_credential_where_it_lives(
+    rendered: dict[str, str],
+) -> None:
+    docs = check_helm.documents(rendered["external-secrets"])
+    gateway = one(docs, "Deployment", "gateway")["spec"]["template"]["spec"]
+    (token_volume,) = [v for v in gateway["volumes"] if v["name"] == "pulsar-token"]
+    assert token_volume["secret"]["secretName"] == "pulsar-token-admin"
+    assert token_volume["secret"]["items"] == [{"key": "TOKEN", "path": "token"}]
+    refs = {
+        entry["name"]: entry["valueFrom"]["secretKeyRef"]
+        for entry in gateway["containers"][0]["env"]
+        if "valueFrom" in entry
+    }
+    assert refs["MAGNETAR_DATABASE_URL"] == {"name": "magnetar-external", "key": "app-url"}
+    functions = one(docs, "Job", "functions-deploy")["spec"]["template"]["spec"]["containers"][0]
+    assert functions["args"] == ["functions", "deploy", "--tenant", "acme"]
+
+
+@tool_timeout
+def test_production_scenario_autoscales_with_tls_and_fences(rendered: dict[str, str]) -> None:
+    docs = check_helm.documents(rendered["production"])
+    deployment = one(docs, "Deployment", "gateway")
+    assert "replicas" not in deployment["spec"], "the HPA owns the replica count"
+    hpa = one(docs, "HorizontalPodAutoscaler", "gateway")
+    assert hpa["spec"]["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
+    assert hpa["spec"]["minReplicas"] >= 2
+    ingress = one(docs, "Ingress", "gateway")
+    assert ingress["spec"]["tls"][0]["secretName"]
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert "@sha256:" in container["image"]
+    assert {"SSL_CERT_FILE", "PGSSLROOTCERT"} <= env_names(container)
+    configmap = one(docs, "ConfigMap")
+    assert configmap["data"]["MAGNETAR_PULSAR_SERVICE_URL"].startswith("pulsar+ssl://")
+    assert configmap["data"]["MAGNETAR_PULSAR_ADMIN_URL"].startswith("https://")
+    one(docs, "NetworkPolicy")
+    one(docs, "ServiceMonitor", "gateway")
+
+
+@tool_timeout
+def test_notes_tell_how_to_reach_the_gateway_and_create_a_tenant(tools: None) -> None:
+    notes = check_helm.render_notes([scenario("minimal")])
+    assert "port-forward svc/magnetar-gateway 50051:50051" in notes
+    assert "magnetar.v1.TenantService/CreateTenant" in notes
+    assert "authorization: Bearer" in notes
+
+
+# --- the Dockerfile -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Instruction:
+    stage: str
+    keyword: str
+    arguments: str
+
+
+def dockerfile_instructions(text: str) -> list[Instruction]:
+    """Instructions with continuation lines joined, each tagged with its stage name."""
+    logical: list[str] = []
+    pending = ""
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not pending and (not line or line.startswith("#")):
+            continue
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        logical.append(pending + line)
+        pending = ""
+    instructions = []
+    stage = "(global)"
+    for line in logical:
+        keyword, _, arguments = line.partition(" ")
+        keyword = keyword.upper()
+        if keyword == "FROM":
+            match = re.search(r"\bAS\s+(\S+)$", arguments, re.IGNORECASE)
+            stage = match.group(1) if match else arguments
+        instructions.append(Instruction(stage, keyword, arguments.strip()))
+    return instructions
+
+
+DOCKERFILE = dockerfile_instructions((REPO / "Dockerfile").read_text())
+
+
+def in_stage(stage: str, keyword: str | None = None) -> list[Instruction]:
+    return [i for i in DOCKERFILE if i.stage == stage and (keyword is None or i.keyword == keyword)]
+
+
+def build_arg_default(name: str) -> str:
+    for instruction in in_stage("(global)", "ARG"):
+        key, _, value = instruction.arguments.partition("=")
+        if key == name:
+            return value
+    raise AssertionError(f"no global ARG {name}")
+
+
+def test_dockerfile_is_multi_stage_on_the_pinned_bases() -> None:
+    assert build_arg_default("PYTHON_IMAGE") == "python:3.11-slim"
+    # The worker layer sits on the Pulsar release the project runs everywhere else.
+    assert build_arg_default("PULSAR_IMAGE") == f"apachepulsar/pulsar:{PULSAR_VERSION}"
+    stages = {i.stage: i.arguments for i in DOCKERFILE if i.keyword == "FROM"}
+    assert {"build", "venv", "function-package", "wheel", "functions-worker", "runtime"} <= set(
+        stages
+    )
+    assert stages["runtime"].startswith("${PYTHON_IMAGE} ")
+    assert stages["functions-worker"].startswith("${PULSAR_IMAGE} ")
+    # The runtime takes the virtualenv, not the build tools.
+    copied_from = {
+        m.group(1)
+        for i in in_stage("runtime", "COPY")
+        if (m := re.search(r"--from=(\S+)", i.arguments))
+    }
+    assert copied_from == {"venv", "function-package"}
+
+
+def test_deliverable_images_end_as_a_non_root_user() -> None:
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    for stage in ("runtime", "functions-worker"):
+        users = in_stage(stage, "USER")
+        assert users, f"{stage} sets no USER"
+        user = users[-1].arguments.split(":")[0]
+        assert user.isdigit() and int(user) != 0, f"{stage} ends as {user}"
+    runtime_user = int(in_stage("runtime", "USER")[-1].arguments.split(":")[0])
+    # The chart's runAsUser is the image's user, so runAsNonRoot holds without surprises.
+    assert values["podSecurityContext"]["runAsUser"] == runtime_user
+    assert values["containerSecurityContext"]["runAsUser"] == runtime_user
+
+
+def test_runtime_image_has_healthcheck_entrypoint_and_the_chart_ports() -> None:
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert in_stage("runtime", "HEALTHCHECK"), "HEALTHCHECK documents how to probe the gateway"
+    assert "grpc_health" in in_stage("runtime", "HEALTHCHECK")[0].arguments
+    assert in_stage("runtime", "ENTRYPOINT")[0].arguments == '["magnetar"]'
+    assert in_stage("runtime", "CMD")[0].arguments == '["gateway", "serve"]'
+    exposed = {int(p) for i in in_stage("runtime", "EXPOSE") for p in i.arguments.split()}
+    assert {values["gateway"]["grpcPort"], values["gateway"]["metricsPort"]} <= exposed
+
+
+def test_dockerfile_builds_the_wheel_reproducibly() -> None:
+    build = in_stage("build")
+    keywords = [(i.keyword, i.arguments) for i in build]
+    epoch_env = next(
+        n for n, (k, a) in enumerate(keywords) if k == "ENV" and "SOURCE_DATE_EPOCH=" in a
+    )
+    wheel_build = next(n for n, (k, a) in enumerate(keywords) if k == "RUN" and "-m build" in a)
+    assert epoch_env < wheel_build
+    assert "--no-isolation" in keywords[wheel_build][1], "build tools must be the pinned ones"
+    tool_install = next(a for k, a in keywords if k == "RUN" and "pip install" in a)
+    for tool in ("build", "setuptools", "wheel"):
+        assert re.search(rf'"{tool}==[0-9.]+"', tool_install), f"{tool} is not pinned"
+    assert any("SOURCE_DATE_EPOCH=" in i.arguments for i in in_stage("function-package", "ENV")), (
+        "the function package must be reproducible too"
+    )
+    assert "magnetar functions package" in " ".join(
+        i.arguments for i in in_stage("function-package", "RUN")
+    )
+
+
+def distribution_folders() -> list[str]:
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
+    patterns = pyproject["tool"]["setuptools"]["packages"]["find"]["include"]
+    return sorted({pattern.rstrip("*").rstrip(".") for pattern in patterns})
+
+
+def test_dockerfile_and_dockerignore_ship_every_package_and_nothing_private() -> None:
+    copies = " ".join(i.arguments for i in in_stage("build", "COPY"))
+    ignore = [
+        line.strip()
+        for line in (REPO / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    assert ignore[0] == "*", ".dockerignore must be an allow-list"
+    allowed = {line[1:].rstrip("/") for line in ignore if line.startswith("!")}
+    for folder in distribution_folders():
+        assert f"{folder}/ {folder}/" in copies, f"the build stage does not copy {folder}/"
+        assert folder in allowed, f".dockerignore keeps {folder}/ out of the context"
+    assert {"pyproject.toml", "README.md"} <= allowed
+    # Local state holds generated keys and tokens; it must never be in the context.
+    assert allowed.isdisjoint({".magnetar", ".venv", ".git", ".env", "."})
+    secretish = re.compile(r"(TOKEN|PASSWORD|SECRET|API_KEY|PRIVATE)", re.IGNORECASE)
+    for instruction in DOCKERFILE:
+        if instruction.keyword in ("ENV", "ARG", "LABEL"):
+            assert not secretish.search(instruction.arguments), instruction
+
+
+def distribution_sources(destination: Path, mtime: float | None = None) -> Path:
+    """What the Docker build context holds, per .dockerignore, copied to destination."""
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", "results")
+    destination.mkdir(parents=True)
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(REPO / name, destination / name)
+    for folder in distribution_folders():
+        shutil.copytree(REPO / folder, destination / folder, ignore=ignore)
+    if mtime is not None:
+        for path in destination.rglob("*"):
+            os.utime(path, (mtime, mtime))
+    return destination
+
+
+def build_wheel(source: Path, out: Path, epoch: str | None) -> str:
+    env = {k: v for k, v in os.environ.items() if k != "SOURCE_DATE_EPOCH"}
+    if epoch is not None:
+        env["SOURCE_DATE_EPOCH"] = epoch
+    subprocess.run(
+        [
+            sys.executable,
+            *("-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation"),
+            *("--wheel-dir", str(out), str(source)),
+        ],
+        check=True,
+        env=env,
+        capture_output=True,
+    )
+    (wheel,) = out.glob("magnetar-*.whl")
+    return hashlib.sha256(wheel.read_bytes()).hexdigest()
+
+
+@pytest.mark.timeout(300)
+def test_wheel_is_byte_identical_across_builds_with_source_date_epoch(tmp_path: Path) -> None:
+    """What the build stage relies on: same sources + SOURCE_DATE_EPOCH = same bytes."""
+    first = distribution_sources(tmp_path / "a" / "src")
+    # Different paths and file times, as two CI machines would have.
+    second = distribution_sources(tmp_path / "b" / "src", mtime=1_900_000_000)
+    epoch = "1704067200"
+    digest_a = build_wheel(first, tmp_path / "a" / "out", epoch)
+    digest_b = build_wheel(second, tmp_path / "b" / "out", epoch)
+    assert digest_a == digest_b
+    # And the check can tell: without SOURCE_DATE_EPOCH the file times leak into the wheel.
+    digest_c = build_wheel(second, tmp_path / "c" / "out", None)
+    assert digest_c != digest_a
