@@ -14,8 +14,8 @@ Concurrency: a reader thread may apply updates while ``process`` joins. Every op
 single dict operation on immutable values, atomic under the GIL, so a join sees an item
 either before or after an update, never half of one.
 
-Memory: the view holds the whole catalog (it is a table, not a cache): about 300 bytes plus
-the title and categories per item, so a million items need a few hundred MB. An event whose
+Memory: the view holds the whole catalog (it is a table, not a cache): about 220 bytes plus
+the title and categories per item (measured), so a million items need a few hundred MB. An event whose
 item is not in the view is joined with empty fields — not an error: the item may be new and
 its catalog write still on its way, and an interaction without catalog data is still signal.
 """
