@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -107,14 +107,20 @@ class Pipeline:
         return found
 
 
+Deployer = Callable[[PulsarAdmin, str, PipelineOptions], Mapping[str, dict[str, Any]]]
+
+
 @contextmanager
 def running_pipeline(
-    settings: Settings, admin: PulsarAdmin, prefix: str = "pipe"
+    settings: Settings,
+    admin: PulsarAdmin,
+    prefix: str = "pipe",
+    deploy: Deployer = deploy_pipeline,
 ) -> Iterator[Pipeline]:
     tenant = f"{prefix}-{uuid.uuid4().hex[:8]}"
     topics = provision_pulsar(admin, tenant)
     options = PipelineOptions(database_url_file=settings.functions_database_url_file)
-    configs = deploy_pipeline(admin, tenant, options)
+    configs = deploy(admin, tenant, options)
     wait_running(admin, tenant, configs)
     client = make_client(settings.pulsar_service_url, settings.pulsar_admin_token)
     try:
