@@ -241,6 +241,12 @@ class EventPublisher:
         except FailedPrecondition:
             client.close()
             raise
+        except pulsar.TopicNotFound as exc:
+            client.close()
+            raise FailedPrecondition(
+                f"tenant {tenant_id!r} has no events namespace; onboard it first",
+                reason="TENANT_NOT_PROVISIONED",
+            ) from exc
         except Exception as exc:
             client.close()
             raise Unavailable(
@@ -249,13 +255,22 @@ class EventPublisher:
         log.info("producer %s on %s", producer.producer_name(), topic)
         return TenantProducer(client, producer, options)
 
+    async def close_tenant(self, tenant_id: str) -> None:
+        """Flush and close one tenant's producer (offboarding); the next call reopens it."""
+        task = self._producers.pop(tenant_id, None)
+        if task is not None and task.done() and not task.cancelled() and task.exception() is None:
+            await asyncio.to_thread(task.result().close)
+
     async def close(self) -> None:
         """Flush and close every producer (graceful shutdown)."""
-        producers = [
-            t.result()
-            for t in self._producers.values()
-            if t.done() and not t.cancelled() and t.exception() is None
-        ]
+        tasks = list(self._producers.values())
         self._producers.clear()
+        # Creations still running finish first (bounded by Pulsar's operation timeout), so
+        # no producer is left open behind our back.
+        if pending := [t for t in tasks if not t.done()]:
+            await asyncio.wait(pending, timeout=self.options.operation_timeout_s + 1)
+        producers = [
+            t.result() for t in tasks if t.done() and not t.cancelled() and t.exception() is None
+        ]
         for producer in producers:
             await asyncio.to_thread(producer.close)

@@ -80,6 +80,8 @@ class EventServiceServicer:
         events or is empty (reason BATCH_EMPTY).
         Returns RESOURCE_EXHAUSTED if the request is larger than 8 MiB, or with
         `google.rpc.RetryInfo` if the tenant's pending sends are at their bound.
+        Returns FAILED_PRECONDITION (ErrorInfo reason TENANT_NOT_PROVISIONED) if the tenant's
+        raw events topic has not been created by onboarding.
         Returns UNAVAILABLE if Pulsar cannot be reached or did not acknowledge every event.
         Returns DEADLINE_EXCEEDED if the client's deadline passes before Pulsar acknowledges.
         """

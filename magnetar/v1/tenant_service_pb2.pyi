@@ -350,7 +350,9 @@ class ApiKey(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     REVOKE_TIME_FIELD_NUMBER: _builtins.int
     key_id: _builtins.str
-    """The key's public id (also the part of the secret before the last '.')."""
+    """The key's public id: 16 hex characters, also the third '.'-separated part of the secret
+    (`mgk.<tenant_id>.<key_id>.<random>`).
+    """
     tenant_id: _builtins.str
     """The tenant the key belongs to."""
     description: _builtins.str

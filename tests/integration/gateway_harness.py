@@ -1,0 +1,139 @@
+"""Run a real gateway in a background event loop so tests can call it with blocking stubs."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Coroutine, Iterator
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import pulsar
+import pytest
+from pulsar.schema import BytesSchema
+
+from gateway.event_publisher import PulsarCredentials
+from gateway.server import GatewayOptions, GatewayServer, create_server
+from magnetar.api_key_store import ApiKeyStore
+from magnetar.api_keys import Scope
+from magnetar.db.engine import make_engine, make_sessionmaker
+from magnetar.db.models import Tenant
+from magnetar.pulsar_admin import PulsarAdmin
+from magnetar.raw_events import provision_raw_topic
+from magnetar.settings import Settings
+
+T = TypeVar("T")
+
+
+class RunningGateway:
+    """`create_server` + `start` in a private loop thread; `stop` drains it."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        options: GatewayOptions | None = None,
+        credentials: PulsarCredentials | None = None,
+    ) -> None:
+        self.settings = settings
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+
+        async def build() -> tuple[GatewayServer, int]:
+            return create_server(settings, options=options, credentials=credentials)
+
+        self.server, self.port = self.run(build())
+        self.run(self.server.start())
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 60) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+
+    def stop(self, grace: float = 2.0) -> None:
+        try:
+            self.run(self.server.stop(grace))
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(10)
+            self._loop.close()
+
+
+@dataclass(frozen=True)
+class IngestTenant:
+    """A tenant ready for ingestion: Pulsar namespace + raw topic, a tenants row, keys."""
+
+    tenant_id: str
+    raw_topic: str
+    ingest_key: str
+    read_key: str
+    ingest_key_id: str
+
+
+@pytest.fixture
+def key_store(settings: Settings) -> Iterator[ApiKeyStore]:
+    engine = make_engine(settings.database_url, pool_size=2)
+    yield ApiKeyStore(make_sessionmaker(engine))
+    engine.dispose()
+
+
+def add_tenant_row(settings: Settings, tenant_id: str) -> None:
+    engine = make_engine(settings.database_url, pool_size=1)
+    with make_sessionmaker(engine).begin() as session:
+        session.add(Tenant(tenant_id=tenant_id, display_name=f"test {tenant_id}"))
+    engine.dispose()
+
+
+def remove_tenant_row(settings: Settings, tenant_id: str) -> None:
+    engine = make_engine(settings.database_url, pool_size=1)
+    with make_sessionmaker(engine).begin() as session:
+        tenant = session.get(Tenant, tenant_id)
+        if tenant is not None:
+            session.delete(tenant)
+    engine.dispose()
+
+
+def onboard_for_ingest(
+    settings: Settings, admin: PulsarAdmin, store: ApiKeyStore, tenant_id: str
+) -> IngestTenant:
+    topic = provision_raw_topic(admin, tenant_id)
+    add_tenant_row(settings, tenant_id)
+    ingest, _ = store.create(tenant_id, [Scope.INGEST], "test ingest key")
+    read, _ = store.create(tenant_id, [Scope.READ], "test read key")
+    return IngestTenant(tenant_id, topic, ingest.secret, read.secret, ingest.key_id)
+
+
+def pulsar_client(settings: Settings) -> pulsar.Client:
+    return pulsar.Client(
+        settings.pulsar_service_url,
+        authentication=pulsar.AuthenticationToken(settings.pulsar_admin_token),
+        operation_timeout_seconds=10,
+    )
+
+
+def read_all(settings: Settings, topic: str, *, expect: int, timeout_s: float = 5.0) -> list[Any]:
+    """Every message on `topic` from the start: `expect` of them, then `timeout_s` of quiet."""
+    client = pulsar_client(settings)
+    try:
+        consumer = client.subscribe(
+            topic,
+            f"test-reader-{threading.get_ident()}",
+            schema=BytesSchema(),
+            initial_position=pulsar.InitialPosition.Earliest,
+        )
+        messages: list[Any] = []
+        wait_ms = int(timeout_s * 1000)
+        while True:
+            try:
+                # Long wait until the expected count, then a short one to catch extras.
+                message = consumer.receive(wait_ms if len(messages) < expect else 1000)
+            except pulsar.Timeout:
+                break
+            messages.append(message)
+            consumer.acknowledge(message)
+        consumer.close()
+        return messages
+    finally:
+        client.close()
