@@ -271,9 +271,8 @@ def test_migrations_run_before_and_functions_deploy_after_every_release(
     assert functions["metadata"]["annotations"][hook] == "post-install,post-upgrade"
     assert migrations["spec"]["template"]["spec"]["containers"][0]["args"] == ["db", "upgrade"]
     assert functions["spec"]["template"]["spec"]["containers"][0]["args"] == [
-        "functions",
-        "deploy",
-        "--all",
+        *("functions", "deploy", "--all"),
+        *("--parallelism", "1"),
     ]
     # What the migrations pod needs exists before it: hooks with a lower weight.
     for kind in ("ServiceAccount", "ConfigMap", "Secret"):
@@ -308,6 +307,7 @@ def test_each_container_gets_only_the_credentials_it_uses(rendered: dict[str, st
         "MAGNETAR_GRPC_PORT",
         "MAGNETAR_METRICS_PORT",
         "MAGNETAR_APP_ROLE",
+        "MAGNETAR_FUNCTIONS_DATABASE_URL_FILE",
     ):
         assert key in configmap["data"], key
 
@@ -356,7 +356,10 @@ def test_external_secrets_scenario_reads_each_credential_where_it_lives(
     }
     assert refs["MAGNETAR_DATABASE_URL"] == {"name": "magnetar-external", "key": "app-url"}
     functions = one(docs, "Job", "functions-deploy")["spec"]["template"]["spec"]["containers"][0]
-    assert functions["args"] == ["functions", "deploy", "--tenant", "acme"]
+    assert functions["args"] == [
+        *("functions", "deploy", "--tenant", "acme"),
+        *("--parallelism", "4"),
+    ]
 
 
 @tool_timeout
