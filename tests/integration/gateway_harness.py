@@ -1,8 +1,10 @@
-"""Run a real gateway in a background event loop so tests can call it with blocking stubs."""
+"""A real gateway in a background event loop (so tests call it with blocking stubs), and
+the fixtures of a tenant ready for ingestion. Test modules import the fixtures they use."""
 
 from __future__ import annotations
 
 import asyncio
+import secrets
 import threading
 from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass
@@ -21,6 +23,7 @@ from magnetar.db.models import Tenant
 from magnetar.pulsar_admin import PulsarAdmin
 from magnetar.raw_events import provision_raw_topic
 from magnetar.settings import Settings
+from tests.integration.conftest import ScratchTenant
 
 T = TypeVar("T")
 
@@ -137,3 +140,33 @@ def read_all(settings: Settings, topic: str, *, expect: int, timeout_s: float = 
         return messages
     finally:
         client.close()
+
+
+@pytest.fixture
+def ingest_tenant(
+    settings: Settings,
+    pulsar_admin: PulsarAdmin,
+    key_store: ApiKeyStore,
+    unique_tenant: ScratchTenant,
+    gateway: RunningGateway,
+) -> Iterator[IngestTenant]:
+    tenant = onboard_for_ingest(settings, pulsar_admin, key_store, unique_tenant.name)
+    yield tenant
+    # Offboarding closes the tenant's producer before its namespace goes.
+    gateway.run(gateway.server.deps.publisher.close_tenant(tenant.tenant_id))
+    remove_tenant_row(settings, tenant.tenant_id)
+
+
+@pytest.fixture(scope="module")
+def admin_key() -> str:
+    return secrets.token_urlsafe(32)
+
+
+@pytest.fixture(scope="module")
+def gateway(settings: Settings, admin_key: str) -> Iterator[RunningGateway]:
+    running = RunningGateway(
+        settings.merged({"grpc_port": 0, "admin_api_key": admin_key}),
+        GatewayOptions(auth_cache_ttl_s=0.2),
+    )
+    yield running
+    running.stop()

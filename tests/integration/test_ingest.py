@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import json
-import secrets
 import time
 import uuid
 from collections.abc import Iterator
@@ -24,25 +23,29 @@ from grpc_status import rpc_status
 from gateway.event_publisher import PublisherOptions
 from gateway.server import GatewayOptions
 from magnetar.api_key_store import ApiKeyStore
+from magnetar.api_keys import Scope
 from magnetar.pulsar_admin import PulsarAdmin
 from magnetar.raw_events import SerializedEventSchema
 from magnetar.settings import Settings
 from magnetar.v1 import event_service_pb2 as pb
 from magnetar.v1 import event_service_pb2_grpc
 from magnetar.v1 import events_pb2 as ev
-from tests.integration.conftest import ScratchTenant, unique_name
+from tests.integration.conftest import unique_name
 from tests.integration.gateway_harness import (
     IngestTenant,
     RunningGateway,
+    add_tenant_row,
+    admin_key,
+    gateway,
+    ingest_tenant,
     key_store,
-    onboard_for_ingest,
     pulsar_client,
     read_all,
     remove_tenant_row,
 )
 
 pytestmark = pytest.mark.integration
-__all__ = ["key_store"]  # a fixture, imported for its registration
+__all__ = ["admin_key", "gateway", "ingest_tenant", "key_store"]  # fixtures, imported to register
 
 
 def event(
@@ -58,36 +61,6 @@ def event(
     if "occurred_at" not in fields:
         message.occurred_at.GetCurrentTime()
     return message
-
-
-@pytest.fixture
-def ingest_tenant(
-    settings: Settings,
-    pulsar_admin: PulsarAdmin,
-    key_store: ApiKeyStore,
-    unique_tenant: ScratchTenant,
-    gateway: RunningGateway,
-) -> Iterator[IngestTenant]:
-    tenant = onboard_for_ingest(settings, pulsar_admin, key_store, unique_tenant.name)
-    yield tenant
-    # Offboarding closes the tenant's producer before its namespace goes.
-    gateway.run(gateway.server.deps.publisher.close_tenant(tenant.tenant_id))
-    remove_tenant_row(settings, tenant.tenant_id)
-
-
-@pytest.fixture(scope="module")
-def admin_key() -> str:
-    return secrets.token_urlsafe(32)
-
-
-@pytest.fixture(scope="module")
-def gateway(settings: Settings, admin_key: str) -> Iterator[RunningGateway]:
-    running = RunningGateway(
-        settings.merged({"grpc_port": 0, "admin_api_key": admin_key}),
-        GatewayOptions(auth_cache_ttl_s=0.2),
-    )
-    yield running
-    running.stop()
 
 
 @pytest.fixture(scope="module")
@@ -394,12 +367,10 @@ def test_request_over_the_size_limit_is_resource_exhausted(
 def test_tenant_without_raw_topic_is_failed_precondition(
     stub: Any, settings: Settings, pulsar_admin: PulsarAdmin, key_store: ApiKeyStore
 ) -> None:
-    from tests.integration.gateway_harness import add_tenant_row
-
     tenant_id = unique_name("t")
     add_tenant_row(settings, tenant_id)
     try:
-        minted, _ = key_store.create(tenant_id, [pb_scope_ingest()])
+        minted, _ = key_store.create(tenant_id, [Scope.INGEST])
         code, details = failure(
             lambda: stub.Ingest(
                 pb.IngestRequest(events=[event("x")]), metadata=bearer(minted.secret), timeout=10
@@ -409,12 +380,6 @@ def test_tenant_without_raw_topic_is_failed_precondition(
         assert details["ErrorInfo"].reason == "TENANT_NOT_PROVISIONED"
     finally:
         remove_tenant_row(settings, tenant_id)
-
-
-def pb_scope_ingest() -> Any:
-    from magnetar.api_keys import Scope
-
-    return Scope.INGEST
 
 
 def test_pulsar_unreachable_is_unavailable_within_the_deadline(
