@@ -112,14 +112,16 @@ class Ingestor:
         batches are in progress; the first failure ends the stream (the client resends what
         was not answered).
         """
-        queue: asyncio.Queue[tuple[int, asyncio.Task[IngestOutcome]] | None] = asyncio.Queue(
-            maxsize=self._stream_window
-        )
+        # Unbounded queue, bounded by `slots`: a slot is taken before a batch starts and
+        # given back once its answer is out, so at most `stream_window` are in progress.
+        queue: asyncio.Queue[tuple[int, asyncio.Task[IngestOutcome]] | None] = asyncio.Queue()
+        slots = asyncio.Semaphore(self._stream_window)
 
         async def read() -> None:
             try:
                 async for batch_id, events in batches:
                     self._check_size(len(events))
+                    await slots.acquire()
                     task = asyncio.ensure_future(
                         self.ingest(
                             tenant_id,
@@ -128,9 +130,9 @@ class Ingestor:
                             refuse_when_none_valid=False,
                         )
                     )
-                    await queue.put((batch_id, task))
+                    queue.put_nowait((batch_id, task))
             finally:
-                await queue.put(None)
+                queue.put_nowait(None)
 
         reader = asyncio.ensure_future(read())
         in_flight: list[asyncio.Task[IngestOutcome]] = []
@@ -141,6 +143,7 @@ class Ingestor:
                 outcome = await task
                 in_flight.remove(task)
                 yield batch_id, outcome
+                slots.release()
             await reader  # a reading error (e.g. an oversize batch) ends the stream
         finally:
             reader.cancel()
