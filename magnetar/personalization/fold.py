@@ -14,10 +14,11 @@ events of its session were already folded pairs only with the items before it.
 from __future__ import annotations
 
 import bisect
+import math
 from collections.abc import Iterable, Mapping, Sequence
 
 from magnetar.personalization import records
-from magnetar.personalization.decay import DecayedScore, decay_factor
+from magnetar.personalization.decay import DecayedScore
 from magnetar.personalization.records import EnrichedEvent
 from magnetar.personalization.settings import SignalSettings
 from magnetar.personalization.state import (
@@ -41,27 +42,27 @@ from magnetar.personalization.state import (
 _WALK_FACTOR = 4
 
 
-class _Accumulator:
-    """A decayed sum built up in place during one fold (cheaper than immutable merges)."""
+# A decayed sum being built up during one fold: [value, as_of]. Mutable lists in plain
+# dicts keyed by plain tuples, because a batch makes millions of these updates and the typed
+# keys and immutable scores are only worth building once per key, at the end.
+_Cell = list[float]
 
-    __slots__ = ("as_of", "value")
 
-    def __init__(self) -> None:
-        self.value = 0.0
-        self.as_of: int | None = None
+def _accumulate(
+    cells: dict[tuple[str, ...], _Cell], key: tuple[str, ...], amount: float, at: int, h: int
+) -> None:
+    cell = cells.get(key)
+    if cell is None:
+        cells[key] = [amount, at]
+    elif at >= cell[1]:
+        cell[0] = cell[0] * math.exp2((cell[1] - at) / h) + amount
+        cell[1] = at
+    else:
+        cell[0] += amount * math.exp2((at - cell[1]) / h)
 
-    def add(self, amount: float, at_ms: int, half_life_ms: int) -> None:
-        if self.as_of is None:
-            self.value, self.as_of = amount, at_ms
-        elif at_ms >= self.as_of:
-            self.value = self.value * decay_factor(at_ms - self.as_of, half_life_ms) + amount
-            self.as_of = at_ms
-        else:
-            self.value += amount * decay_factor(self.as_of - at_ms, half_life_ms)
 
-    def score(self) -> DecayedScore:
-        assert self.as_of is not None
-        return DecayedScore(self.value, self.as_of)
+def _score(cell: _Cell) -> DecayedScore:
+    return DecayedScore(cell[0], int(cell[1]))
 
 
 _SessionEntry = tuple[tuple[int, str], str, float]  # ((occurred_at, event_id), item_id, weight)
@@ -157,13 +158,14 @@ def fold_events(
     pairs = _SessionPairs(settings, recent or {})
 
     event_ids: set[tuple[str, str]] = set()
-    user_items: dict[UserItemKey, tuple[_Accumulator, list[int]]] = {}
-    user_categories: dict[UserCategoryKey, _Accumulator] = {}
+    user_items: dict[tuple[str, ...], _Cell] = {}
+    user_purchases: dict[tuple[str, ...], list[int]] = {}
+    user_categories: dict[tuple[str, ...], _Cell] = {}
     activity: dict[UserKey, list[int]] = {}
     recent_delta: dict[UserKey, list[RecentItem]] = {}
     item_categories: dict[ItemKey, ItemCategories] = {}
-    popularity: dict[WindowItemKey, _Accumulator] = {}
-    covisitation: dict[ItemPairKey, _Accumulator] = {}
+    popularity: dict[tuple[str, ...], _Cell] = {}
+    covisitation: dict[tuple[str, ...], _Cell] = {}
 
     for event in unique_in_fold_order(events):
         tenant, user_id, item_id = event.tenant_id, event.user_id, event.item_id
@@ -191,19 +193,13 @@ def fold_events(
         if weight == 0.0:
             continue
 
-        user_item = user_items.get(UserItemKey(tenant, user_id, item_id))
-        if user_item is None:
-            user_item = user_items[UserItemKey(tenant, user_id, item_id)] = (
-                _Accumulator(),
-                [0, at],
-            )
-        user_item[0].add(weight, at, affinity_h)
-        user_item[1][0] += 1 if is_purchase else -1 if event.type == records.CANCEL else 0
-        user_item[1][1] = max(user_item[1][1], at)
+        user_item = (tenant, user_id, item_id)
+        _accumulate(user_items, user_item, weight, at, affinity_h)
+        bought = user_purchases.setdefault(user_item, [0, at])
+        bought[0] += 1 if is_purchase else -1 if event.type == records.CANCEL else 0
+        bought[1] = max(bought[1], at)
         for category in event.categories:
-            user_categories.setdefault(
-                UserCategoryKey(tenant, user_id, category), _Accumulator()
-            ).add(weight, at, affinity_h)
+            _accumulate(user_categories, (tenant, user_id, category), weight, at, affinity_h)
 
         if weight < 0:
             continue
@@ -212,28 +208,23 @@ def fold_events(
             RecentItem(at, event.event_id, item_id, event.session_id, event.type)
         )
         for window, half_life in settings.trending_windows:
-            popularity.setdefault(WindowItemKey(tenant, window, item_id), _Accumulator()).add(
-                weight, at, half_life
-            )
+            _accumulate(popularity, (tenant, window, item_id), weight, at, half_life)
         for partner, partner_weight in pairs.partners(event, weight):
             strength = min(weight, partner_weight)
-            for key in (
-                ItemPairKey(tenant, item_id, partner),
-                ItemPairKey(tenant, partner, item_id),
-            ):
-                covisitation.setdefault(key, _Accumulator()).add(strength, at, covisit_h)
+            _accumulate(covisitation, (tenant, item_id, partner), strength, at, covisit_h)
+            _accumulate(covisitation, (tenant, partner, item_id), strength, at, covisit_h)
 
     limit = settings.recent_items_limit
     return StateDelta(
         event_ids=frozenset(event_ids),
         user_items={
-            key: UserItemSignal(acc.score(), purchases, last_at)
-            for key, (acc, (purchases, last_at)) in user_items.items()
+            UserItemKey(*key): UserItemSignal(_score(cell), *user_purchases[key])
+            for key, cell in user_items.items()
         },
-        user_categories={key: acc.score() for key, acc in user_categories.items()},
+        user_categories={UserCategoryKey(*k): _score(c) for k, c in user_categories.items()},
         user_activity={key: UserActivity(*counts) for key, counts in activity.items()},
         recent_items={key: merge_recent((), items, limit) for key, items in recent_delta.items()},
         item_categories=item_categories,
-        item_popularity={key: acc.score() for key, acc in popularity.items()},
-        covisitation={key: acc.score() for key, acc in covisitation.items()},
+        item_popularity={WindowItemKey(*k): _score(c) for k, c in popularity.items()},
+        covisitation={ItemPairKey(*k): _score(c) for k, c in covisitation.items()},
     )

@@ -8,6 +8,7 @@ the value types, exactly as the PostgreSQL upserts must.
 from __future__ import annotations
 
 import heapq
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -29,19 +30,17 @@ from magnetar.personalization.state import (
 def _top(
     scores: Mapping[str, DecayedScore], now_ms: int, half_life_ms: int, limit: int
 ) -> list[tuple[str, float]]:
-    decayed = ((key, score.at(now_ms, half_life_ms)) for key, score in scores.items())
-    best = heapq.nlargest(limit, decayed, key=lambda pair: (pair[1], _Reversed(pair[0])))
-    return [(key, value) for key, value in best if value > 0]
+    """The `limit` best positive scores decayed to `now_ms`; ties by ascending key.
 
-
-@dataclass(frozen=True, slots=True)
-class _Reversed:
-    """Orders ids descending, so equal scores rank by ascending id (stable across runs)."""
-
-    key: str
-
-    def __lt__(self, other: _Reversed) -> bool:
-        return self.key > other.key
+    Written as one comprehension over plain tuples because it scans whole neighbour lists
+    and the whole catalog for trending on every request.
+    """
+    decayed = [
+        (-value * math.exp2(min(0, as_of - now_ms) / half_life_ms), key)
+        for key, (value, as_of) in scores.items()
+        if value > 0
+    ]
+    return [(key, -negated) for negated, key in heapq.nsmallest(limit, decayed)]
 
 
 @dataclass

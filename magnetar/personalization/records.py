@@ -9,16 +9,32 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-# Event types as plain strings so the mapping from the wire enum stays in one place (the
-# pipeline) and the core accepts types it does not weigh (they are ignored, not rejected).
+# Event types are the lower-case names of magnetar.v1.EventType without the prefix
+# (EVENT_TYPE_ADD_TO_CART -> "add_to_cart"), as plain strings so the mapping from the wire
+# enum stays in one place (the pipeline) and the core accepts types it does not weigh.
 VIEW: Final = "view"
 CLICK: Final = "click"
 ADD_TO_CART: Final = "add_to_cart"
 REMOVE_FROM_CART: Final = "remove_from_cart"
 PURCHASE: Final = "purchase"
+ADD_TO_WISHLIST: Final = "add_to_wishlist"
+SHARE: Final = "share"
+# Not on the wire (magnetar.v1.EventType has no cancellation); the Online Retail replay and
+# tenants' returns feeds produce it, and the fold weighs it against the purchase.
 CANCEL: Final = "cancel"
+# Other wire types ("impression", "search", "rate") are accepted and weigh nothing: being
+# shown an item or searching says little about interest in one item.
 
-EVENT_TYPES: Final = (VIEW, CLICK, ADD_TO_CART, REMOVE_FROM_CART, PURCHASE, CANCEL)
+EVENT_TYPES: Final = (
+    VIEW,
+    CLICK,
+    ADD_TO_CART,
+    REMOVE_FROM_CART,
+    PURCHASE,
+    ADD_TO_WISHLIST,
+    SHARE,
+    CANCEL,
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,8 @@ class EventWeights:
     add-to-cart, a cancellation (or return) takes back the purchase in full. Negative events
     only ever move affinities; they never create co-visitation pairs or popularity, because
     "removed A" says nothing about A going with B, nor about A being in demand.
-    Types not listed here (a tenant's own event types) weigh nothing and are only counted.
+    Types without a weight here (impressions, searches, ratings) weigh nothing and are only
+    counted in the user's activity.
     """
 
     view: float = 1.0
@@ -31,6 +32,8 @@ class EventWeights:
     purchase: float = 8.0
     remove_from_cart: float = -2.0
     cancel: float = -8.0
+    add_to_wishlist: float = 3.0
+    share: float = 2.0
 
     def of(self, event_type: str) -> float:
         if event_type == records.VIEW:
@@ -45,6 +48,10 @@ class EventWeights:
             return self.remove_from_cart
         if event_type == records.CANCEL:
             return self.cancel
+        if event_type == records.ADD_TO_WISHLIST:
+            return self.add_to_wishlist
+        if event_type == records.SHARE:
+            return self.share
         return 0.0
 
 
