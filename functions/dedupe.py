@@ -65,5 +65,6 @@ class Dedupe(Function):  # type: ignore[misc]
             self._output,
             input,
             key=key or wire.subject_of(event),
-            event_time_ms=context.get_message_eventtime() or runtime.now_ms(),
+            event_time_ms=wire.timestamp_ms(event.occurred_at),
+            accepted_at=runtime.accepted_at_ms(context),
         )

@@ -69,6 +69,10 @@ class PipelineOptions:
     database_url_file: str = ""
     # Redelivery of inputs a stage took but never acknowledged (a crash, a failed publish).
     ack_timeout_ms: int = 60_000
+    # Keep dedupe's window and enrich's sessions in Pulsar's function state (survives
+    # restarts); off, both live in memory only and a restart forgets them — the ledger still
+    # counts every event once.
+    durable_state: bool = True
 
 
 STAGES = ("dedupe", "enrich", "materialize")
@@ -93,7 +97,11 @@ def package_file(stage: str) -> Path:
 
 def function_config(stage: str, topics: TenantTopics, options: PipelineOptions) -> dict[str, Any]:
     inputs = {"dedupe": topics.raw, "enrich": topics.deduped, "materialize": topics.enriched}
-    user_config: dict[str, Any] = {"tenant_id": topics.tenant, "dlq_topic": topics.dlq}
+    user_config: dict[str, Any] = {
+        "tenant_id": topics.tenant,
+        "dlq_topic": topics.dlq,
+        "durable_state": str(options.durable_state).lower(),
+    }
     if stage == "dedupe":
         user_config |= {"output_topic": topics.deduped, "window_ms": options.dedupe_window_ms}
     elif stage == "enrich":

@@ -57,7 +57,8 @@ class Enrich(Function):  # type: ignore[misc]
         self._tenant = str(config["tenant_id"])
         self._output = str(config["output_topic"])
         self._dlq = str(config["dlq_topic"])
-        self._sessions = SessionTracker(store=FunctionContextStore(context))
+        durable = str(config.get("durable_state", "true")).lower() == "true"
+        self._sessions = SessionTracker(store=FunctionContextStore(context) if durable else None)
         catalog_topic = config.get("catalog_topic")
         if catalog_topic:
             # The instance's own authenticated client (the Python context exposes it).
@@ -90,7 +91,7 @@ class Enrich(Function):  # type: ignore[misc]
                 key=key,
             )
             return
-        accepted_at = context.get_message_eventtime() or runtime.now_ms()
+        accepted_at = runtime.accepted_at_ms(context)
         outcome = enrich(
             wire.to_stream_event(message, self._tenant),
             accepted_at,
@@ -99,15 +100,15 @@ class Enrich(Function):  # type: ignore[misc]
             self._devices,
         )
         if isinstance(outcome, DeadLetter):
-            context.record_metric("events_dead_lettered", 1)
             runtime.dead_letter(
                 context,
                 self._dlq,
                 input,
                 stage=STAGE,
                 reason=outcome.reason.value,
-                detail=f"{outcome.field}: {outcome.detail}",
+                detail=outcome.detail,
                 key=key,
+                extra=outcome.properties(),
             )
             return
         if outcome.late:
@@ -117,5 +118,6 @@ class Enrich(Function):  # type: ignore[misc]
             self._output,
             wire.to_enriched_proto(outcome, message).SerializeToString(),
             key=key or wire.subject_of(message),
-            event_time_ms=accepted_at,
+            event_time_ms=wire.timestamp_ms(message.occurred_at),
+            accepted_at=accepted_at,
         )

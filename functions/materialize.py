@@ -42,6 +42,9 @@ class MaterializeConfig:
     max_batch: int = 500
     max_delay_ms: int = 5
     max_buffer: int = 5_000
+    # Test-only: user config ``"ledger": "off"`` makes the fault suite's control runs
+    # (tests/faults) count redeliveries again, proving those tests can fail. Never in production.
+    ledger: bool = True
 
     @classmethod
     def from_user_config(cls, config: dict[str, Any]) -> MaterializeConfig:
@@ -56,6 +59,7 @@ class MaterializeConfig:
             max_batch=int(config.get("max_batch", cls.max_batch)),
             max_delay_ms=int(config.get("max_delay_ms", cls.max_delay_ms)),
             max_buffer=int(config.get("max_buffer", cls.max_buffer)),
+            ledger=str(config.get("ledger", "on")).lower() != "off",
         )
 
 
@@ -63,6 +67,7 @@ class MaterializeConfig:
 class _Pending:
     events: list[EnrichedEvent] = field(default_factory=list)
     deliveries: list[tuple[Any, str]] = field(default_factory=list)
+    accepted_at: list[int] = field(default_factory=list)
     oldest_at: float = 0.0
 
 
@@ -79,7 +84,7 @@ class BatchCommitter:
         self._thread = threading.Thread(target=self._run, name="materialize-flush", daemon=True)
         self._thread.start()
 
-    def add(self, event: EnrichedEvent, delivery: tuple[Any, str]) -> None:
+    def add(self, event: EnrichedEvent, delivery: tuple[Any, str], accepted_at: int) -> None:
         with self._cond:
             while len(self._pending.events) >= self._config.max_buffer:
                 self._cond.wait(0.05)
@@ -87,6 +92,7 @@ class BatchCommitter:
                 self._pending.oldest_at = time.monotonic()
             self._pending.events.append(event)
             self._pending.deliveries.append(delivery)
+            self._pending.accepted_at.append(accepted_at)
             if len(self._pending.events) >= self._config.max_batch:
                 self._cond.notify_all()
 
@@ -112,8 +118,12 @@ class BatchCommitter:
             while not self._commit(batch):
                 time.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
+            committed = runtime.now_ms()
             for delivery in batch.deliveries:
                 runtime.ack(self._context, delivery)
+            # End-to-end freshness: accepted by the gateway → visible in state.
+            for accepted in batch.accepted_at:
+                self._context.record_metric("freshness_ms", max(0, committed - accepted))
 
     def _commit(self, batch: _Pending) -> bool:
         try:
@@ -128,6 +138,7 @@ class BatchCommitter:
                 batch.events,
                 self._signals,
                 now_ms=runtime.now_ms(),
+                ledger=self._config.ledger,
             )
         except psycopg.Error:
             log.exception("commit of %d events failed; retrying", len(batch.events))
@@ -176,4 +187,6 @@ class Materialize(Function):  # type: ignore[misc]
                 key=context.get_partition_key() or "",
             )
             return
-        self._committer.add(event, runtime.current_delivery(context))
+        self._committer.add(
+            event, runtime.current_delivery(context), runtime.accepted_at_ms(context)
+        )

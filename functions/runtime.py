@@ -19,9 +19,13 @@ import pulsar
 from functions.serde import SERDE_CLASS
 
 # Names of message properties the platform sets.
-REASON_PROPERTY = "magnetar-dlq-reason"
-DETAIL_PROPERTY = "magnetar-dlq-detail"
-SOURCE_STAGE_PROPERTY = "magnetar-dlq-stage"
+# When the gateway's send reached Pulsar (ms): the raw message's publish time, carried along
+# each stage so lateness and freshness are judged from acceptance, not from processing.
+ACCEPTED_AT_PROPERTY = "magnetar-accepted-at"
+# Dead letters carry why, as `functions.logic.enrichment.DeadLetter.properties` names it.
+REASON_PROPERTY = "dlq_reason"
+DETAIL_PROPERTY = "dlq_detail"
+SOURCE_STAGE_PROPERTY = "dlq_stage"
 
 
 def now_ms() -> int:
@@ -37,6 +41,17 @@ def current_delivery(context: Any) -> tuple[Any, str]:
     return context.get_message_id(), context.get_current_message_topic_name()
 
 
+def accepted_at_ms(context: Any) -> int:
+    """When the current event was accepted: the carried property, else the message's
+    publish time (on the raw topic, that is the gateway's send), else now."""
+    carried = (context.get_message_properties() or {}).get(ACCEPTED_AT_PROPERTY)
+    if carried:
+        return int(carried)
+    message = getattr(context, "message", None)  # the runtime's current pulsar.Message
+    published = int(message.publish_timestamp()) if message is not None else 0
+    return published or now_ms()
+
+
 def ack(context: Any, delivery: tuple[Any, str]) -> None:
     context.ack(delivery[0], delivery[1])
 
@@ -48,6 +63,7 @@ def forward(
     *,
     key: str,
     event_time_ms: int,
+    accepted_at: int,
     properties: Mapping[str, str] | None = None,
 ) -> None:
     """Publish `payload` keyed by `key`; acknowledge the current input once it is stored."""
@@ -58,25 +74,38 @@ def forward(
             ack(context, delivery)
         # Otherwise: no ack, the ack timeout redelivers the input.
 
-    conf: dict[str, Any] = {"partition_key": key or "", "event_timestamp": max(0, event_time_ms)}
-    if properties:
-        conf["properties"] = dict(properties)
+    conf: dict[str, Any] = {
+        "partition_key": key or "",
+        "event_timestamp": max(0, event_time_ms),
+        "properties": {**(properties or {}), ACCEPTED_AT_PROPERTY: str(accepted_at)},
+    }
     context.publish(
         topic, payload, serde_class_name=SERDE_CLASS, callback=on_published, message_conf=conf
     )
 
 
 def dead_letter(
-    context: Any, topic: str, payload: bytes, *, stage: str, reason: str, detail: str, key: str
+    context: Any,
+    topic: str,
+    payload: bytes,
+    *,
+    stage: str,
+    reason: str,
+    detail: str,
+    key: str,
+    extra: Mapping[str, str] | None = None,
 ) -> None:
     """Route a permanently bad input to the tenant's DLQ with why, then acknowledge it."""
+    context.record_metric("events_dead_lettered", 1)
     forward(
         context,
         topic,
         payload,
         key=key,
         event_time_ms=now_ms(),
+        accepted_at=accepted_at_ms(context),
         properties={
+            **(extra or {}),
             REASON_PROPERTY: reason,
             DETAIL_PROPERTY: detail[:500],
             SOURCE_STAGE_PROPERTY: stage,

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from sqlalchemy import BigInteger, Float, Integer, String, func
+from sqlalchemy import BigInteger, Float, Index, Integer, String, func
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -29,6 +29,10 @@ class ProcessedEvent(Base):
     """
 
     __tablename__ = "processed_events"
+    __table_args__ = (
+        # Expiry by age and "what was committed since" both walk this index.
+        Index("ix_processed_events_tenant_committed", "tenant_id", "committed_at"),
+    )
 
     tenant_id: Mapped[TenantId] = mapped_column(primary_key=True)
     event_id: Mapped[Id] = mapped_column(primary_key=True)

@@ -10,13 +10,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import pulsar
 import pytest
 
 from functions.deployment import PipelineOptions, TenantTopics, pipeline
 from magnetar.dev import stack
 from magnetar.pulsar_admin import PulsarAdmin
 from magnetar.settings import Settings
-from magnetar.v1 import events_pb2
+from magnetar.v1 import enriched_event_pb2, events_pb2
 from tests.integration.pipeline_support import make_event, running_pipeline
 
 pytestmark = pytest.mark.integration
@@ -56,11 +57,47 @@ def test_malformed_and_invalid_events_go_to_the_dlq_while_the_rest_flows(
 
         pipe.wait_for(lambda: pipe.counted() == 2, what="the two valid events")
         dead = pipe.dlq_messages(3)
-        reasons = sorted(m.properties().get("magnetar-dlq-reason", "") for m in dead)
+        reasons = sorted(m.properties().get("dlq_reason", "") for m in dead)
         assert len(dead) == 3, reasons
         assert "UNDECODABLE" in reasons
         assert all(reason for reason in reasons)
         assert pipe.counted() == 2
+
+
+def test_late_and_out_of_order_events_follow_the_documented_policy(
+    settings: Settings, pulsar_admin: PulsarAdmin
+) -> None:
+    now = int(time.time() * 1000)
+    hour, day = 3_600_000, 86_400_000
+    with running_pipeline(settings, pulsar_admin) as pipe:
+        enriched = pipe.client.subscribe(
+            pipe.topics.enriched, "late-check", initial_position=pulsar.InitialPosition.Earliest
+        )
+        # Out of order: the newest first. One an hour late (accepted, flagged late), one
+        # eight days old (beyond the 7-day horizon: dead-lettered as TOO_OLD).
+        pipe.send(
+            pipe.producer(),
+            [
+                make_event("new", "u1", "i3", occurred_at_ms=now),
+                make_event("older", "u1", "i2", occurred_at_ms=now - 60_000),
+                make_event("late", "u1", "i1", occurred_at_ms=now - hour),
+                make_event("ancient", "u1", "i0", occurred_at_ms=now - 8 * day),
+            ],
+        )
+        pipe.wait_for(lambda: pipe.counted() == 3, what="three events counted")
+        flags = {}
+        for _ in range(3):
+            message = enriched_event_pb2.EnrichedEvent.FromString(
+                enriched.receive(timeout_millis=10_000).data()
+            )
+            flags[message.event.event_id] = message.late
+        enriched.close()
+        assert flags == {"new": False, "older": False, "late": True}
+        # Recent items are ordered by when events occurred, not by arrival.
+        recent = pipe.query("SELECT recent_items FROM user_activity WHERE user_id = 'u1'")
+        assert [entry[2] for entry in recent[0][0]] == ["i3", "i2", "i1"]
+        dead = pipe.dlq_messages(1)
+        assert [m.properties().get("dlq_reason") for m in dead] == ["TOO_OLD"]
 
 
 def test_restarting_each_function_mid_stream_keeps_counts_exact(
