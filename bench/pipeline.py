@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import datetime, timedelta
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -88,7 +88,8 @@ class LedgerPoller:
         self._conn.close()
 
     def _run(self) -> None:
-        since = "-infinity"
+        # Rows become visible at commit, which can follow a later-stamped row's: look back.
+        since = datetime.min
         while not self._stop.is_set():
             with self._conn.transaction():
                 self._conn.execute(
@@ -96,13 +97,13 @@ class LedgerPoller:
                 )
                 rows = self._conn.execute(
                     "SELECT event_id, committed_at FROM processed_events"
-                    " WHERE tenant_id = %s AND committed_at >= %s::timestamp - interval '2 s'",
-                    (self._tenant, since),
+                    " WHERE tenant_id = %s AND committed_at >= %s",
+                    (self._tenant, since - timedelta(seconds=2)),
                 ).fetchall()
             seen_at = time.monotonic()
             for event_id, committed_at in rows:
                 self.visible.setdefault(event_id, seen_at)
-                since = max(since, str(committed_at)) if since != "-infinity" else str(committed_at)
+                since = max(since, committed_at)
             self._stop.wait(POLL_INTERVAL_S)
 
 
