@@ -89,7 +89,7 @@ class LedgerPoller:
 
     def _run(self) -> None:
         # Rows become visible at commit, which can follow a later-stamped row's: look back.
-        since = datetime.min
+        since = datetime(1970, 1, 1)
         while not self._stop.is_set():
             with self._conn.transaction():
                 self._conn.execute(
