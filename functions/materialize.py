@@ -139,6 +139,9 @@ class BatchCommitter:
                 self._signals,
                 now_ms=runtime.now_ms(),
                 ledger=self._config.ledger,
+                accepted_at_ms={
+                    e.event_id: a for e, a in zip(batch.events, batch.accepted_at, strict=True)
+                },
             )
         except psycopg.Error:
             log.exception("commit of %d events failed; retrying", len(batch.events))

@@ -37,6 +37,8 @@ class ProcessedEvent(Base):
     tenant_id: Mapped[TenantId] = mapped_column(primary_key=True)
     event_id: Mapped[Id] = mapped_column(primary_key=True)
     committed_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    # When the gateway accepted the event (UTC); with committed_at, the event's freshness.
+    accepted_at: Mapped[datetime | None]
 
 
 class UserItemSignalRow(Base):

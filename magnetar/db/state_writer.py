@@ -17,7 +17,7 @@ commit leaves neither the ledger row nor the aggregates, and the broker redelive
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,9 +49,13 @@ def _decayed_merge(table: str, half_life_param: str) -> str:
     )
 
 
+# committed_at is the insert's own clock (not the transaction's start), the closest a row
+# can stamp itself to the commit that makes it visible; times are UTC.
 _LEDGER = """
-INSERT INTO processed_events (tenant_id, event_id)
-SELECT %(tenant)s, id FROM unnest(%(ids)s::text[]) AS id
+INSERT INTO processed_events (tenant_id, event_id, committed_at, accepted_at)
+SELECT %(tenant)s, e.id, clock_timestamp() AT TIME ZONE 'UTC',
+       to_timestamp(e.accepted_ms / 1000.0) AT TIME ZONE 'UTC'
+FROM unnest(%(ids)s::text[], %(accepted)s::bigint[]) AS e(id, accepted_ms)
 ON CONFLICT DO NOTHING
 RETURNING event_id
 """
@@ -149,14 +153,27 @@ def commit_batch(
     *,
     now_ms: int,
     max_future_skew_ms: int = 5 * 60_000,
+    ledger: bool = True,
+    accepted_at_ms: Mapping[str, int] | None = None,
 ) -> BatchOutcome:
-    """Count `events` (all of `tenant_id`) once, in one transaction; see the module doc."""
+    """Count `events` (all of `tenant_id`) once, in one transaction; see the module doc.
+
+    ``ledger=False`` exists only for the fault suite's control runs (``tests/faults``): the
+    ledger is neither consulted nor written, so every redelivery counts again — the failure
+    the ledger guards against, shown on purpose. Never turn it off anywhere else.
+    `accepted_at_ms` (event id → when the gateway accepted it) is recorded in the ledger.
+    """
     if any(e.tenant_id != tenant_id for e in events):
         raise ValueError("a batch holds one tenant's events")
     with conn.transaction():
         conn.execute("SELECT set_config('magnetar.tenant', %s, true)", (tenant_id,))
         ids = sorted({e.event_id for e in events})
-        new_ids = {row[0] for row in conn.execute(_LEDGER, {"tenant": tenant_id, "ids": ids})}
+        if ledger:
+            accepted = accepted_at_ms or {}
+            params = {"tenant": tenant_id, "ids": ids, "accepted": [accepted.get(i) for i in ids]}
+            new_ids = {row[0] for row in conn.execute(_LEDGER, params)}
+        else:
+            new_ids = set(ids)
         fresh = [e for e in events if e.event_id in new_ids]
         if fresh:
             _apply(conn, tenant_id, fresh, settings, now_ms + max_future_skew_ms)
