@@ -23,6 +23,7 @@ from magnetar.personalization.state import (
     UserActivity,
     UserItemSignal,
     UserKey,
+    distinct_items,
     merge_recent,
 )
 
@@ -143,7 +144,7 @@ class MemoryState:
     # -- StateReader -----------------------------------------------------------------------
 
     def recent_items(self, tenant_id: str, user_id: str, limit: int) -> Sequence[RecentItem]:
-        return self._read(tenant_id).recent.get(user_id, ())[:limit]
+        return distinct_items(self._read(tenant_id).recent.get(user_id, ()), limit)
 
     def user_item_affinities(
         self, tenant_id: str, user_id: str, now_ms: int, limit: int

@@ -122,7 +122,7 @@ class ItemCategories:
 
 @dataclass(frozen=True, slots=True, order=True)
 class RecentItem:
-    """One entry of a user's recent-items list (one entry per item: its latest interaction).
+    """One entry of a user's recent-items list: an item's latest interaction in a session.
 
     Ordered by (occurred_at, event_id) so that ties at the same millisecond still have one
     order, whichever batch or replica computed it.
@@ -138,16 +138,31 @@ class RecentItem:
 def merge_recent(
     existing: Iterable[RecentItem], delta: Iterable[RecentItem], limit: int
 ) -> tuple[RecentItem, ...]:
-    """The union of two recent lists: one entry per item (its latest), newest first, bounded.
+    """The union of two recent lists: one entry per (session, item), newest first, bounded.
 
-    Idempotent and order-insensitive, so a redelivered or reordered batch cannot corrupt it.
+    Entries are per session, not per item, because the fold reads them back as the session
+    context of the next batch: an item seen in two interleaved sessions must still pair
+    within each. Idempotent and order-insensitive, so a redelivered or reordered batch
+    cannot corrupt it.
     """
-    latest: dict[str, RecentItem] = {}
+    latest: dict[tuple[str, str], RecentItem] = {}
     for entry in (*existing, *delta):
-        kept = latest.get(entry.item_id)
+        key = (entry.session_id, entry.item_id)
+        kept = latest.get(key)
         if kept is None or entry > kept:
-            latest[entry.item_id] = entry
+            latest[key] = entry
     return tuple(sorted(latest.values(), reverse=True)[:limit])
+
+
+def distinct_items(entries: Iterable[RecentItem], limit: int) -> tuple[RecentItem, ...]:
+    """Newest-first entries reduced to each item's newest one: what a reader shows."""
+    seen: set[str] = set()
+    found: list[RecentItem] = []
+    for entry in entries:
+        if entry.item_id not in seen and len(found) < limit:
+            seen.add(entry.item_id)
+            found.append(entry)
+    return tuple(found)
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,7 +201,7 @@ class StateReader(Protocol):
     """
 
     def recent_items(self, tenant_id: str, user_id: str, limit: int) -> Sequence[RecentItem]:
-        """The user's most recent distinct items, newest first."""
+        """The user's most recent distinct items, newest first (one entry per item)."""
         ...
 
     def user_item_affinities(
