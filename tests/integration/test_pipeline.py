@@ -177,3 +177,33 @@ def test_pipeline_deployed_from_config_files_with_pulsar_admin_counts_events(
         assert config is not None and config["autoAck"] is False
         pipe.send(pipe.producer(), [make_event(f"c{n}", "u1", f"i{n}") for n in range(5)])
         pipe.wait_for(lambda: pipe.counted() == 5, what="5 events counted")
+
+
+def test_status_view_shows_a_running_tenant_with_its_counts(
+    settings: Settings, pulsar_admin: PulsarAdmin
+) -> None:
+    with running_pipeline(settings, pulsar_admin) as pipe:
+        pipe.send(pipe.producer(), [make_event(f"s{n}", "u1", f"i{n}") for n in range(4)])
+        pipe.wait_for(lambda: pipe.counted() == 4, what="4 events counted")
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "magnetar.cli",
+                "status",
+                "--tenant",
+                pipe.tenant,
+                "--iterations",
+                "2",
+                "--interval",
+                "0.5",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            env={**os.environ, "COLUMNS": "200"},
+        )
+        assert result.returncode == 0, result.stderr
+        assert pipe.tenant in result.stdout
+        assert "materialize:1/1" in result.stdout

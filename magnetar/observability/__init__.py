@@ -1,0 +1,1 @@
+"""Seeing the platform: per-tenant pipeline snapshots, the live status view, metrics."""
