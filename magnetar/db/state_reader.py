@@ -17,7 +17,13 @@ from psycopg_pool import ConnectionPool
 
 from magnetar.db.state_writer import recent_from_json
 from magnetar.personalization.settings import SignalSettings
-from magnetar.personalization.state import RecentItem, ScoredCategory, ScoredItem, UserActivity
+from magnetar.personalization.state import (
+    RecentItem,
+    ScoredCategory,
+    ScoredItem,
+    UserActivity,
+    distinct_items,
+)
 
 
 def _decayed(h_param: str, alias: str = "") -> str:
@@ -52,7 +58,7 @@ class PostgresStateReader:
                 "SELECT recent_items FROM user_activity WHERE tenant_id = %s AND user_id = %s",
                 (tenant_id, user_id),
             ).fetchone()
-        return recent_from_json(row[0])[:limit] if row else ()
+        return distinct_items(recent_from_json(row[0]), limit) if row else ()
 
     def user_item_affinities(
         self, tenant_id: str, user_id: str, now_ms: int, limit: int
