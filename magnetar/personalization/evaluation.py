@@ -276,3 +276,113 @@ def _score_table(
 def lift(ours: float, baseline: float) -> float | None:
     """Relative improvement over the baseline (0.2 = 20 % better); None without a baseline."""
     return None if baseline == 0 else ours / baseline - 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class MethodResult:
+    """One method's hit rates on one split, with its lift over most-popular on that split."""
+
+    split: str
+    method: str
+    rates: HitRates
+    lift: Mapping[int, float | None]
+
+
+@dataclass(frozen=True, slots=True)
+class CandidateSettings:
+    """One tenant configuration tried on validation, with what tuning made of it."""
+
+    settings: TenantPersonalization
+    tuned: BlendWeights
+    validation: HitRates
+
+
+@dataclass(frozen=True, slots=True)
+class EvaluationReport:
+    splits: tuple[Split, ...]
+    left_out: Mapping[str, int]
+    candidates: tuple[CandidateSettings, ...]
+    chosen: CandidateSettings
+    results: tuple[MethodResult, ...]
+
+
+BASELINE = "most popular (baseline)"
+TUNED = "magnetar, weights tuned on validation"
+DEFAULT = "magnetar, default weights"
+_SINGLE = {
+    "co-visitation only": BlendWeights(1.0, 0.0, 0.0, 0.0),
+    "repeat only": BlendWeights(0.0, 1.0, 0.0, 0.0),
+    "category only": BlendWeights(0.0, 0.0, 1.0, 0.0),
+    "trending only": BlendWeights(0.0, 0.0, 0.0, 1.0),
+}
+
+
+def evaluate(
+    events: Sequence[EnrichedEvent],
+    validation: Split,
+    test: Split,
+    candidates: Sequence[TenantPersonalization],
+    tenant_id: str,
+    is_known_user: Callable[[str], bool],
+    progress: Callable[[str, int], None] | None = None,
+) -> EvaluationReport:
+    """Pick the configuration and blend weights on `validation` only, then report every
+    method on both splits. `events` must be in (occurred_at, event_id) order."""
+    if not candidates:
+        raise ValueError("at least one candidate configuration is needed")
+    splits = (validation, test)
+    baskets, left_out = held_out_baskets(events, splits, is_known_user)
+    tried: list[tuple[CandidateSettings, list[Query]]] = []
+    for number, settings in enumerate(candidates, start=1):
+        queries = replay(
+            events,
+            baskets,
+            settings,
+            tenant_id,
+            progress=_staged(progress, f"replay {number}/{len(candidates)}"),
+        )
+        on_validation = [q for q in queries if q.basket.split == validation.name]
+        if progress is not None:
+            progress(f"tuning {number}/{len(candidates)}", 0)
+        weights, rates = tune_blend(on_validation)
+        tried.append((CandidateSettings(settings, weights, rates), queries))
+
+    big, small = max(KS), min(KS)
+    chosen, queries = max(
+        tried,
+        key=lambda pair: (pair[0].validation.rate(big), pair[0].validation.rate(small)),
+    )
+    methods: list[tuple[str, Callable[[Query], Sequence[str]]]] = [
+        (BASELINE, most_popular),
+        (TUNED, blended(chosen.tuned)),
+        (DEFAULT, blended(chosen.settings.recommend.blend)),
+        *((name, blended(weights)) for name, weights in _SINGLE.items()),
+    ]
+    results: list[MethodResult] = []
+    for split in splits:
+        on_split = [q for q in queries if q.basket.split == split.name]
+        baseline = hit_rates(on_split, most_popular)
+        for name, ranking in methods:
+            rates = baseline if ranking is most_popular else hit_rates(on_split, ranking)
+            lifts = {k: lift(rates.rate(k), baseline.rate(k)) for k in KS}
+            results.append(MethodResult(split.name, name, rates, lifts))
+    return EvaluationReport(
+        splits=splits,
+        left_out=dict(left_out),
+        candidates=tuple(candidate for candidate, _ in tried),
+        chosen=chosen,
+        results=tuple(results),
+    )
+
+
+def _staged(
+    progress: Callable[[str, int], None] | None, stage: str
+) -> Callable[[int], None] | None:
+    if progress is None:
+        return None
+    report = progress
+
+    def staged(done: int) -> None:
+        report(stage, done)
+
+    return staged
