@@ -6,8 +6,9 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from functions.deployment import PipelineOptions, TenantTopics, package_file, pipeline
+from functions.deployment import PipelineOptions, package_file, pipeline
 from magnetar.pulsar_admin import PulsarAdmin
+from magnetar.topics import TenantTopics
 
 
 def deploy_pipeline(

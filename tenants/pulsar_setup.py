@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from functions.deployment import TenantTopics
 from magnetar.protobuf_schema import ProtobufNativeSchema
 from magnetar.pulsar_admin import PulsarAdmin
+from magnetar.topics import TenantTopics
 from magnetar.v1 import catalog_service_pb2, enriched_event_pb2, events_pb2
 
 

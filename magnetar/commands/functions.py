@@ -10,9 +10,10 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from functions.deployment import STAGES, PipelineOptions, TenantTopics, package_file, pipeline
+from functions.deployment import STAGES, PipelineOptions, package_file, pipeline
 from magnetar.pulsar_admin import PulsarAdmin
 from magnetar.settings import Settings
+from magnetar.topics import TenantTopics
 from tenants.functions_deploy import deploy_pipeline, wait_running
 
 

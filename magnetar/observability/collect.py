@@ -7,9 +7,9 @@ from typing import Any
 
 import psycopg
 
-from functions.deployment import TenantTopics
 from magnetar.observability.pipeline_snapshot import STAGES, PipelineSnapshot, StageHealth
 from magnetar.pulsar_admin import PulsarAdmin, PulsarAdminError
+from magnetar.topics import TenantTopics
 
 _FRESHNESS = """
 SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY ms), percentile_cont(0.99) WITHIN GROUP (ORDER BY ms)

@@ -12,11 +12,12 @@ from typing import Any
 import psycopg
 import pulsar
 
-from functions.deployment import PipelineOptions, TenantTopics
+from functions.deployment import PipelineOptions
 from magnetar.protobuf_schema import ProtobufNativeSchema
 from magnetar.pulsar_admin import PulsarAdmin
 from magnetar.pulsar_client import make_client
 from magnetar.settings import Settings
+from magnetar.topics import TenantTopics
 from magnetar.v1 import events_pb2
 from tenants.functions_deploy import deploy_pipeline, undeploy_pipeline, wait_running
 from tenants.pulsar_setup import provision_pulsar

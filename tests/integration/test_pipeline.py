@@ -13,10 +13,11 @@ from typing import Any
 import pulsar
 import pytest
 
-from functions.deployment import PipelineOptions, TenantTopics, pipeline
+from functions.deployment import PipelineOptions, pipeline
 from magnetar.dev import stack
 from magnetar.pulsar_admin import PulsarAdmin
 from magnetar.settings import Settings
+from magnetar.topics import TenantTopics
 from magnetar.v1 import enriched_event_pb2, events_pb2
 from tests.integration.pipeline_support import make_event, running_pipeline
 
