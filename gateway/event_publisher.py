@@ -73,11 +73,10 @@ class PublisherOptions:
     connection_timeout_ms: int = 3_000
 
 
-def _pulsar_logger() -> logging.Logger:
-    logger = logging.getLogger("pulsar.client")
-    if logger.level == logging.NOTSET:
-        logger.setLevel(logging.WARNING)
-    return logger
+def _pulsar_logger() -> pulsar.ConsoleLogger:
+    # Filtered in C++: a Python `logging.Logger` here would take the GIL for every debug line
+    # of the client (two per message sent), only to drop them, on the ingest path.
+    return pulsar.ConsoleLogger(pulsar.LoggerLevel.Warn)
 
 
 def _reason(error: BaseException | Any) -> str:

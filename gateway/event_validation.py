@@ -166,6 +166,8 @@ class _Checker:
             if required:
                 self.add(field, Rejection.MISSING_FIELD, f"{field} is required")
             return
+        if len(value) <= max_bytes and value.isascii() and value.isprintable():
+            return  # the common case, decided in C: short printable ASCII
         if utf8_len(value) > max_bytes:
             self.add(field, Rejection.FIELD_TOO_LONG, f"{field} is longer than {max_bytes} bytes")
         elif _CONTROL.search(value):
