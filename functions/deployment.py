@@ -84,7 +84,7 @@ def function_config(stage: str, topics: TenantTopics, options: PipelineOptions) 
         "processingGuarantees": "ATLEAST_ONCE",
         # We acknowledge ourselves, after the output is stored (see functions.runtime).
         "autoAck": False,
-        "subscriptionName": f"magnetar-{stage}",
+        "subName": f"magnetar-{stage}",
         "subscriptionPosition": "Earliest",
         "cleanupSubscription": False,
         "timeoutMs": options.ack_timeout_ms,

@@ -6,15 +6,19 @@ keyed by user, or routes the original payload to ``events/dlq`` with the reason 
 properties. A poison message never blocks the subscription: whatever cannot be decoded or
 validated is dead-lettered and acknowledged.
 
-The catalog is read as a table view of the compacted ``catalog/items`` topic, kept current
-by a listener, so an upsert through the gateway shows up in joins within moments.
+The catalog is read as a table view of the compacted ``catalog/items`` topic (latest record
+per item key), kept current by a reader thread, so an upsert shows up in joins within
+moments.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from typing import Any
 
+import pulsar
 from pulsar import Function
 
 from functions import runtime, wire
@@ -50,7 +54,7 @@ class Enrich(Function):  # type: ignore[misc]
         self._catalog = CatalogView()
         self._devices = DeviceParser()
         self._sessions: SessionTracker | None = None
-        self._table_view: Any = None
+        self._catalog_reader: Any = None
 
     def _setup(self, context: Any) -> None:
         config = runtime.user_config(context)
@@ -61,10 +65,36 @@ class Enrich(Function):  # type: ignore[misc]
         self._sessions = SessionTracker(store=FunctionContextStore(context) if durable else None)
         catalog_topic = config.get("catalog_topic")
         if catalog_topic:
-            # The instance's own authenticated client (the Python context exposes it).
-            self._table_view = context.pulsar_client.create_table_view(str(catalog_topic))
-            self._table_view.for_each_and_listen(self._on_catalog)
+            self._follow_catalog(runtime.own_client(), str(catalog_topic))
         self._ready = True
+
+    def _follow_catalog(self, client: Any, topic: str) -> None:
+        """Load the compacted catalog, then keep following it from a background thread.
+
+        On a client of its own (see `runtime.own_client`), and a reader rather than a
+        TableView, whose callbacks would run on that client's listener thread. The initial
+        load is synchronous, so the first events already join against the whole catalog.
+        """
+        reader = client.create_reader(topic, pulsar.MessageId.earliest, is_read_compacted=True)
+        while reader.has_message_available():
+            self._apply(reader.read_next())
+        self._catalog_reader = reader
+        threading.Thread(target=self._keep_following, name="catalog", daemon=True).start()
+
+    def _keep_following(self) -> None:
+        while True:
+            try:
+                message = self._catalog_reader.read_next(timeout_millis=1000)
+            except pulsar.Timeout:
+                continue
+            except Exception:
+                log.exception("catalog reader failed; retrying")
+                time.sleep(1)
+                continue
+            self._apply(message)
+
+    def _apply(self, message: Any) -> None:
+        self._on_catalog(message.partition_key(), message.data())
 
     def _on_catalog(self, key: str, payload: bytes | None) -> None:
         try:

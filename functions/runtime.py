@@ -10,6 +10,8 @@ unacknowledged: the ack timeout redelivers it, and the stages downstream are ide
 
 from __future__ import annotations
 
+import argparse
+import sys
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -26,6 +28,24 @@ ACCEPTED_AT_PROPERTY = "magnetar-accepted-at"
 REASON_PROPERTY = "dlq_reason"
 DETAIL_PROPERTY = "dlq_detail"
 SOURCE_STAGE_PROPERTY = "dlq_stage"
+
+
+def own_client() -> pulsar.Client:
+    """A second client with the instance's own service URL and credentials.
+
+    The runtime's client has one I/O and one listener thread, and the listener blocks while
+    the instance's input queue is full; a reader on that client then never gets its
+    messages. Side reads (the catalog) use a client of their own. The URL and the
+    credentials (a token *file*, never the token itself) are the instance's arguments.
+    """
+    parser = argparse.ArgumentParser(add_help=False)
+    for name in ("--pulsar_serviceurl", "--client_auth_plugin", "--client_auth_params"):
+        parser.add_argument(name)
+    args, _ = parser.parse_known_args(sys.argv[1:])
+    auth = None
+    if args.client_auth_plugin and args.client_auth_params:
+        auth = pulsar.Authentication(args.client_auth_plugin, args.client_auth_params)
+    return pulsar.Client(args.pulsar_serviceurl, authentication=auth, operation_timeout_seconds=30)
 
 
 def now_ms() -> int:

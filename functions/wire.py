@@ -59,10 +59,17 @@ def subject_of(event: events_pb2.Event) -> str:
 
 
 def _device_hint(message: events_pb2.Event) -> str:
+    """The client's device type, lower-case; proto3 enums are open, so a number this build
+    has no name for (a newer client) becomes ``unknown_<n>``, which enrich ignores in favour
+    of the parsed type — raising here would nack the message into endless redelivery."""
     value = message.context.device_type
     if not value:
         return ""
-    return events_pb2.DeviceType.Name(value).removeprefix("DEVICE_TYPE_").lower()
+    try:
+        name = events_pb2.DeviceType.Name(value)
+    except ValueError:
+        return f"unknown_{value}"
+    return name.removeprefix("DEVICE_TYPE_").lower()
 
 
 def to_stream_event(message: events_pb2.Event, tenant_id: str) -> stream.Event:

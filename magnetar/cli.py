@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from magnetar.dev.problems import EnvironmentProblem
 
-COMMAND_MODULES = ("dev", "keys", "gateway", "functions", "bench", "status", "eval")
+COMMAND_MODULES = ("dev", "keys", "gateway", "functions", "bench", "status", "eval", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:

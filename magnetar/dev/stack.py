@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from magnetar.db import migrate
-from magnetar.dev import postgres, processes, pulsar
+from magnetar.dev import gateway_process, postgres, processes, pulsar
 from magnetar.settings import PULSAR_VERSION, Settings, magnetar_home
 
 
@@ -47,7 +48,9 @@ def _database_url_file(home: Path) -> Path:
     return path
 
 
-def up(home: Path | None = None, *, with_pulsar: bool = True) -> UpReport:
+def up(
+    home: Path | None = None, *, with_pulsar: bool = True, with_gateway: bool = True
+) -> UpReport:
     home = home or magnetar_home()
     home.mkdir(parents=True, exist_ok=True)
     pulsar_layout, pg_layout = layouts(home)
@@ -88,16 +91,33 @@ def up(home: Path | None = None, *, with_pulsar: bool = True) -> UpReport:
                 "pulsar_admin_token_file": str(pulsar_layout.superuser_token),
             },
         )
+    if not Settings.load(home).admin_api_key:
+        # The platform admin key of this machine's stack; production takes it from a Secret.
+        _write_state(home, {"admin_api_key": f"mga_{secrets.token_urlsafe(32)}"})
+    if with_pulsar and with_gateway:
+        settings = Settings.load(home)
+        report.seconds["gateway"] = gateway_process.start(
+            home, settings.grpc_host, settings.grpc_port
+        )
     return report
 
 
 def down(home: Path | None = None) -> dict[str, bool]:
+    home = home or magnetar_home()
     pulsar_layout, pg_layout = layouts(home)
-    return {"pulsar": pulsar.stop(pulsar_layout), "postgres": postgres.stop(pg_layout)}
+    return {
+        "gateway": gateway_process.stop(home),
+        "pulsar": pulsar.stop(pulsar_layout),
+        "postgres": postgres.stop(pg_layout),
+    }
 
 
 def status(home: Path | None = None) -> dict[str, str]:
+    home = home or magnetar_home()
     pulsar_layout, pg_layout = layouts(home)
     report = pulsar.health(pulsar_layout)
     report["postgres"] = "ready" if postgres.running(pg_layout) else "down"
+    settings = Settings.load(home)
+    address = f"{settings.grpc_host}:{settings.grpc_port}"
+    report["gateway"] = "ready" if gateway_process.serving(address) else "down"
     return report

@@ -14,11 +14,12 @@ import pulsar
 import pytest
 
 from functions.deployment import PipelineOptions, pipeline
+from magnetar.catalog_topic import publish_items
 from magnetar.dev import stack
 from magnetar.pulsar_admin import PulsarAdmin
 from magnetar.settings import Settings
 from magnetar.topics import TenantTopics
-from magnetar.v1 import enriched_event_pb2, events_pb2
+from magnetar.v1 import catalog_service_pb2, enriched_event_pb2, events_pb2
 from tests.integration.pipeline_support import make_event, running_pipeline
 
 pytestmark = pytest.mark.integration
@@ -208,3 +209,41 @@ def test_status_view_shows_a_running_tenant_with_its_counts(
         assert result.returncode == 0, result.stderr
         assert pipe.tenant in result.stdout
         assert "materialize:1/1" in result.stdout
+
+
+def test_catalog_items_join_events_and_updates_show_up_within_seconds(
+    settings: Settings, pulsar_admin: PulsarAdmin
+) -> None:
+    with running_pipeline(settings, pulsar_admin) as pipe:
+        enriched = pipe.client.subscribe(
+            pipe.topics.enriched, "catalog-check", initial_position=pulsar.InitialPosition.Earliest
+        )
+        item = catalog_service_pb2.Item(
+            item_id="mug", title="Mug", categories=["kitchen"], price=4.5
+        )
+        publish_items(pipe.client, pipe.tenant, [item])
+        pipe.send(pipe.producer(), [make_event("m1", "u1", "mug")])
+        first = enriched_event_pb2.EnrichedEvent.FromString(enriched.receive(10_000).data())
+        assert (first.item.found, list(first.item.categories)) == (True, ["kitchen"])
+
+        # An item added while the pipeline runs joins the next events within seconds.
+        added = catalog_service_pb2.Item(item_id="lamp", title="Lamp", categories=["home"])
+        publish_items(pipe.client, pipe.tenant, [added])
+        deadline = time.monotonic() + 10
+        joined = False
+        attempt = 0
+        while not joined and time.monotonic() < deadline:
+            attempt += 1
+            pipe.send(pipe.producer(), [make_event(f"l{attempt}", "u2", "lamp")])
+            message = enriched_event_pb2.EnrichedEvent.FromString(enriched.receive(10_000).data())
+            joined = message.item.found
+            time.sleep(0.5)
+        enriched.close()
+        assert joined, "the new catalog item never joined"
+        pipe.wait_for(
+            lambda: (
+                pipe.query("SELECT categories FROM item_categories WHERE item_id = 'mug'")
+                == [(["kitchen"],)]
+            ),
+            what="the item's categories in state",
+        )
