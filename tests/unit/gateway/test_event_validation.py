@@ -6,6 +6,8 @@ import math
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway import event_validation as v
 from gateway.event_validation import Rejection, field_paths, split_batch, validate_event
@@ -168,3 +170,43 @@ def test_field_paths_point_into_the_request() -> None:
 def test_partition_key_prefers_the_user_id() -> None:
     assert v.partition_key(event(user_id="u", anonymous_id="a")) == "u"
     assert v.partition_key(event(user_id="", anonymous_id="a")) == "a"
+
+
+text = st.text(max_size=200)
+events = st.builds(
+    events_pb2.Event,
+    event_id=text,
+    user_id=text,
+    anonymous_id=text,
+    session_id=text,
+    type=st.integers(min_value=0, max_value=20),
+    item_id=text,
+    value=st.floats(allow_nan=True, allow_infinity=True),
+    quantity=st.integers(min_value=0, max_value=2**32 - 1),
+    attributes=st.dictionaries(text, text, max_size=40),
+    search_query=text,
+    context=st.builds(
+        events_pb2.EventContext,
+        user_agent=text,
+        locale=text,
+        device_type=st.integers(min_value=0, max_value=10),
+        screen_width=st.integers(min_value=0, max_value=2**32 - 1),
+    ),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(events, st.integers(min_value=0, max_value=2 * 10**9))
+def test_any_event_gets_an_answer_and_accepted_ones_honour_the_limits(
+    message: events_pb2.Event, occurred: int
+) -> None:
+    message.occurred_at.FromSeconds(occurred)
+    found = validate_event(message, NOW)
+    assert all(isinstance(v.reason, Rejection) for v in found)
+    if not found:  # spot-check the documented limits on what is accepted
+        assert 0 < len(message.event_id) <= 128 and " " not in message.event_id
+        assert message.user_id or message.anonymous_id
+        assert len(message.attributes) <= 32
+        assert 0 <= message.value <= 1e9
+        assert NOW - 7 * 86400 <= message.occurred_at.seconds <= NOW + 300
+        assert message.ByteSize() <= 16 * 1024
