@@ -59,7 +59,8 @@ class Authenticator:
         else:
             answer = cached[1]
         if isinstance(answer, Unauthenticated):
-            raise answer
+            # A fresh exception each time: re-raising a cached one would grow its traceback.
+            raise Unauthenticated(answer.message, reason=answer.reason)
         return answer
 
     async def _resolve(self, token: str) -> Principal | Unauthenticated:
