@@ -289,20 +289,13 @@ class MethodResult:
 
 
 @dataclass(frozen=True, slots=True)
-class CandidateSettings:
-    """One tenant configuration tried on validation, with what tuning made of it."""
+class CandidateReport:
+    """One tenant configuration: the weights tuned for it on validation, and every method's
+    results on every split with those weights."""
 
     settings: TenantPersonalization
     tuned: BlendWeights
     validation: HitRates
-
-
-@dataclass(frozen=True, slots=True)
-class EvaluationReport:
-    splits: tuple[Split, ...]
-    left_out: Mapping[str, int]
-    candidates: tuple[CandidateSettings, ...]
-    chosen: CandidateSettings
     results: tuple[MethodResult, ...]
 
 
@@ -317,62 +310,44 @@ _SINGLE = {
 }
 
 
-def evaluate(
+def evaluate_candidate(
     events: Sequence[EnrichedEvent],
-    validation: Split,
-    test: Split,
-    candidates: Sequence[TenantPersonalization],
+    baskets: Sequence[HeldOutBasket],
+    splits: tuple[Split, Split],
+    settings: TenantPersonalization,
     tenant_id: str,
-    is_known_user: Callable[[str], bool],
     progress: Callable[[str, int], None] | None = None,
-) -> EvaluationReport:
-    """Pick the configuration and blend weights on `validation` only, then report every
-    method on both splits. `events` must be in (occurred_at, event_id) order."""
-    if not candidates:
-        raise ValueError("at least one candidate configuration is needed")
-    splits = (validation, test)
-    baskets, left_out = held_out_baskets(events, splits, is_known_user)
-    tried: list[tuple[CandidateSettings, list[Query]]] = []
-    for number, settings in enumerate(candidates, start=1):
-        queries = replay(
-            events,
-            baskets,
-            settings,
-            tenant_id,
-            progress=_staged(progress, f"replay {number}/{len(candidates)}"),
-        )
-        on_validation = [q for q in queries if q.basket.split == validation.name]
-        if progress is not None:
-            progress(f"tuning {number}/{len(candidates)}", 0)
-        weights, rates = tune_blend(on_validation)
-        tried.append((CandidateSettings(settings, weights, rates), queries))
-
-    big, small = max(KS), min(KS)
-    chosen, queries = max(
-        tried,
-        key=lambda pair: (pair[0].validation.rate(big), pair[0].validation.rate(small)),
-    )
+) -> CandidateReport:
+    """Replay once with `settings`, tune blend weights on the first split (validation) only,
+    then measure every method on both splits. `events` must be in (occurred_at, event_id)
+    order; `baskets` come from `held_out_baskets` over the same splits."""
+    validation = splits[0]
+    queries = replay(events, baskets, settings, tenant_id, progress=_staged(progress, "replay"))
+    if progress is not None:
+        progress("tuning blend weights on validation", 0)
+    weights, rates = tune_blend([q for q in queries if q.basket.split == validation.name])
     methods: list[tuple[str, Callable[[Query], Sequence[str]]]] = [
         (BASELINE, most_popular),
-        (TUNED, blended(chosen.tuned)),
-        (DEFAULT, blended(chosen.settings.recommend.blend)),
-        *((name, blended(weights)) for name, weights in _SINGLE.items()),
+        (TUNED, blended(weights)),
+        (DEFAULT, blended(settings.recommend.blend)),
+        *((name, blended(single)) for name, single in _SINGLE.items()),
     ]
     results: list[MethodResult] = []
     for split in splits:
         on_split = [q for q in queries if q.basket.split == split.name]
         baseline = hit_rates(on_split, most_popular)
         for name, ranking in methods:
-            rates = baseline if ranking is most_popular else hit_rates(on_split, ranking)
-            lifts = {k: lift(rates.rate(k), baseline.rate(k)) for k in KS}
-            results.append(MethodResult(split.name, name, rates, lifts))
-    return EvaluationReport(
-        splits=splits,
-        left_out=dict(left_out),
-        candidates=tuple(candidate for candidate, _ in tried),
-        chosen=chosen,
-        results=tuple(results),
-    )
+            found = baseline if ranking is most_popular else hit_rates(on_split, ranking)
+            lifts = {k: lift(found.rate(k), baseline.rate(k)) for k in KS}
+            results.append(MethodResult(split.name, name, found, lifts))
+    return CandidateReport(settings, weights, rates, tuple(results))
+
+
+def choose(candidates: Sequence[CandidateReport]) -> CandidateReport:
+    """The configuration with the best validation hit rate at the largest K (then smallest K,
+    then the earliest candidate): test results play no part in the choice."""
+    big, small = max(KS), min(KS)
+    return max(candidates, key=lambda c: (c.validation.rate(big), c.validation.rate(small)))
 
 
 def _staged(

@@ -5,8 +5,14 @@ import pytest
 from magnetar.personalization import records
 from magnetar.personalization.decay import DAY_MS
 from magnetar.personalization.evaluation import (
+    BASELINE,
+    CandidateReport,
+    HitRates,
+    MethodResult,
     Split,
     blended,
+    choose,
+    evaluate_candidate,
     held_out_baskets,
     hit_rates,
     lift,
@@ -107,3 +113,30 @@ def test_the_batch_size_of_the_replay_does_not_change_what_is_asked() -> None:
 def test_lift_is_relative_to_the_baseline() -> None:
     assert lift(0.6, 0.5) == pytest.approx(0.2)
     assert lift(0.3, 0.0) is None
+
+
+def test_the_configuration_is_chosen_on_validation_results_only() -> None:
+    def report(validation_hits: int, test_hits: int) -> CandidateReport:
+        test_rates = HitRates(10, {10: test_hits, 20: test_hits})
+        return CandidateReport(
+            TenantPersonalization(),
+            BlendWeights(),
+            HitRates(10, {10: validation_hits, 20: validation_hits}),
+            (MethodResult("test", "magnetar", test_rates, {10: None, 20: None}),),
+        )
+
+    better_on_validation, better_on_test = report(6, 2), report(5, 9)
+    assert choose([better_on_test, better_on_validation]) is better_on_validation
+
+
+def test_a_candidate_report_compares_every_method_with_the_baseline_on_each_split() -> None:
+    events = _repeat_buyers()
+    splits = (Split("validation", T0, T0 + 20 * DAY_MS), TEST)
+    baskets, _ = held_out_baskets(events, splits, _known)
+    result = evaluate_candidate(events, baskets, splits, TenantPersonalization(), "acme")
+    by_method = {(r.split, r.method): r for r in result.results}
+    baseline = by_method[("test", BASELINE)]
+    assert baseline.rates.rate(20) == 0.0
+    assert baseline.lift[20] is None  # no lift can be stated over a baseline of zero
+    assert by_method[("test", "repeat only")].rates.rate(20) == 1.0
+    assert {split for split, _ in by_method} == {"validation", "test"}
