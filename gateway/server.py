@@ -21,6 +21,7 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -32,8 +33,10 @@ from gateway.ingestion import Ingestor
 from gateway.interceptors import AuthInterceptor, ErrorMappingInterceptor, LimitsInterceptor
 from gateway.limits import ConcurrencyLimiter
 from gateway.method_scopes import method_scopes
+from gateway.metrics import MetricsInterceptor, serve_metrics
 from magnetar.api_key_store import ApiKeyStore
 from magnetar.db.engine import make_engine, make_sessionmaker
+from magnetar.observability.metrics import PipelineMetrics, rpc_histogram
 from magnetar.settings import Settings
 from magnetar.v1 import event_service_pb2_grpc
 
@@ -111,9 +114,12 @@ def create_server(
     key_lookup: KeyLookup | None = None,
     credentials: PulsarCredentials | None = None,
     services: Sequence[ServiceMount] = (),
+    registry: CollectorRegistry | None = None,
 ) -> tuple[GatewayServer, int]:
     """Build the server and bind `settings.grpc_host:grpc_port` (0 picks a free port)."""
     options = options or GatewayOptions()
+    # A registry per server: tests build many servers in one process.
+    registry = registry or CollectorRegistry()
     engine = make_engine(settings.database_url)
     sessions = make_sessionmaker(engine)
     authenticator = Authenticator(
@@ -128,6 +134,7 @@ def create_server(
     )
     server = grpc.aio.server(
         interceptors=[
+            MetricsInterceptor(rpc_histogram(registry)),
             ErrorMappingInterceptor(),
             AuthInterceptor(authenticator, method_scopes()),
             LimitsInterceptor(ConcurrencyLimiter(options.max_concurrent_calls_per_tenant)),
@@ -158,9 +165,14 @@ def create_server(
 async def serve(settings: Settings, options: GatewayOptions | None = None) -> None:
     """Run until SIGTERM/SIGINT, then shut down gracefully."""
     options = options or GatewayOptions()
-    gateway, port = create_server(settings, options=options)
+    registry = CollectorRegistry()
+    gateway, port = create_server(settings, options=options, registry=registry)
     await gateway.start()
     log.info("gateway listening on %s:%d", settings.grpc_host, port)
+    serve_metrics(registry, settings.grpc_host, settings.metrics_port)
+    pipeline_metrics = PipelineMetrics(settings, registry)
+    pipeline_metrics.start()
+    log.info("metrics on http://%s:%d/metrics", settings.grpc_host, settings.metrics_port)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

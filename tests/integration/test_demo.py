@@ -1,0 +1,83 @@
+"""The README's run command end to end: the demo runs, and its metrics can be scraped."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+
+from magnetar.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+
+def _scrape(settings: Settings) -> str:
+    try:
+        return httpx.get(f"http://{settings.grpc_host}:{settings.metrics_port}/metrics").text
+    except httpx.HTTPError:
+        return ""
+
+
+def _value(text: str, pattern: str) -> float:
+    found = re.search(pattern + r" ([0-9.e+]+)", text)
+    return float(found.group(1)) if found else 0.0
+
+
+@pytest.mark.timeout(600)
+def test_demo_shows_recommendations_and_its_metrics_are_scraped_while_it_runs(
+    settings: Settings,
+) -> None:
+    env = {**os.environ, "COLUMNS": "160"}
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "magnetar.cli", "demo", "--seconds", "40", "--rate", "50"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    ingest_calls = counted = 0.0
+    deadline = time.monotonic() + 300
+    try:
+        while demo.poll() is None and time.monotonic() < deadline:
+            metrics = _scrape(settings)
+            ingest_calls = _value(
+                metrics,
+                r'magnetar_rpc_duration_seconds_count\{code="OK",method="/magnetar\.v1\.'
+                r'EventService/Ingest",tenant="demo"\}',
+            )
+            counted = _value(metrics, r'magnetar_pipeline_counted_total\{tenant="demo"\}')
+            if ingest_calls > 0 and counted > 0:
+                break
+            time.sleep(2)
+        status = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "magnetar.cli",
+                "status",
+                "--tenant",
+                "demo",
+                "--iterations",
+                "1",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env,
+            check=False,
+        )
+        output, _ = demo.communicate(timeout=300)
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+    assert demo.returncode == 0, output[-3000:]
+    assert ingest_calls > 0, "no Ingest calls of the demo tenant on the metrics endpoint"
+    assert counted > 0, "the demo tenant's counted events never appeared in the metrics"
+    assert "demo" in status.stdout and "materialize:1/1" in status.stdout, status.stdout
+    assert "recommendations, live from PostgreSQL state" in output
+    assert re.search(r"user-\d+", output), "no user's recommendations were shown"
