@@ -40,6 +40,7 @@ import pulsar
 from rich.console import Console
 from rich.table import Table
 
+from bench.report import machine, percentile
 from gateway.event_publisher import PublisherOptions
 from gateway.pulsar_bridge import BatchAck
 from magnetar.api_key_store import ApiKeyStore
@@ -73,13 +74,6 @@ class Phase:
     @property
     def events_per_s(self) -> float:
         return self.events / self.seconds if self.seconds else 0.0
-
-
-def percentile(samples: Sequence[float], q: float) -> float:
-    if not samples:
-        return float("nan")
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))]
 
 
 def make_batches(size: int, count: int) -> list[list[events_pb2.Event]]:
@@ -398,6 +392,7 @@ def report(phases: list[Phase], args: argparse.Namespace) -> dict[str, Any]:
         "cores": os.cpu_count(),
         # The machine is shared: the load average says how much else was running.
         "load_average_1_5_15": os.getloadavg(),
+        "machine": machine(),
         "args": {k: v for k, v in vars(args).items() if k != "out"},
         "phases": [{**asdict(p), "events_per_s": p.events_per_s} for p in phases],
         "targets": targets,

@@ -138,6 +138,17 @@ def _paced_send(
     return time.monotonic() - started
 
 
+def _producer(client: pulsar.Client, topic: str) -> Any:
+    """The same producer settings for the baseline and the pipeline: batching 1 ms, and
+    blocking (not failing) when a burst outruns the pending-message limit."""
+    return client.create_producer(
+        topic,
+        batching_max_publish_delay_ms=1,
+        max_pending_messages=10_000,
+        block_if_queue_full=True,
+    )
+
+
 def baseline_round_trip(
     client: pulsar.Client,
     topic: str,
@@ -156,7 +167,7 @@ def baseline_round_trip(
             done.set()
 
     consumer = client.subscribe(topic, "baseline", message_listener=on_message)
-    producer = client.create_producer(topic, batching_max_publish_delay_ms=1)
+    producer = _producer(client, topic)
     acked: dict[str, float] = {}
     seconds = _paced_send(producer, events, rate, acked.__setitem__, progress, "baseline")
     done.wait(timeout=60)
@@ -172,14 +183,16 @@ def baseline_round_trip(
 
 @contextmanager
 def bench_tenant(
-    settings: Settings, admin: PulsarAdmin, durable_state: bool = True
+    settings: Settings, admin: PulsarAdmin, durable_state: bool = True, pipeline: bool = True
 ) -> Iterator[TenantTopics]:
+    """A scratch tenant (removed afterwards), with its pipeline deployed unless told not to."""
     tenant = f"bench-{uuid.uuid4().hex[:6]}"
     topics = provision_pulsar(admin, tenant)
     options = PipelineOptions(
         database_url_file=settings.functions_database_url_file, durable_state=durable_state
     )
-    wait_running(admin, tenant, deploy_pipeline(admin, tenant, options))
+    if pipeline:
+        wait_running(admin, tenant, deploy_pipeline(admin, tenant, options))
     try:
         yield topics
     finally:
@@ -198,12 +211,7 @@ def pipeline_phase(
     progress: Progress,
     label: str,
 ) -> Phase:
-    producer = client.create_producer(
-        topics.raw,
-        batching_max_publish_delay_ms=1,
-        max_pending_messages=10_000,
-        block_if_queue_full=True,
-    )
+    producer = _producer(client, topics.raw)
     acked: dict[str, float] = {}
     ids = {e.event_id for e in events}
     with LedgerPoller(settings, topics.tenant) as poller:
@@ -297,4 +305,39 @@ def run(
         "freshness = broker ack of the send → event visible in PostgreSQL (ledger polled every "
         f"{POLL_INTERVAL_S * 1000:.0f} ms); baseline = same events, plain producer → consumer"
     )
+    return report
+
+
+def run_produce(
+    settings: Settings, *, rate: float = 1000.0, seconds: float = 10.0, burst: int = 20_000
+) -> BenchReport:
+    """`magnetar bench produce`: the plain produce → consume round trip alone."""
+    report = BenchReport("produce", ("measurement", "events", "events/s", "p50 ms", "p99 ms"))
+    paced_count = int(rate * seconds)
+    with (
+        PulsarAdmin(settings.pulsar_admin_url, settings.pulsar_admin_token) as admin,
+        bench_tenant(settings, admin, pipeline=False) as topics,
+        Progress(transient=True) as progress,
+    ):
+        client = make_client(settings.pulsar_service_url, settings.pulsar_admin_token)
+        try:
+            topic = f"persistent://{topics.events_namespace}/baseline"
+            paced = baseline_round_trip(
+                client, topic, list(synthetic_events(paced_count)), rate, progress
+            )
+            flood = baseline_round_trip(
+                client, topic + "-burst", list(synthetic_events(burst)), 0, progress
+            )
+        finally:
+            client.close()
+    report.add(
+        measurement=f"round trip @ {rate:.0f}/s",
+        events=paced.sent,
+        **{
+            "p50 ms": percentile(paced.latencies_ms, 50),
+            "p99 ms": percentile(paced.latencies_ms, 99),
+        },
+    )
+    report.add(measurement="burst", events=flood.sent, **{"events/s": flood.rate})
+    report.notes.append("producer (batching 1 ms) → consumer on one topic of this broker")
     return report

@@ -22,6 +22,18 @@ def register(subparsers: Any) -> None:
     )
     pipeline.set_defaults(handler=_pipeline)
 
+    produce = scenarios.add_parser("produce", help="plain Pulsar round trip: the machine's floor")
+    produce.add_argument("--rate", type=float, default=1000.0, help="offered events/s")
+    produce.add_argument("--seconds", type=float, default=10.0, help="length of the paced run")
+    produce.add_argument("--burst", type=int, default=20_000, help="events in the burst")
+    produce.set_defaults(handler=_produce)
+
+    ingest = scenarios.add_parser(
+        "ingest", help="gateway Ingest vs a plain producer (options: see bench/ingest.py)"
+    )
+    ingest.add_argument("options", nargs=argparse.REMAINDER, help="passed to the benchmark")
+    ingest.set_defaults(handler=_ingest)
+
 
 def _pipeline(args: argparse.Namespace) -> int:
     from bench import pipeline
@@ -36,3 +48,20 @@ def _pipeline(args: argparse.Namespace) -> int:
     report.print()
     print(f"results: {report.save()}")
     return 0
+
+
+def _produce(args: argparse.Namespace) -> int:
+    from bench import pipeline
+
+    report = pipeline.run_produce(
+        Settings.load(), rate=args.rate, seconds=args.seconds, burst=args.burst
+    )
+    report.print()
+    print(f"results: {report.save()}")
+    return 0
+
+
+def _ingest(args: argparse.Namespace) -> int:
+    from bench import ingest
+
+    return ingest.main(args.options)
