@@ -16,8 +16,9 @@ Checks, in this order (the first failure is reported):
 
 1. identity: ``event_id`` 1 to 128 bytes of printable ASCII without spaces (it becomes a
    durable state key in `dedupe` and a ledger key in `materialize`); a ``user_id`` or an
-   ``anonymous_id``; ids at most 128 bytes; ``locale`` at most 35 bytes of letters, digits
-   and ``-``; ``user_agent`` at most 512 bytes;
+   ``anonymous_id``; ids at most 128 bytes without control characters (NUL cannot be
+   stored in PostgreSQL); ``locale`` at most 35 bytes of letters, digits and ``-``;
+   ``user_agent`` at most 512 bytes;
 2. type: present; a type this build does not know is **accepted** by default
    (``accept_unknown_types``), as the contract asks — a gateway upgraded before the pipeline
    must not send a new type's events to the DLQ; materialize gives them no weight. Known
@@ -80,6 +81,10 @@ WIRE_EVENT_TYPES = frozenset(
 
 _EVENT_ID = re.compile(r"[\x21-\x7e]+")
 _LOCALE = re.compile(r"[A-Za-z0-9-]*")
+# C0 and C1 control characters, as the gateway refuses them. NUL in particular cannot be
+# stored in a PostgreSQL text or jsonb value: an id carrying one would fail materialize's
+# commit on every retry and hold its whole batch back.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _ATTRIBUTE_KEY = re.compile(r"[a-z0-9_.-]+")
 
 
@@ -198,6 +203,14 @@ def _check_identity(event: Event, policy: ValidationPolicy) -> Rejected | None:
         too_long = _too_long(field, text, limit)
         if too_long:
             return too_long
+    for field, text in (
+        ("user_id", event.user_id),
+        ("anonymous_id", event.anonymous_id),
+        ("session_id", event.session_id),
+        ("item_id", event.item_id),
+    ):
+        if _CONTROL.search(text):
+            return Rejected(DlqReason.INVALID_FIELD, field, "control characters are not allowed")
     if not _LOCALE.fullmatch(event.locale):
         return Rejected(DlqReason.INVALID_FIELD, "context.locale", "letters, digits, '-' only")
     return None
