@@ -18,12 +18,21 @@ Memory: the view holds the whole catalog (it is a table, not a cache): about 220
 the title and categories per item (measured), so a million items need a few hundred MB. An event whose
 item is not in the view is joined with empty fields — not an error: the item may be new and
 its catalog write still on its way, and an interaction without catalog data is still signal.
+
+Sanitizing: the topic is written by more than the gateway (tools, replays), and categories
+flow on into PostgreSQL state. A category with a control character (NUL cannot be stored in
+text or jsonb and would fail every commit of its batch) or an empty one is dropped; a price
+that is not a finite, non-negative number becomes "not given".
 """
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,9 +85,7 @@ class CatalogView:
             self._items.pop(key, None)
             self.stats.deletes += 1
             return
-        if item.item_id != key:
-            item = replace(item, item_id=key)
-        self._items[key] = item
+        self._items[key] = _sanitized(item, key)
         self.stats.upserts += 1
 
     def apply_message(
@@ -102,3 +109,14 @@ class CatalogView:
             self.stats.misses += 1
             return UNKNOWN_ITEM
         return ItemSnapshot(True, item.title, item.categories, item.price)
+
+
+def _sanitized(item: CatalogItem, key: str) -> CatalogItem:
+    """The item under its key, without categories or a price that state cannot hold."""
+    categories = tuple(c for c in item.categories if c and not _CONTROL.search(c))
+    price = item.price
+    if price is not None and not (math.isfinite(price) and price >= 0):
+        price = None
+    if (item.item_id, categories, price) == (key, item.categories, item.price):
+        return item
+    return replace(item, item_id=key, categories=categories, price=price)

@@ -137,3 +137,20 @@ def test_view_holds_the_last_write_per_key_like_a_compacted_topic(
         assert snapshot.found == (expected is not None)
         assert snapshot.title == (expected or "")
     assert len(view) == sum(1 for title in last.values() if title is not None)
+
+
+def test_categories_state_cannot_store_are_dropped() -> None:
+    view = CatalogView()
+    view.apply(
+        "sku-1", CatalogItem("sku-1", "Mug", ("home", "bad\x00one", "", "tab\there", "mugs"))
+    )
+
+    assert view.join("sku-1").categories == ("home", "mugs")
+
+
+@given(st.sampled_from([float("nan"), float("inf"), float("-inf"), -1.0]))
+def test_a_price_that_is_not_a_finite_amount_is_not_given(price: float) -> None:
+    view = CatalogView()
+    view.apply("sku-1", CatalogItem("sku-1", "Mug", ("home",), price))
+
+    assert view.join("sku-1") == ItemSnapshot(True, "Mug", ("home",), None)
