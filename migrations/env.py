@@ -5,6 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine, text
 
+import magnetar.db.catalog_models  # (registers the catalog and erasure tables)
 import magnetar.db.state_models  # noqa: F401  (registers the state tables)
 from magnetar.db.models import Base
 
