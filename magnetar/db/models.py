@@ -8,10 +8,10 @@ reconciler with the owner role's migrations granting the application role what i
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
-from sqlalchemy import CheckConstraint, ForeignKey, LargeBinary, MetaData, String, func
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import CheckConstraint, ForeignKey, LargeBinary, MetaData, String, func, text
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAMING_CONVENTION = {
@@ -34,10 +34,21 @@ class Tenant(Base):
     """A Magnetar tenant: one Pulsar tenant, its namespaces and its rows here."""
 
     __tablename__ = "tenants"
+    __table_args__ = (
+        CheckConstraint(
+            "state IN ('provisioning', 'active', 'failed', 'deleting')", name="state"
+        ),
+    )
 
     tenant_id: Mapped[TenantId] = mapped_column(primary_key=True)
     display_name: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[CreatedAt]
+    # The desired state and onboarding progress the reconciler keeps (tenants.store).
+    plan: Mapped[str] = mapped_column(String(32), server_default="")
+    quotas: Mapped[dict[str, int]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+    state: Mapped[str] = mapped_column(String(16), server_default="active")
+    steps: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
 
 
 class ApiKey(Base):
