@@ -35,9 +35,7 @@ class Tenant(Base):
 
     __tablename__ = "tenants"
     __table_args__ = (
-        CheckConstraint(
-            "state IN ('provisioning', 'active', 'failed', 'deleting')", name="state"
-        ),
+        CheckConstraint("state IN ('provisioning', 'active', 'failed', 'deleting')", name="state"),
     )
 
     tenant_id: Mapped[TenantId] = mapped_column(primary_key=True)
