@@ -26,7 +26,8 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.auth import Authenticator, KeyLookup
-from gateway.event_publisher import EventPublisher, PublisherOptions, PulsarCredentials, SharedToken
+from gateway.catalog_service import mount_catalog_service
+from gateway.event_publisher import EventPublisher, PublisherOptions, PulsarCredentials
 from gateway.event_service import SERVICE_NAME as EVENT_SERVICE
 from gateway.event_service import EventService
 from gateway.ingestion import Ingestor
@@ -34,11 +35,16 @@ from gateway.interceptors import AuthInterceptor, ErrorMappingInterceptor, Limit
 from gateway.limits import ConcurrencyLimiter
 from gateway.method_scopes import method_scopes
 from gateway.metrics import MetricsInterceptor, serve_metrics
+from gateway.personalization_service import mount_personalization_service
+from gateway.tenant_service import mount_tenant_service, tenant_credentials
+from gateway.user_service import mount_user_service
 from magnetar.api_key_store import ApiKeyStore
 from magnetar.db.engine import make_engine, make_sessionmaker
 from magnetar.observability.metrics import PipelineMetrics, rpc_histogram
 from magnetar.settings import Settings
 from magnetar.v1 import event_service_pb2_grpc
+from tenants.ingest_quota import IngestRateLimiter, RateLimitedSink
+from tenants.store import PostgresTenantStore
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +71,14 @@ class GatewayDeps:
 
 
 ServiceMount = Callable[[Any, GatewayDeps], str]
+
+# What `serve()` (and `magnetar gateway serve`) mounts besides EventService.
+DEFAULT_SERVICES: tuple[ServiceMount, ...] = (
+    mount_personalization_service,
+    mount_catalog_service,
+    mount_user_service,
+    mount_tenant_service,
+)
 
 
 class GatewayServer:
@@ -101,8 +115,10 @@ class GatewayServer:
 
 
 def mount_event_service(server: Any, deps: GatewayDeps) -> str:
+    # Each tenant's ingest quota (its plan) is enforced before its events reach Pulsar.
+    quotas = IngestRateLimiter(PostgresTenantStore(deps.sessions))
     event_service_pb2_grpc.add_EventServiceServicer_to_server(
-        EventService(Ingestor(deps.publisher)), server
+        EventService(Ingestor(RateLimitedSink(deps.publisher, quotas))), server
     )
     return str(EVENT_SERVICE)
 
@@ -113,7 +129,7 @@ def create_server(
     options: GatewayOptions | None = None,
     key_lookup: KeyLookup | None = None,
     credentials: PulsarCredentials | None = None,
-    services: Sequence[ServiceMount] = (),
+    services: Sequence[ServiceMount] = DEFAULT_SERVICES,
     registry: CollectorRegistry | None = None,
 ) -> tuple[GatewayServer, int]:
     """Build the server and bind `settings.grpc_host:grpc_port` (0 picks a free port)."""
@@ -129,7 +145,8 @@ def create_server(
     )
     publisher = EventPublisher(
         settings.pulsar_service_url,
-        credentials or SharedToken(settings.pulsar_admin_token),
+        # Each tenant's producer authenticates as the tenant's own Pulsar role.
+        credentials or tenant_credentials(settings),
         options.publisher,
     )
     server = grpc.aio.server(

@@ -1,0 +1,59 @@
+"""`magnetar.v1.CatalogService`: proto in, `Catalog` (the domain), proto out.
+
+Items go to PostgreSQL (through the gateway's engine) and to the tenant's compacted topic;
+both calls block, so each RPC runs on a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from gateway.catalog_proto import item_from_proto, item_to_proto
+from gateway.catalog_publisher import PulsarCatalogTopic
+from gateway.event_publisher import SharedToken
+from gateway.interceptors import current_tenant
+from gateway.lifetime import close_with_gateway
+from magnetar.db.catalog_store import PostgresCatalogStore
+from magnetar.serving.catalog import Catalog
+from magnetar.v1 import catalog_service_pb2 as pb
+from magnetar.v1 import catalog_service_pb2_grpc as pb_grpc
+
+if TYPE_CHECKING:  # the server imports this module to mount it by default
+    from gateway.server import GatewayDeps
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["CatalogService"].full_name
+
+
+class CatalogService(pb_grpc.CatalogServiceServicer):
+    def __init__(self, catalog: Catalog) -> None:
+        self._catalog = catalog
+
+    async def UpsertItems(
+        self, request: pb.UpsertItemsRequest, context: Any
+    ) -> pb.UpsertItemsResponse:
+        items = [item_from_proto(item) for item in request.items]
+        count = await asyncio.to_thread(self._catalog.upsert_items, current_tenant(), items)
+        return pb.UpsertItemsResponse(upserted_count=count)
+
+    async def GetItem(self, request: pb.GetItemRequest, context: Any) -> pb.GetItemResponse:
+        item = await asyncio.to_thread(self._catalog.get_item, current_tenant(), request.item_id)
+        return pb.GetItemResponse(item=item_to_proto(item))
+
+    async def DeleteItem(
+        self, request: pb.DeleteItemRequest, context: Any
+    ) -> pb.DeleteItemResponse:
+        item = await asyncio.to_thread(self._catalog.delete_item, current_tenant(), request.item_id)
+        return pb.DeleteItemResponse(item=item_to_proto(item))
+
+
+def mount_catalog_service(server: Any, deps: GatewayDeps) -> str:
+    # The same credentials as the event publisher's default: the platform's token until
+    # tenants have Pulsar roles of their own.
+    topic = PulsarCatalogTopic(
+        deps.settings.pulsar_service_url, SharedToken(deps.settings.pulsar_admin_token)
+    )
+    close_with_gateway(deps.sessions, topic.close)
+    catalog = Catalog(PostgresCatalogStore(deps.sessions), topic)
+    pb_grpc.add_CatalogServiceServicer_to_server(CatalogService(catalog), server)
+    return str(SERVICE_NAME)

@@ -1,0 +1,167 @@
+"""`magnetar.v1.PersonalizationService`: proto in, `PersonalizationServing` (the domain), proto out.
+
+The domain reads PostgreSQL with blocking calls, so each call runs on a worker thread; the
+tenant is taken from the caller's key on the event loop first (it lives in the RPC's
+context). One connection pool per process, opened by the mount and closed with the
+gateway's engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from google.protobuf import timestamp_pb2
+
+from gateway.interceptors import current_tenant
+from gateway.lifetime import close_with_gateway
+from magnetar.db.serving_reader import ServingStateReader, open_serving_pool
+from magnetar.personalization.recommend import UserProfile
+from magnetar.serving.personalization import (
+    ItemFilter,
+    PersonalizationServing,
+    ProfileQuery,
+    RecommendQuery,
+    SimilarItemsQuery,
+    TrendingQuery,
+)
+from magnetar.serving.reasons import ServedItem
+from magnetar.serving.trending_cache import TrendingCache
+from magnetar.v1 import events_pb2
+from magnetar.v1 import personalization_service_pb2 as pb
+from magnetar.v1 import personalization_service_pb2_grpc as pb_grpc
+
+if TYPE_CHECKING:  # the server imports this module to mount it by default
+    from gateway.server import GatewayDeps
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["PersonalizationService"].full_name
+_WINDOW_PREFIX = "TRENDING_WINDOW_"
+
+
+def _filter(message: pb.RecommendationFilter) -> ItemFilter:
+    return ItemFilter(
+        exclude_purchased=message.exclude_purchased,
+        exclude_viewed=message.exclude_viewed,
+        exclude_item_ids=tuple(message.exclude_item_ids),
+        categories=tuple(message.categories),
+    )
+
+
+def _scored(items: Sequence[ServedItem]) -> list[pb.ScoredItem]:
+    return [
+        pb.ScoredItem(
+            item_id=item.item_id,
+            score=item.score,
+            reason=pb.RecommendationReason(
+                kind=pb.ReasonKind.Value(f"REASON_KIND_{item.reason.kind}"),
+                related_item_id=item.reason.related_item_id,
+                category=item.reason.category,
+                text=item.reason.text,
+            ),
+        )
+        for item in items
+    ]
+
+
+def _window(value: int) -> str | None:
+    """HOUR, DAY or WEEK; None for unspecified or a number this build has no name for."""
+    if value == pb.TRENDING_WINDOW_UNSPECIFIED or value not in pb.TrendingWindow.values():
+        return None
+    return pb.TrendingWindow.Name(value).removeprefix(_WINDOW_PREFIX)  # type: ignore[arg-type]
+
+
+def _timestamp(ms: int) -> timestamp_pb2.Timestamp:
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromMilliseconds(ms)
+    return stamp
+
+
+def _event_type(name: str) -> int:
+    # State names types like the wire without the prefix; "cancel" has no wire type.
+    try:
+        return int(events_pb2.EventType.Value(f"EVENT_TYPE_{name.upper()}"))
+    except ValueError:
+        return events_pb2.EVENT_TYPE_UNSPECIFIED
+
+
+def _profile(profile: UserProfile) -> pb.UserProfile:
+    return pb.UserProfile(
+        subject_id=profile.user_id,
+        recent_items=[
+            pb.RecentItem(
+                item_id=entry.item_id,
+                last_event_type=_event_type(entry.type),  # type: ignore[arg-type]
+                last_seen_at=_timestamp(entry.occurred_at),
+            )
+            for entry in profile.recent_items
+        ],
+        top_categories=[
+            pb.CategoryAffinity(category=c.category, score=c.score) for c in profile.top_categories
+        ],
+        # The state counts purchases apart and every other type together (see the field's
+        # comment in the contract): the rest is reported under EVENT_TYPE_UNSPECIFIED.
+        event_counts=[
+            pb.EventTypeCount(type=events_pb2.EVENT_TYPE_PURCHASE, count=profile.purchases),
+            pb.EventTypeCount(
+                type=events_pb2.EVENT_TYPE_UNSPECIFIED, count=profile.events - profile.purchases
+            ),
+        ],
+        last_seen_at=_timestamp(profile.last_seen),
+        first_seen_at=_timestamp(profile.first_seen),
+    )
+
+
+class PersonalizationService(pb_grpc.PersonalizationServiceServicer):
+    def __init__(self, serving: PersonalizationServing) -> None:
+        self._serving = serving
+
+    async def Recommend(self, request: pb.RecommendRequest, context: Any) -> pb.RecommendResponse:
+        query = RecommendQuery(
+            k=request.k,
+            user_id=request.user_id,
+            anonymous_id=request.anonymous_id,
+            session_id=request.session_id,
+            context_item_ids=tuple(request.context_item_ids),
+            filter=_filter(request.filter),
+        )
+        result = await asyncio.to_thread(self._serving.recommend, current_tenant(), query)
+        return pb.RecommendResponse(items=_scored(result.items), cold_start=result.cold_start)
+
+    async def SimilarItems(
+        self, request: pb.SimilarItemsRequest, context: Any
+    ) -> pb.SimilarItemsResponse:
+        query = SimilarItemsQuery(
+            item_id=request.item_id,
+            k=request.k,
+            filter=_filter(request.filter),
+            user_id=request.user_id,
+        )
+        items = await asyncio.to_thread(self._serving.similar_items, current_tenant(), query)
+        return pb.SimilarItemsResponse(items=_scored(items))
+
+    async def Trending(self, request: pb.TrendingRequest, context: Any) -> pb.TrendingResponse:
+        query = TrendingQuery(
+            window=_window(request.window), k=request.k, category=request.category
+        )
+        items = await asyncio.to_thread(self._serving.trending, current_tenant(), query)
+        return pb.TrendingResponse(items=_scored(items))
+
+    async def GetUserProfile(
+        self, request: pb.GetUserProfileRequest, context: Any
+    ) -> pb.GetUserProfileResponse:
+        query = ProfileQuery(
+            user_id=request.user_id,
+            anonymous_id=request.anonymous_id,
+            recent_items_limit=request.recent_items_limit,
+        )
+        profile = await asyncio.to_thread(self._serving.user_profile, current_tenant(), query)
+        return pb.GetUserProfileResponse(profile=_profile(profile))
+
+
+def mount_personalization_service(server: Any, deps: GatewayDeps) -> str:
+    pool = open_serving_pool(deps.settings.database_url)
+    close_with_gateway(deps.sessions, lambda: pool.close(timeout=1.0))
+    serving = PersonalizationServing(TrendingCache(ServingStateReader(pool)))
+    pb_grpc.add_PersonalizationServiceServicer_to_server(PersonalizationService(serving), server)
+    return str(SERVICE_NAME)

@@ -1,0 +1,61 @@
+"""Erasing one user's state, so that it stays erased.
+
+What is erased: every row keyed by the user (item and category affinities, the activity row
+with its recent items). What cannot be: the tenant-wide aggregates (item popularity,
+co-visitation) hold sums over many users with no per-user part, and the processed-event
+ledger holds event ids only. What stays: a tombstone (tenant, user id, time) — the one fact
+needed to keep the promise that events of the user that occurred before the erasure, still
+in flight or redelivered, are dropped by the materializer instead of rebuilding the state.
+
+The state counts an event under its user id, else its anonymous id; a request naming both
+erases both subjects.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from magnetar.serving.limits import Violations
+
+
+class ErasureStore(Protocol):
+    def erase(
+        self, tenant_id: str, subjects: Sequence[str], erased_before_ms: int
+    ) -> Mapping[str, int]:
+        """Delete the subjects' rows and record their tombstones in one transaction;
+        rows deleted per table, every user-keyed table listed."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class ErasureReport:
+    # (table, rows deleted), by table name.
+    deleted: tuple[tuple[str, int], ...]
+    # Events of the user that occurred before this instant (epoch ms) are dropped.
+    erased_before_ms: int
+
+
+def _wall_clock_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class UserErasure:
+    def __init__(self, store: ErasureStore, clock_ms: Callable[[], int] = _wall_clock_ms) -> None:
+        self._store = store
+        self._clock_ms = clock_ms
+
+    def delete_user(self, tenant_id: str, user_id: str, anonymous_id: str) -> ErasureReport:
+        violations = Violations()
+        violations.identifier("user_id", user_id)
+        violations.identifier("anonymous_id", anonymous_id)
+        if not (user_id or anonymous_id):
+            violations.add("user_id", "one of user_id, anonymous_id is required")
+        violations.raise_if_any("invalid user")
+
+        subjects = list(dict.fromkeys(s for s in (user_id, anonymous_id) if s))
+        erased_before = self._clock_ms()
+        deleted = self._store.erase(tenant_id, subjects, erased_before)
+        return ErasureReport(tuple(sorted(deleted.items())), erased_before)
