@@ -519,7 +519,9 @@ class UserProfile(_message.Message):
 
     @_builtins.property
     def event_counts(self) -> _containers.RepeatedCompositeFieldContainer[Global___EventTypeCount]:
-        """Event counts by type."""
+        """Event counts by type. Purchases are counted on their own and every other type
+        together: the rest is reported under EVENT_TYPE_UNSPECIFIED.
+        """
 
     @_builtins.property
     def last_seen_at(self) -> _timestamp_pb2.Timestamp:
