@@ -64,6 +64,7 @@ def function_config(stage: str, topics: TenantTopics, options: PipelineOptions) 
         "tenant_id": topics.tenant,
         "dlq_topic": topics.dlq,
         "durable_state": str(options.durable_state).lower(),
+        "parallelism": options.parallelism,
     }
     if stage == "dedupe":
         user_config |= {"output_topic": topics.deduped, "window_ms": options.dedupe_window_ms}

@@ -25,11 +25,15 @@ from functions import runtime, wire
 from functions.logic.catalog_view import CatalogItem, CatalogView
 from functions.logic.devices import DeviceParser
 from functions.logic.enrichment import DeadLetter, enrich
-from functions.logic.sessions import SessionTracker
-from functions.logic.state_port import FunctionContextStore
+from functions.logic.segment_log import PeriodicSegments, replay
+from functions.logic.sessions import SessionConfig, SessionTracker
 from magnetar.v1 import catalog_service_pb2
 
 STAGE = "enrich"
+SNAPSHOT_INTERVAL_MS = 1_000
+# Sessions older than this cannot take new events (30 min gap + the 15 min lateness
+# threshold), so older segments are not worth replaying.
+SESSION_MEMORY_MS = 60 * 60 * 1000
 log = logging.getLogger(__name__)
 
 
@@ -54,6 +58,7 @@ class Enrich(Function):  # type: ignore[misc]
         self._catalog = CatalogView()
         self._devices = DeviceParser()
         self._sessions: SessionTracker | None = None
+        self._segments: PeriodicSegments | None = None
         self._catalog_reader: Any = None
 
     def _setup(self, context: Any) -> None:
@@ -61,8 +66,15 @@ class Enrich(Function):  # type: ignore[misc]
         self._tenant = str(config["tenant_id"])
         self._output = str(config["output_topic"])
         self._dlq = str(config["dlq_topic"])
-        durable = str(config.get("durable_state", "true")).lower() == "true"
-        self._sessions = SessionTracker(store=FunctionContextStore(context) if durable else None)
+        # Sessions live in memory; changed users are appended to function state about once
+        # a second and replayed on start (a state write per event would cap the stage).
+        self._sessions = SessionTracker(SessionConfig(write_through=False))
+        if runtime.durable_state(context):
+            own, everyone = runtime.segment_logs(context, STAGE)
+            since = runtime.now_ms() - SESSION_MEMORY_MS
+            for key, raw in replay(everyone, since):
+                self._sessions.restore(key, raw)
+            self._segments = PeriodicSegments(own, SNAPSHOT_INTERVAL_MS, SESSION_MEMORY_MS)
         catalog_topic = config.get("catalog_topic")
         if catalog_topic:
             self._follow_catalog(runtime.own_client(), str(catalog_topic))
@@ -143,6 +155,10 @@ class Enrich(Function):  # type: ignore[misc]
             return
         if outcome.late:
             context.record_metric("events_late", 1)
+        if self._segments is not None:
+            for user, spans in self._sessions.take_dirty().items():
+                self._segments.record(user, spans)
+            self._segments.maybe_flush(runtime.now_ms())
         runtime.forward(
             context,
             self._output,

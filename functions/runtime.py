@@ -48,6 +48,26 @@ def own_client() -> pulsar.Client:
     return pulsar.Client(args.pulsar_serviceurl, authentication=auth, operation_timeout_seconds=30)
 
 
+def segment_logs(context: Any, stage: str) -> tuple[Any, list[Any]]:
+    """This instance's segment log for `stage`, and every instance's (to replay on start).
+
+    Instances share the function's state table; each appends under its own prefix, and a
+    starting instance replays all of them, since Key_Shared may hand it another's users.
+    """
+    from functions.logic.segment_log import SegmentLog
+    from functions.logic.state_port import FunctionContextStore
+
+    store = FunctionContextStore(context)
+    parallelism = int(user_config(context).get("parallelism", 1))
+    logs = [SegmentLog(store, f"{stage}/{n}") for n in range(max(1, parallelism))]
+    own = SegmentLog(store, f"{stage}/{int(context.get_instance_id())}")
+    return own, logs
+
+
+def durable_state(context: Any) -> bool:
+    return str(user_config(context).get("durable_state", "true")).lower() == "true"
+
+
 def now_ms() -> int:
     return int(time.time() * 1000)
 

@@ -213,6 +213,12 @@ class DedupeWindow:
         self.stats.forwarded += 1
         return DedupeDecision(reason, now_ms, read_store)
 
+    def preload(self, event_id: str, sighting: Sighting) -> None:
+        """Remember a sighting recorded elsewhere (e.g. replayed from a segment log)."""
+        known = self._cache.get(event_id)
+        if known is None or sighting.first_seen_ms < known.first_seen_ms:
+            self._remember(event_id, sighting)
+
     def _key(self, event_id: str) -> str:
         return self._config.key_prefix + event_id
 

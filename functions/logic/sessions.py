@@ -174,6 +174,28 @@ class SessionTracker:
             out_of_order=out_of_order,
         )
 
+    def take_dirty(self) -> dict[str, bytes]:
+        """The users changed since the last call, encoded; the caller persists them."""
+        changed = {
+            key: encode_spans(spans)
+            for key in self._dirty
+            if (spans := self._users.get(key)) is not None
+        }
+        self._dirty.clear()
+        return changed
+
+    def restore(self, key: str, raw: bytes) -> None:
+        """Seed one user's sessions from persisted bytes (a later call for a key wins)."""
+        spans = decode_spans(raw)
+        if spans is None:
+            self.stats.unreadable_records += 1
+            return
+        self._users[key] = spans
+        self._users.move_to_end(key)
+        while len(self._users) > self._config.max_users:
+            self._users.popitem(last=False)
+            self.stats.users_evicted += 1
+
     def flush(self) -> int:
         """Write every user changed since its last write; returns how many were written."""
         written = 0
@@ -205,7 +227,7 @@ class SessionTracker:
         while len(self._users) > self._config.max_users:
             evicted_key, evicted = self._users.popitem(last=False)
             self.stats.users_evicted += 1
-            if evicted_key in self._dirty:
+            if evicted_key in self._dirty and self._store is not None:
                 self._write(evicted_key, evicted)
                 self._dirty.discard(evicted_key)
         return spans
@@ -226,12 +248,11 @@ class SessionTracker:
         return spans
 
     def _record(self, key: str, spans: list[SessionSpan]) -> None:
-        if self._store is None:
-            return
-        if self._config.write_through:
-            self._write(key, spans)
-        else:
+        if not self._config.write_through:
+            # Written later: by `flush` to the store, or handed out by `take_dirty`.
             self._dirty.add(key)
+        elif self._store is not None:
+            self._write(key, spans)
 
     def _write(self, key: str, spans: list[SessionSpan]) -> None:
         assert self._store is not None

@@ -247,3 +247,26 @@ def test_catalog_items_join_events_and_updates_show_up_within_seconds(
             ),
             what="the item's categories in state",
         )
+
+
+def test_dedupe_still_drops_repeats_after_it_restarts(
+    settings: Settings, pulsar_admin: PulsarAdmin
+) -> None:
+    with running_pipeline(settings, pulsar_admin) as pipe:
+        producer = pipe.producer()
+        first = [make_event(f"r{n}", f"u{n % 3}", "i1") for n in range(10)]
+        pipe.send(producer, first)
+        pipe.wait_for(lambda: pipe.counted() == 10, what="10 events counted")
+        time.sleep(1.5)  # past the snapshot interval; the next event appends the segment
+        pipe.send(producer, [make_event("r-flush", "u1", "i2")])
+        pipe.wait_for(lambda: pipe.counted() == 11, what="the flushing event counted")
+
+        pulsar_admin.restart_function(pipe.tenant, "events", "dedupe")
+        pipe.send(producer, first)  # client repeats, minutes later in real life
+        pipe.send(producer, [make_event("r-after", "u2", "i3")])
+        pipe.wait_for(lambda: pipe.counted() == 12, what="the new event counted")
+
+        deduped = pulsar_admin.topic_stats(pipe.topics.deduped, partitioned=True)
+        # Only first sightings passed dedupe: the 10 repeats were dropped by the restarted
+        # instance, not left for the ledger to catch.
+        assert deduped["msgInCounter"] == 12

@@ -333,3 +333,18 @@ def test_straggler_that_widened_a_session_backwards_still_finds_it_later() -> No
 
     assert widened.session_id == session.session_id
     assert again.session_id == session.session_id
+
+
+def test_sessions_handed_out_by_take_dirty_restore_into_a_new_tracker() -> None:
+    from functions.logic.sessions import SessionConfig, SessionTracker
+
+    first = SessionTracker(SessionConfig(write_through=False))
+    opened = first.assign("t", "u:1", 1_000_000)
+    changed = first.take_dirty()
+    assert len(changed) == 1 and first.take_dirty() == {}
+
+    second = SessionTracker(SessionConfig(write_through=False))
+    for key, raw in changed.items():
+        second.restore(key, raw)
+    # ten minutes later: the same session, not a new one
+    assert second.assign("t", "u:1", 1_600_000).session_id == opened.session_id
