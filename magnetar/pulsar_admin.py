@@ -184,6 +184,13 @@ class PulsarAdmin:
                     409, "PUT", topic, f"exists with {current.get('partitions')} partitions"
                 )
 
+    def partitions(self, topic: str) -> int | None:
+        """A partitioned topic's partition count; None when no partitioned topic has the name."""
+        response = self._call("GET", f"/admin/v2/{topic_path(topic)}/partitions", ok_missing=True)
+        if response.status_code == 404:
+            return None
+        return int(response.json().get("partitions", 0)) or None
+
     def create_topic(self, topic: str) -> None:
         """A non-partitioned topic (e.g. a compacted catalog or a DLQ)."""
         self._call("PUT", f"/admin/v2/{topic_path(topic)}", ok_conflict=True)

@@ -46,3 +46,11 @@ def token_role(token: str, secret_key: bytes) -> str:
         raise ValueError("bad token signature")
     claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
     return str(claims["sub"])
+
+
+TENANT_ROLE_PREFIX = "magnetar-tenant-"
+
+
+def tenant_role(tenant_id: str) -> str:
+    """A tenant's Pulsar role: granted produce and consume on its own namespaces only."""
+    return f"{TENANT_ROLE_PREFIX}{tenant_id}"

@@ -19,6 +19,7 @@ from typing import Any
 from pulsar.schema import ProtobufNativeSchema, Schema
 
 from magnetar.pulsar_admin import PulsarAdmin
+from magnetar.pulsar_tokens import tenant_role
 from magnetar.v1 import events_pb2
 
 EVENTS_NAMESPACE = "events"
@@ -60,10 +61,15 @@ def provision_raw_topic(
     """Create the partitioned raw topic and register its schema; safe to repeat.
 
     The tenant and its `events` namespace (deduplication on) must exist: onboarding
-    creates them. Registering the schema here, rather than on the gateway's first send,
-    keeps producers from ever needing the right to evolve a schema.
+    creates them (`tenants.pulsar_setup`, which takes this module's name, schema and
+    default partition count). Registering the schema here, rather than on the gateway's
+    first send, keeps producers from ever needing the right to evolve a schema.
     """
     topic = raw_events_topic(tenant_id)
     admin.create_partitioned_topic(topic, partitions)
     admin.upload_schema(topic, SCHEMA_TYPE, event_schema_definition())
+    # The gateway produces as the tenant's own role (tenants.credentials), never as superuser.
+    admin.grant_namespace_permission(
+        f"{tenant_id}/{EVENTS_NAMESPACE}", tenant_role(tenant_id), ("consume", "produce")
+    )
     return topic

@@ -30,6 +30,8 @@ class Settings:
     pulsar_admin_url: str = "http://127.0.0.1:8080"
     # Path of a file holding the Pulsar superuser token (reconciler and dev tooling only).
     pulsar_admin_token_file: str = ""
+    # Path of the broker's HS256 token secret key: signs each tenant's role token (tenants).
+    pulsar_token_secret_key_file: str = ""
     # Application role: neither owner nor BYPASSRLS; what the gateway and functions use.
     database_url: str = "postgresql://magnetar_app@127.0.0.1:55432/magnetar"
     # Owner role: runs migrations and tenant purges.

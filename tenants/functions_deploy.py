@@ -1,4 +1,10 @@
-"""Deploy a tenant's pipeline Functions through the admin REST API (create or update)."""
+"""Deploy a tenant's pipeline Functions through the admin REST API (create or update).
+
+`PipelineDeployer` is the reconciler's `FunctionDeployer`: a function that exists with the
+configuration asked for is left alone (an update would restart its instances for nothing),
+one that differs is updated, a missing one created. The module functions serve tests,
+benchmarks and the demo that deploy a pipeline directly.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +12,26 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from functions.deployment import PipelineOptions, package_file, pipeline
+from functions.deployment import STAGES, PipelineOptions, package_file, pipeline
+from magnetar.errors import Unavailable
 from magnetar.pulsar_admin import PulsarAdmin
 from magnetar.topics import TenantTopics
+from tenants.model import FunctionHealth
+from tenants.pulsar_port import pulsar_errors
+
+# The fields of a FunctionConfig that decide what runs; the worker fills in the rest.
+_COMPARED = (
+    "className",
+    "runtime",
+    "parallelism",
+    "processingGuarantees",
+    "retainKeyOrdering",
+    "autoAck",
+    "subName",
+    "subscriptionPosition",
+    "cleanupSubscription",
+    "timeoutMs",
+)
 
 
 def deploy_pipeline(
@@ -39,5 +62,86 @@ def wait_running(
 
 
 def undeploy_pipeline(admin: PulsarAdmin, tenant: str) -> None:
-    for stage in ("dedupe", "enrich", "materialize"):
+    for stage in STAGES:
         admin.delete_function(tenant, "events", stage)
+
+
+def _plain(value: Any) -> Any:
+    """The worker hands numbers back as floats and user config values as it parsed them."""
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    return str(value)
+
+
+def config_matches(existing: Mapping[str, Any], desired: Mapping[str, Any]) -> bool:
+    """Whether the deployed function runs what `desired` describes."""
+    for key in _COMPARED:
+        if _plain(existing.get(key)) != _plain(desired.get(key)):
+            return False
+    inputs = {t: s.get("serdeClassName") for t, s in (existing.get("inputSpecs") or {}).items()}
+    wanted = {t: s.get("serdeClassName") for t, s in desired["inputSpecs"].items()}
+    if inputs != wanted:
+        return False
+    return bool(_plain(existing.get("userConfig") or {}) == _plain(desired["userConfig"]))
+
+
+def _last_error(status: Mapping[str, Any]) -> str:
+    for instance in status.get("instances") or []:
+        detail = instance.get("status") or {}
+        if detail.get("error"):
+            return str(detail["error"])
+        for key in ("latestSystemExceptions", "latestUserExceptions"):
+            if exceptions := detail.get(key):
+                return str(exceptions[-1].get("exceptionString", ""))
+    return ""
+
+
+class PipelineDeployer:
+    """The reconciler's FunctionDeployer over the functions worker's REST API."""
+
+    def __init__(self, admin: PulsarAdmin, options: PipelineOptions) -> None:
+        self._admin = admin
+        self._options = options
+
+    def deploy(self, tenant_id: str) -> None:
+        for stage, config in pipeline(TenantTopics(tenant_id), self._options).items():
+            with pulsar_errors(f"deploying function {stage}"):
+                existing = self._admin.function_config(tenant_id, "events", stage)
+                if existing is not None and config_matches(existing, config):
+                    continue
+                self._admin.create_function(
+                    config, package_file(stage), update=existing is not None
+                )
+
+    def status(self, tenant_id: str) -> list[FunctionHealth]:
+        found = []
+        for stage in STAGES:
+            try:
+                with pulsar_errors(f"status of function {stage}"):
+                    status = self._admin.function_status(tenant_id, "events", stage)
+            except Unavailable as error:
+                if error.metadata.get("http_status") == "404":
+                    continue
+                raise
+            found.append(
+                FunctionHealth(
+                    name=stage,
+                    running_instances=int(status.get("numRunning", 0)),
+                    instances=int(status.get("numInstances", 0)),
+                    last_error=_last_error(status),
+                )
+            )
+        return found
+
+    def undeploy(self, tenant_id: str) -> list[str]:
+        removed = []
+        for stage in STAGES:
+            with pulsar_errors(f"deleting function {stage}"):
+                if self._admin.function_config(tenant_id, "events", stage) is not None:
+                    self._admin.delete_function(tenant_id, "events", stage)
+                    removed.append(stage)
+        return removed

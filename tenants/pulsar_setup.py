@@ -1,73 +1,206 @@
-"""A tenant's Pulsar side: tenant, namespaces with policies, topics, schemas.
+"""A tenant's Pulsar side, step by step: tenant, namespaces with policies, role, topics, schemas.
 
-Every step is idempotent (see `PulsarAdmin`), so provisioning can be repeated after a crash.
+Each step reads what exists and changes only what differs ("exists and matches" is
+success), so the reconciler can repeat any of them after a crash and `UpdateTenant` can
+re-apply the namespace policies with the same code. `provision_pulsar` runs them all, for
+tests, benchmarks and the demo that need a tenant's topics without the rest of onboarding.
+
+Sources of truth: topic names come from `magnetar.topics.TenantTopics`; the raw topic's
+schema and default partition count from `magnetar.raw_events` (the gateway's contract).
+An existing partitioned topic keeps its partition count: operators may have added
+partitions, and Pulsar can never take them away.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
 
+from google.protobuf.message import Message
+
+from magnetar import raw_events
 from magnetar.protobuf_schema import ProtobufNativeSchema
-from magnetar.pulsar_admin import PulsarAdmin
+from magnetar.pulsar_tokens import tenant_role
 from magnetar.topics import TenantTopics
 from magnetar.v1 import catalog_service_pb2, enriched_event_pb2, events_pb2
+from tenants.plans import PLANS, Quotas
+from tenants.ports import PulsarAdminPort
+
+# The pipeline's intermediate topics; the raw topic's count is raw_events.DEFAULT_PARTITIONS.
+PIPELINE_PARTITIONS = 2
+SCHEMA_COMPATIBILITY = "BACKWARD_TRANSITIVE"
+BACKLOG_POLICY = "producer_request_hold"
+ROLE_ACTIONS = ("consume", "produce")
+# Compact the catalog often so enrich's table view starts from one record per item.
+CATALOG_COMPACTION_THRESHOLD = 1024 * 1024
+
+# What ad hoc provisioning (tests, benchmarks, the demo) gets: the standard plan's
+# retention without a Pulsar publish rate, as before plans existed.
+UNTHROTTLED = replace(PLANS["standard"], publish_messages_per_second=0, publish_bytes_per_second=0)
 
 
-@dataclass(frozen=True)
-class NamespacePolicies:
-    """Policies every tenant namespace gets; the plan sets the publish rate."""
-
-    retention_minutes: int = 7 * 24 * 60
-    retention_size_mb: int = 20_480
-    # producer_request_hold: at the quota producers are held, never is data evicted.
-    # Pulsar requires the quota to stay below the retention size.
-    backlog_quota_bytes: int = 8 * 1024**3
-    schema_compatibility: str = "BACKWARD_TRANSITIVE"
-    publish_rate_messages_per_s: int = -1
-    publish_rate_bytes_per_s: int = -1
+def tenant_namespaces(topics: TenantTopics) -> tuple[str, str]:
+    return topics.events_namespace, topics.catalog_namespace
 
 
-PARTITIONS = 2
-
-
-def provision_pulsar(
-    admin: PulsarAdmin,
-    tenant: str,
-    *,
-    policies: NamespacePolicies | None = None,
-    tenant_role: str | None = None,
-) -> TenantTopics:
-    policies = policies or NamespacePolicies()
-    topics = TenantTopics(tenant)
-    admin.create_tenant(tenant)
-    for namespace in (topics.events_namespace, topics.catalog_namespace):
-        admin.create_namespace(namespace)
-        admin.set_deduplication(namespace, True)
-        admin.set_retention(
-            namespace, minutes=policies.retention_minutes, size_mb=policies.retention_size_mb
-        )
-        admin.set_backlog_quota(namespace, limit_bytes=policies.backlog_quota_bytes)
-        admin.set_schema_compatibility(namespace, policies.schema_compatibility)
-        if policies.publish_rate_messages_per_s > 0:
-            admin.set_publish_rate(
-                namespace,
-                messages_per_s=policies.publish_rate_messages_per_s,
-                bytes_per_s=policies.publish_rate_bytes_per_s,
-            )
-        if tenant_role:
-            admin.grant_namespace_permission(namespace, tenant_role, ("produce", "consume"))
-    for topic in (topics.raw, topics.deduped, topics.enriched):
-        admin.create_partitioned_topic(topic, PARTITIONS)
-    admin.create_topic(topics.dlq)
-    admin.create_topic(topics.catalog)
-    # Compact the catalog often so the table view starts from one record per item.
-    admin.set_compaction_threshold(topics.catalog_namespace, 1024 * 1024)
-    for topic, message in (
+def schemas(topics: TenantTopics) -> list[tuple[str, type[Message]]]:
+    """Every topic with a registered schema, and its message."""
+    return [
         (topics.raw, events_pb2.Event),
         (topics.deduped, events_pb2.Event),
         (topics.enriched, enriched_event_pb2.EnrichedEvent),
         (topics.catalog, catalog_service_pb2.Item),
-    ):
-        schema_type, definition = ProtobufNativeSchema(message).admin_payload()
-        admin.upload_schema(topic, schema_type, definition)
+    ]
+
+
+def ensure_tenant(admin: PulsarAdminPort, tenant: str) -> None:
+    # No admin roles: a tenant's own role must never change its policies or grants.
+    admin.create_tenant(tenant, admin_roles=())
+
+
+def _publish_rate(policies: dict[str, Any]) -> tuple[int, int]:
+    """(messages/s, bytes/s) in force, 0 for none (Pulsar stores -1 or omits it)."""
+    for rate in (policies.get("publishMaxMessageRate") or {}).values():
+        return (
+            max(0, int(rate.get("publishThrottlingRateInMsg", -1))),
+            max(0, int(rate.get("publishThrottlingRateInByte", -1))),
+        )
+    return 0, 0
+
+
+def _backlog_limit(policies: dict[str, Any]) -> tuple[int, str]:
+    quota = (policies.get("backlog_quota_map") or {}).get("destination_storage") or {}
+    return int(quota.get("limitSize", quota.get("limit", 0)) or 0), str(quota.get("policy", ""))
+
+
+def ensure_namespace_policies(admin: PulsarAdminPort, namespace: str, quotas: Quotas) -> list[str]:
+    """Set the namespace's policies to what `quotas` asks; returns the names of those changed."""
+    current = admin.namespace_policies(namespace)
+    changed: list[str] = []
+    if current.get("deduplicationEnabled") is not True:
+        admin.set_deduplication(namespace, True)
+        changed.append("deduplication")
+
+    retention = current.get("retention_policies") or {}
+    wanted_retention = (quotas.retention_minutes, quotas.retention_size_mb)
+    retention_differs = (
+        int(retention.get("retentionTimeInMinutes", 0)),
+        int(retention.get("retentionSizeInMB", 0)),
+    ) != wanted_retention
+    backlog, policy = _backlog_limit(current)
+    backlog_differs = (backlog, policy) != (quotas.backlog_quota_bytes, BACKLOG_POLICY)
+
+    def set_retention() -> None:
+        admin.set_retention(
+            namespace, minutes=quotas.retention_minutes, size_mb=quotas.retention_size_mb
+        )
+        changed.append("retention")
+
+    def set_backlog() -> None:
+        admin.set_backlog_quota(namespace, limit_bytes=quotas.backlog_quota_bytes)
+        changed.append("backlog_quota")
+
+    # Pulsar keeps the backlog quota below the retention size after every call. Growing the
+    # retention first works unless it shrinks below the current backlog quota; then
+    # shrinking the backlog quota first works (the two cannot both fail, see docs/tenants.md).
+    if retention_differs and quotas.retention_size_mb * 1024 * 1024 > backlog:
+        set_retention()
+        if backlog_differs:
+            set_backlog()
+    else:
+        if backlog_differs:
+            set_backlog()
+        if retention_differs:
+            set_retention()
+
+    if current.get("schema_compatibility_strategy") != SCHEMA_COMPATIBILITY:
+        admin.set_schema_compatibility(namespace, SCHEMA_COMPATIBILITY)
+        changed.append("schema_compatibility")
+    wanted_rate = (quotas.publish_messages_per_second, quotas.publish_bytes_per_second)
+    if _publish_rate(current) != wanted_rate:
+        # -1 is Pulsar's "no limit" for either dimension.
+        admin.set_publish_rate(
+            namespace,
+            messages_per_s=wanted_rate[0] or -1,
+            bytes_per_s=wanted_rate[1] or -1,
+        )
+        changed.append("publish_rate")
+    return changed
+
+
+def ensure_namespaces(admin: PulsarAdminPort, topics: TenantTopics, quotas: Quotas) -> None:
+    existing = set(admin.namespaces(topics.tenant))
+    for namespace in tenant_namespaces(topics):
+        if namespace not in existing:
+            admin.create_namespace(namespace)
+        ensure_namespace_policies(admin, namespace, quotas)
+
+
+def ensure_role(
+    admin: PulsarAdminPort, topics: TenantTopics, role: str, actions: Sequence[str] = ROLE_ACTIONS
+) -> None:
+    """Grant `role` produce and consume on the tenant's namespaces, and nothing else."""
+    for namespace in tenant_namespaces(topics):
+        granted = admin.namespace_permissions(namespace).get(role, [])
+        if sorted(granted) != sorted(actions):
+            admin.grant_namespace_permission(namespace, role, actions)
+
+
+def _ensure_partitioned(admin: PulsarAdminPort, topic: str, partitions: int) -> None:
+    if admin.partitions(topic) is None:
+        admin.create_partitioned_topic(topic, partitions)
+
+
+def ensure_topics(admin: PulsarAdminPort, topics: TenantTopics) -> None:
+    _ensure_partitioned(admin, topics.raw, raw_events.DEFAULT_PARTITIONS)
+    for topic in (topics.deduped, topics.enriched):
+        _ensure_partitioned(admin, topic, PIPELINE_PARTITIONS)
+    existing = set(admin.topics(topics.events_namespace)) | set(
+        admin.topics(topics.catalog_namespace)
+    )
+    for topic in (topics.dlq, topics.catalog):
+        if topic not in existing:
+            admin.create_topic(topic)
+    admin.set_compaction_threshold(topics.catalog_namespace, CATALOG_COMPACTION_THRESHOLD)
+
+
+def schema_payload(message: type[Message]) -> tuple[str, str]:
+    if message is events_pb2.Event:
+        return raw_events.SCHEMA_TYPE, raw_events.event_schema_definition()
+    schema_type, definition = ProtobufNativeSchema(message).admin_payload()
+    return str(schema_type), str(definition)
+
+
+def _same_schema(current: dict[str, Any] | None, schema_type: str, definition: str) -> bool:
+    if current is None or current.get("type") != schema_type:
+        return False
+    try:
+        return bool(json.loads(str(current.get("data", ""))) == json.loads(definition))
+    except ValueError:
+        return False
+
+
+def ensure_schemas(admin: PulsarAdminPort, topics: TenantTopics) -> None:
+    for topic, message in schemas(topics):
+        schema_type, definition = schema_payload(message)
+        if not _same_schema(admin.get_schema(topic), schema_type, definition):
+            admin.upload_schema(topic, schema_type, definition)
+
+
+def provision_pulsar(
+    admin: PulsarAdminPort,
+    tenant: str,
+    *,
+    quotas: Quotas = UNTHROTTLED,
+    role: str | None = None,
+) -> TenantTopics:
+    """Every Pulsar step of onboarding at once; safe to repeat."""
+    topics = TenantTopics(tenant)
+    ensure_tenant(admin, tenant)
+    ensure_namespaces(admin, topics, quotas)
+    ensure_role(admin, topics, role or tenant_role(tenant))
+    ensure_topics(admin, topics)
+    ensure_schemas(admin, topics)
     return topics

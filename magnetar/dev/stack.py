@@ -89,6 +89,7 @@ def up(
                 "pulsar_service_url": f"pulsar://127.0.0.1:{pulsar.BROKER_PORT}",
                 "pulsar_admin_url": f"http://127.0.0.1:{pulsar.WEB_PORT}",
                 "pulsar_admin_token_file": str(pulsar_layout.superuser_token),
+                "pulsar_token_secret_key_file": str(pulsar_layout.secret_key),
             },
         )
     if not Settings.load(home).admin_api_key:
