@@ -31,10 +31,15 @@ from magnetar.personalization.state import RecentItem, StateDelta, UserKey, merg
 
 @dataclass(frozen=True)
 class BatchOutcome:
-    """What a commit did: events newly counted and events the ledger already had."""
+    """What a commit did: events newly counted and events the ledger already had.
+
+    `erased` of the newly counted events changed no state: their user was erased after
+    they occurred (see `commit_batch`).
+    """
 
     counted: int
     already_counted: int
+    erased: int = 0
 
 
 def _decayed_merge(table: str, half_life_param: str) -> str:
@@ -58,6 +63,22 @@ SELECT %(tenant)s, e.id, clock_timestamp() AT TIME ZONE 'UTC',
 FROM unnest(%(ids)s::text[], %(accepted)s::bigint[]) AS e(id, accepted_ms)
 ON CONFLICT DO NOTHING
 RETURNING event_id
+"""
+
+# A batch holds this tenant-wide lock shared, a user erasure (magnetar.db.user_erasure)
+# exclusive: the two never overlap, so a batch either commits before the erasure deletes (and
+# its rows are deleted too) or reads the erasure's tombstone afterwards. Without it, a batch
+# writing a user's first rows while the erasure runs would bring the user back.
+ERASURE_LOCK_KEY = "hashtextextended('magnetar.erasure/' || %(tenant)s, 0)"
+
+_BEGIN = (
+    "SELECT set_config('magnetar.tenant', %(tenant)s, true),"
+    f" pg_advisory_xact_lock_shared({ERASURE_LOCK_KEY})"
+)
+
+_ERASED = """
+SELECT user_id, erased_before FROM erased_users
+WHERE tenant_id = %(tenant)s AND user_id = ANY(%(users)s::text[])
 """
 
 _LOCK_USERS = """
@@ -166,7 +187,7 @@ def commit_batch(
     if any(e.tenant_id != tenant_id for e in events):
         raise ValueError("a batch holds one tenant's events")
     with conn.transaction():
-        conn.execute("SELECT set_config('magnetar.tenant', %s, true)", (tenant_id,))
+        conn.execute(_BEGIN, {"tenant": tenant_id})
         ids = sorted({e.event_id for e in events})
         if ledger:
             accepted = accepted_at_ms or {}
@@ -175,9 +196,29 @@ def commit_batch(
         else:
             new_ids = set(ids)
         fresh = [e for e in events if e.event_id in new_ids]
-        if fresh:
-            _apply(conn, tenant_id, fresh, settings, now_ms + max_future_skew_ms)
-    return BatchOutcome(counted=len(new_ids), already_counted=len(ids) - len(new_ids))
+        kept = _not_erased(conn, tenant_id, fresh) if fresh else fresh
+        if kept:
+            _apply(conn, tenant_id, kept, settings, now_ms + max_future_skew_ms)
+    return BatchOutcome(
+        counted=len(new_ids),
+        already_counted=len(ids) - len(new_ids),
+        erased=len(fresh) - len(kept),
+    )
+
+
+def _not_erased(
+    conn: psycopg.Connection[Any], tenant_id: str, events: list[EnrichedEvent]
+) -> list[EnrichedEvent]:
+    """`events` without those of erased users that occurred before their erasure.
+
+    They stay in the ledger (a redelivery changes nothing either); events that occurred
+    after the erasure count: the user came back.
+    """
+    users = sorted({e.user_id for e in events})
+    erased = dict(conn.execute(_ERASED, {"tenant": tenant_id, "users": users}).fetchall())
+    if not erased:
+        return events
+    return [e for e in events if e.user_id not in erased or e.occurred_at >= erased[e.user_id]]
 
 
 def _apply(

@@ -1,0 +1,233 @@
+"""The serving side's PostgreSQL: schema, one transaction per request, erasure semantics."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from psycopg_pool import ConnectionPool
+from sqlalchemy import create_engine
+
+import magnetar.db.catalog_models
+import magnetar.db.state_models  # (registers the state tables)
+from magnetar.db.engine import make_engine, make_sessionmaker, sqlalchemy_url
+from magnetar.db.models import Base
+from magnetar.db.serving_reader import ServingStateReader, open_serving_pool
+from magnetar.db.state_writer import ERASURE_LOCK_KEY, commit_batch
+from magnetar.db.user_erasure import PostgresErasureStore, user_tables
+from magnetar.errors import Unavailable
+from magnetar.personalization import records
+from magnetar.personalization.records import EnrichedEvent
+from magnetar.personalization.settings import SignalSettings
+from magnetar.serving.personalization import PersonalizationServing, RecommendQuery
+from magnetar.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+NOW = 1_780_000_000_000
+SIGNALS = SignalSettings()
+
+
+def _tenant() -> str:
+    return f"serve-{uuid.uuid4().hex[:8]}"
+
+
+def _event(tenant: str, user: str, item: str, at: int, n: int = 0) -> EnrichedEvent:
+    return EnrichedEvent(
+        event_id=f"{user}-{item}-{at}-{n}",
+        tenant_id=tenant,
+        user_id=user,
+        session_id=f"{user}-s",
+        type=records.PURCHASE,
+        item_id=item,
+        occurred_at=at,
+        categories=("outdoor",),
+    )
+
+
+def _rows(settings: Settings, tenant: str, user: str) -> dict[str, int]:
+    """Rows of `user` in every user-keyed table."""
+    with psycopg.connect(settings.database_url, autocommit=True) as conn, conn.transaction():
+        conn.execute("SELECT set_config('magnetar.tenant', %s, true)", (tenant,))
+        return {
+            table.name: int(
+                conn.execute(
+                    f"SELECT count(*) FROM {table.name} WHERE tenant_id = %s AND user_id = %s",
+                    (tenant, user),
+                ).fetchone()[0]  # type: ignore[index]
+            )
+            for table in user_tables()
+        }
+
+
+@pytest.fixture
+def erasure(settings: Settings) -> Iterator[PostgresErasureStore]:
+    engine = make_engine(settings.database_url, pool_size=2)
+    yield PostgresErasureStore(make_sessionmaker(engine))
+    engine.dispose()
+
+
+def test_models_and_migrations_agree_and_serving_tables_force_row_level_security(
+    settings: Settings,
+) -> None:
+    engine = create_engine(sqlalchemy_url(settings.database_owner_url))
+    try:
+        with engine.connect() as connection:
+            context = MigrationContext.configure(connection, opts={"compare_type": True})
+            assert compare_metadata(context, Base.metadata) == []
+            forced = connection.exec_driver_sql(
+                "SELECT relname, relrowsecurity, relforcerowsecurity FROM pg_class"
+                " WHERE relname IN ('catalog_items', 'erased_users') ORDER BY relname"
+            ).fetchall()
+    finally:
+        engine.dispose()
+    assert forced == [("catalog_items", True, True), ("erased_users", True, True)]
+    assert magnetar.db.catalog_models.SERVING_TABLES == ("catalog_items", "erased_users")
+
+
+def test_user_tables_are_every_user_keyed_state_table() -> None:
+    assert {t.name for t in user_tables()} == {
+        "user_item_signals",
+        "user_category_affinities",
+        "user_activity",
+    }
+
+
+class CountingPool(ConnectionPool[Any]):
+    checkouts = 0
+
+    @contextmanager
+    def connection(self, timeout: float | None = None) -> Iterator[Any]:
+        CountingPool.checkouts += 1
+        with super().connection(timeout) as conn:
+            yield conn
+
+
+def test_a_recommendation_reads_everything_in_one_transaction(settings: Settings) -> None:
+    tenant = _tenant()
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        events = [_event(tenant, f"u{n % 4}", f"i{n % 6}", NOW - n * 1000, n) for n in range(40)]
+        commit_batch(conn, tenant, events, SIGNALS, now_ms=NOW)
+    with CountingPool(settings.database_url, min_size=1, max_size=1) as pool:
+        serving = PersonalizationServing(ServingStateReader(pool), clock_ms=lambda: NOW)
+        CountingPool.checkouts = 0
+        result = serving.recommend(tenant, RecommendQuery(k=3, user_id="u1"))
+        assert len(result.items) == 3
+        assert CountingPool.checkouts == 1
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_a_reader_pointed_at_a_closed_port_raises_unavailable(settings: Settings) -> None:
+    url = f"postgresql://magnetar_app@127.0.0.1:{_closed_port()}/magnetar"
+    pool = open_serving_pool(url, timeout_s=1.0)
+    try:
+        serving = PersonalizationServing(ServingStateReader(pool))
+        started = time.monotonic()
+        with pytest.raises(Unavailable) as caught:
+            serving.recommend("acme", RecommendQuery(k=3, user_id="u1"))
+        assert caught.value.reason == "DATABASE_UNAVAILABLE"
+        assert time.monotonic() - started < 5
+    finally:
+        pool.close()
+
+
+def test_events_of_an_erased_user_from_before_the_erasure_change_nothing(
+    settings: Settings, erasure: PostgresErasureStore
+) -> None:
+    tenant = _tenant()
+    erased_at = NOW - 10_000
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        commit_batch(
+            conn, tenant, [_event(tenant, "gone", "tent", NOW - 60_000)], SIGNALS, now_ms=NOW
+        )
+        deleted = erasure.erase(tenant, ["gone"], erased_at)
+        assert deleted == {
+            "user_item_signals": 1,
+            "user_category_affinities": 1,
+            "user_activity": 1,
+        }
+        late = [_event(tenant, "gone", "lamp", erased_at - 1), _event(tenant, "kept", "lamp", NOW)]
+        outcome = commit_batch(conn, tenant, late, SIGNALS, now_ms=NOW)
+        assert (outcome.counted, outcome.erased) == (2, 1)
+        assert set(_rows(settings, tenant, "gone").values()) == {0}
+        assert _rows(settings, tenant, "kept")["user_activity"] == 1
+        # Redelivered: already in the ledger, still nothing.
+        again = commit_batch(conn, tenant, late, SIGNALS, now_ms=NOW)
+        assert (again.counted, again.already_counted, again.erased) == (0, 2, 0)
+        # After the erasure the user may come back, with only what came after.
+        back = commit_batch(
+            conn, tenant, [_event(tenant, "gone", "mug", erased_at)], SIGNALS, now_ms=NOW
+        )
+        assert back.erased == 0
+        assert _rows(settings, tenant, "gone")["user_item_signals"] == 1
+
+
+def test_an_erasure_waits_for_a_batch_in_progress_and_erases_what_it_wrote(
+    settings: Settings, erasure: PostgresErasureStore
+) -> None:
+    tenant = _tenant()
+    finished = threading.Event()
+    report: dict[str, int] = {}
+
+    def erase() -> None:
+        report.update(erasure.erase(tenant, ["new"], NOW))
+        finished.set()
+
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        # The outer transaction keeps the batch "in progress" (its lock held) until it ends.
+        with conn.transaction():
+            commit_batch(
+                conn, tenant, [_event(tenant, "new", "tent", NOW - 1)], SIGNALS, now_ms=NOW
+            )
+            eraser = threading.Thread(target=erase)
+            eraser.start()
+            assert not finished.wait(0.5), "the erasure did not wait for the batch"
+        eraser.join(10)
+    assert finished.is_set()
+    assert report["user_activity"] == 1
+    assert set(_rows(settings, tenant, "new").values()) == {0}
+
+
+def test_a_batch_waits_for_an_erasure_in_progress_and_then_drops_the_users_events(
+    settings: Settings,
+) -> None:
+    tenant = _tenant()
+    outcomes: list[Any] = []
+    with psycopg.connect(settings.database_url, autocommit=True) as eraser:
+        with eraser.transaction():
+            # What PostgresErasureStore.erase does first: the exclusive lock, the tombstone.
+            eraser.execute(
+                "SELECT set_config('magnetar.tenant', %(tenant)s, true)", {"tenant": tenant}
+            )
+            eraser.execute(f"SELECT pg_advisory_xact_lock({ERASURE_LOCK_KEY})", {"tenant": tenant})
+            eraser.execute(
+                "INSERT INTO erased_users (tenant_id, user_id, erased_before) VALUES (%s, %s, %s)",
+                (tenant, "late", NOW),
+            )
+
+            def commit() -> None:
+                with psycopg.connect(settings.database_url, autocommit=True) as conn:
+                    batch = [_event(tenant, "late", "tent", NOW - 5)]
+                    outcomes.append(commit_batch(conn, tenant, batch, SIGNALS, now_ms=NOW))
+
+            batch = threading.Thread(target=commit)
+            batch.start()
+            time.sleep(0.5)
+            assert not outcomes, "the batch did not wait for the erasure"
+        batch.join(10)
+    assert outcomes and outcomes[0].erased == 1
+    assert set(_rows(settings, tenant, "late").values()) == {0}
