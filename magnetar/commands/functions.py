@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from rich.console import Console
 from rich.table import Table
 
-from functions.deployment import STAGES, PipelineOptions, package_file, pipeline
+from functions.deployment import CLASSES, STAGES, PipelineOptions, package_file, pipeline
 from magnetar.pulsar_admin import PulsarAdmin
-from magnetar.settings import Settings
+from magnetar.settings import Settings, magnetar_home
 from magnetar.topics import TenantTopics
 from tenants.functions_deploy import deploy_pipeline, wait_running
 
@@ -21,7 +23,9 @@ def register(subparsers: Any) -> None:
     group = subparsers.add_parser("functions", help="deploy and inspect a tenant's Functions")
     commands = group.add_subparsers(dest="functions_command", required=True)
     deploy = commands.add_parser("deploy", help="create or update dedupe, enrich, materialize")
-    deploy.add_argument("--tenant", required=True, help="tenant slug (Pulsar tenant)")
+    target = deploy.add_mutually_exclusive_group(required=True)
+    target.add_argument("--tenant", help="tenant slug (Pulsar tenant)")
+    target.add_argument("--all", action="store_true", help="every tenant registered in PostgreSQL")
     deploy.add_argument("--parallelism", type=int, default=1, help="instances per Function")
     deploy.set_defaults(handler=_deploy)
     render = commands.add_parser(
@@ -35,6 +39,11 @@ def register(subparsers: Any) -> None:
         "(default: this machine's, from `magnetar dev up`)",
     )
     render.set_defaults(handler=_render)
+    package = commands.add_parser(
+        "package", help="write the files the worker receives, with a manifest of their hashes"
+    )
+    package.add_argument("--out", type=Path, help="folder (default: <MAGNETAR_HOME>/functions)")
+    package.set_defaults(handler=_package)
     status = commands.add_parser("status", help="instances running per Function")
     status.add_argument("--tenant", required=True, help="tenant slug (Pulsar tenant)")
     status.set_defaults(handler=_status)
@@ -53,13 +62,38 @@ def _admin(settings: Settings) -> PulsarAdmin:
     return PulsarAdmin(settings.pulsar_admin_url, settings.pulsar_admin_token)
 
 
+def registered_tenants(database_url: str) -> list[str]:
+    with psycopg.connect(database_url, connect_timeout=5) as conn:
+        return [row[0] for row in conn.execute("SELECT tenant_id FROM tenants ORDER BY 1")]
+
+
 def _deploy(args: argparse.Namespace) -> int:
     settings = Settings.load()
+    tenants = registered_tenants(settings.database_url) if args.all else [args.tenant]
     with _admin(settings) as admin:
-        configs = deploy_pipeline(admin, args.tenant, _options(settings, args.parallelism))
-        running = wait_running(admin, args.tenant, configs)
-    for stage, count in running.items():
-        print(f"{args.tenant}/events/{stage}: {count} running")
+        for tenant in tenants:
+            configs = deploy_pipeline(admin, tenant, _options(settings, args.parallelism))
+            for stage, count in wait_running(admin, tenant, configs).items():
+                print(f"{tenant}/events/{stage}: {count} running")
+    return 0
+
+
+def _package(args: argparse.Namespace) -> int:
+    """The stage modules as uploaded, byte for byte, and their SHA-256 (reproducible: the
+    same sources give the same folder, whatever the clock)."""
+    out = args.out or magnetar_home() / "functions"
+    out.mkdir(parents=True, exist_ok=True)
+    manifest = {}
+    for stage in STAGES:
+        source = package_file(stage).read_bytes()
+        (out / package_file(stage).name).write_bytes(source)
+        manifest[stage] = {
+            "file": package_file(stage).name,
+            "class": CLASSES[stage],
+            "sha256": hashlib.sha256(source).hexdigest(),
+        }
+    (out / "MANIFEST.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    print(out)
     return 0
 
 
