@@ -14,7 +14,17 @@ from collections.abc import Sequence
 
 from magnetar.dev.problems import EnvironmentProblem
 
-COMMAND_MODULES = ("dev", "keys", "gateway", "functions", "bench", "status", "eval", "demo")
+COMMAND_MODULES = (
+    "dev",
+    "keys",
+    "tenants",
+    "gateway",
+    "functions",
+    "bench",
+    "status",
+    "eval",
+    "demo",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
