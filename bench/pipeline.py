@@ -181,6 +181,22 @@ def baseline_round_trip(
     )
 
 
+def baselines(
+    client: pulsar.Client,
+    topics: TenantTopics,
+    source: EventSource,
+    paced_count: int,
+    rate: float,
+    burst: int,
+    progress: Progress,
+) -> tuple[Phase, Phase]:
+    """The plain round trip at the paced rate, then as a burst, on topics of their own."""
+    topic = f"persistent://{topics.events_namespace}/baseline"
+    paced = baseline_round_trip(client, topic, list(source(paced_count)), rate, progress)
+    flood = baseline_round_trip(client, topic + "-burst", list(source(burst)), 0, progress)
+    return paced, flood
+
+
 @contextmanager
 def bench_tenant(
     settings: Settings, admin: PulsarAdmin, durable_state: bool = True, pipeline: bool = True
@@ -248,12 +264,8 @@ def run(
     ):
         client = make_client(settings.pulsar_service_url, settings.pulsar_admin_token)
         try:
-            baseline_topic = f"persistent://{topics.events_namespace}/baseline"
-            paced_base = baseline_round_trip(
-                client, baseline_topic, list(source(paced_count)), rate, progress
-            )
-            burst_base = baseline_round_trip(
-                client, baseline_topic + "-burst", list(source(burst)), 0, progress
+            paced_base, burst_base = baselines(
+                client, topics, source, paced_count, rate, burst, progress
             )
             fresh = pipeline_phase(
                 client,
@@ -321,12 +333,8 @@ def run_produce(
     ):
         client = make_client(settings.pulsar_service_url, settings.pulsar_admin_token)
         try:
-            topic = f"persistent://{topics.events_namespace}/baseline"
-            paced = baseline_round_trip(
-                client, topic, list(synthetic_events(paced_count)), rate, progress
-            )
-            flood = baseline_round_trip(
-                client, topic + "-burst", list(synthetic_events(burst)), 0, progress
+            paced, flood = baselines(
+                client, topics, synthetic_events, paced_count, rate, burst, progress
             )
         finally:
             client.close()

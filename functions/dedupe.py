@@ -66,18 +66,10 @@ class Dedupe(Function):  # type: ignore[misc]
         if self._window is None:
             self._window = self._setup(context)
         key = context.get_partition_key() or ""
-        try:
-            event = wire.decode_event(input)
-        except wire.UndecodablePayload as exc:
-            runtime.dead_letter(
-                context,
-                self._dlq,
-                input,
-                stage=STAGE,
-                reason="UNDECODABLE",
-                detail=str(exc),
-                key=key,
-            )
+        event = runtime.decode_or_dead_letter(
+            context, input, wire.decode_event, dlq=self._dlq, stage=STAGE
+        )
+        if event is None:
             return
         message_id = context.get_message_id()
         decision = self._window.check(event.event_id, runtime.now_ms(), message_id.serialize())

@@ -120,18 +120,10 @@ class Enrich(Function):  # type: ignore[misc]
             self._setup(context)
         assert self._sessions is not None
         key = context.get_partition_key() or ""
-        try:
-            message = wire.decode_event(input)
-        except wire.UndecodablePayload as exc:
-            runtime.dead_letter(
-                context,
-                self._dlq,
-                input,
-                stage=STAGE,
-                reason="UNDECODABLE",
-                detail=str(exc),
-                key=key,
-            )
+        message = runtime.decode_or_dead_letter(
+            context, input, wire.decode_event, dlq=self._dlq, stage=STAGE
+        )
+        if message is None:
             return
         accepted_at = runtime.accepted_at_ms(context)
         outcome = enrich(

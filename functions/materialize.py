@@ -165,18 +165,10 @@ class Materialize(Function):  # type: ignore[misc]
             self._config = MaterializeConfig.from_user_config(dict(runtime.user_config(context)))
             self._committer = BatchCommitter(self._config, context)
         assert self._config is not None
-        try:
-            message = wire.decode_enriched(input)
-        except wire.UndecodablePayload as exc:
-            runtime.dead_letter(
-                context,
-                self._config.dlq_topic,
-                input,
-                stage=STAGE,
-                reason="UNDECODABLE",
-                detail=str(exc),
-                key=context.get_partition_key() or "",
-            )
+        message = runtime.decode_or_dead_letter(
+            context, input, wire.decode_enriched, dlq=self._config.dlq_topic, stage=STAGE
+        )
+        if message is None:
             return
         event = wire.to_state_event(message)
         if event.tenant_id != self._config.tenant_id:

@@ -13,12 +13,15 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 import pulsar
 
 from functions.serde import SERDE_CLASS
+from functions.wire import UndecodablePayload
+
+M = TypeVar("M")
 
 # Names of message properties the platform sets.
 # When the gateway's send reached Pulsar (ms): the raw message's publish time, carried along
@@ -151,3 +154,22 @@ def dead_letter(
             SOURCE_STAGE_PROPERTY: stage,
         },
     )
+
+
+def decode_or_dead_letter(
+    context: Any, payload: bytes, decode: Callable[[bytes], M], *, dlq: str, stage: str
+) -> M | None:
+    """The decoded message, or None after routing an undecodable payload to the DLQ."""
+    try:
+        return decode(payload)
+    except UndecodablePayload as exc:
+        dead_letter(
+            context,
+            dlq,
+            payload,
+            stage=stage,
+            reason="UNDECODABLE",
+            detail=str(exc),
+            key=context.get_partition_key() or "",
+        )
+        return None
