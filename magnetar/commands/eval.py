@@ -34,7 +34,7 @@ from magnetar.personalization.evaluation import (
     held_out_baskets,
 )
 from magnetar.personalization.records import EnrichedEvent
-from magnetar.personalization.settings import SignalSettings, TenantPersonalization
+from magnetar.personalization.settings import BlendWeights, SignalSettings, TenantPersonalization
 from magnetar.workload import online_retail
 
 DEFAULT_DATA = Path("../shared/data/online_retail_2010-12_2011-09.csv.xz")
@@ -100,7 +100,7 @@ def _evaluate_one(index: int) -> CandidateReport:
         if done == 0 or now - last[0] >= 10:
             last[0] = now
             share = f" {done / len(job.events):.0%}" if done else ""
-            console.print(f"  [{label}] {stage}{share} ({now - job.started:.0f} s)")
+            console.print(f"  {label}: {stage}{share} ({now - job.started:.0f} s)", markup=False)
 
     return evaluate_candidate(
         job.events,
@@ -118,7 +118,8 @@ def _label(settings: TenantPersonalization) -> str:
 
 def _run(args: argparse.Namespace) -> int:
     global _JOB
-    console = Console()
+    # Piped into a file or a log, rich would wrap the table at 80 columns.
+    console = Console(width=None if sys.stdout.isatty() else 150)
     if not args.data.is_file():
         raise EnvironmentProblem(
             f"Online Retail data not found at {args.data}",
@@ -163,7 +164,7 @@ def _run(args: argparse.Namespace) -> int:
     console.print(_table(chosen))
     if len(reports) > 1:
         console.print(_candidates_table(reports, chosen))
-    console.print(f"chosen on validation: {_label(chosen.settings)}, blend {chosen.tuned}")
+    console.print(f"chosen on validation: {_label(chosen.settings)}, blend {_blend(chosen.tuned)}")
     console.print(f"left out: {dict(left_out)}; runtime {seconds:.0f} s on {os.cpu_count()} cores")
     console.print(f"data: {online_retail.CREDIT}, invoices before 2011-10-01")
     args.output.parent.mkdir(parents=True, exist_ok=True)
@@ -175,6 +176,13 @@ def _run(args: argparse.Namespace) -> int:
 
 def _is_customer(user_id: str) -> bool:
     return not user_id.startswith("anon-")
+
+
+def _blend(weights: BlendWeights) -> str:
+    return (
+        f"co-visitation {weights.covisitation:g}, repeat {weights.repeat:g}, "
+        f"category {weights.category:g}, trending {weights.trending:g}"
+    )
 
 
 def _percent(value: float | None) -> str:
@@ -214,7 +222,7 @@ def _candidates_table(reports: list[CandidateReport], chosen: CandidateReport) -
         mark = " (chosen)" if report is chosen else ""
         table.add_row(
             _label(report.settings) + mark,
-            str(report.tuned),
+            _blend(report.tuned),
             *(f"{report.validation.rate(k):.3f}" for k in KS),
         )
     return table

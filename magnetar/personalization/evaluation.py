@@ -216,13 +216,16 @@ def blended(weights: BlendWeights) -> Callable[[Query], Sequence[str]]:
 
 
 # Weights are scale-free (only their ratios matter), so repeat is pinned to 1 and the others
-# vary around it; the all-zero-repeat corner is covered by co-visitation at its highest.
+# vary around it, plus a few grid points without repeat at all; each strategy alone is
+# reported separately anyway.
 BLEND_GRID: tuple[BlendWeights, ...] = tuple(
-    BlendWeights(covisitation=c, repeat=r, category=g, trending=t)
-    for r, c, g, t in itertools.product(
-        (1.0, 0.0), (0.0, 0.1, 0.25, 0.5, 1.0, 2.0), (0.0, 0.1, 0.3), (0.0, 0.05, 0.2, 0.5)
+    BlendWeights(covisitation=c, repeat=1.0, category=g, trending=t)
+    for c, g, t in itertools.product(
+        (0.0, 0.1, 0.25, 0.5, 1.0, 2.0), (0.0, 0.1, 0.3), (0.0, 0.05, 0.2, 0.5)
     )
-    if r > 0 or c > 0
+) + tuple(
+    BlendWeights(covisitation=1.0, repeat=0.0, category=g, trending=t)
+    for g, t in itertools.product((0.0, 0.3), (0.0, 0.2))
 )
 
 
