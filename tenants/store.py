@@ -70,7 +70,7 @@ def tenant_tables(connection: Connection | Session) -> list[str]:
     names: list[Any] = list(connection.execute(_TENANT_TABLES).scalars())
     tables = [str(name) for name in names]
     references: dict[str, set[str]] = {table: set() for table in tables}
-    for source, target in connection.execute(_FOREIGN_KEYS).tuples():
+    for source, target in connection.execute(_FOREIGN_KEYS).all():
         if source in references and target in references and source != target:
             references[source].add(target)
     ordered: list[str] = []
