@@ -1,10 +1,11 @@
 """`CatalogTopic` over Pulsar: items to each tenant's compacted catalog topic.
 
 Keyed by item id, which is what compaction keeps the latest record of and what `enrich`'s
-table view goes by; an empty payload is a tombstone. One client and producer per tenant,
-created on the tenant's first write and kept (catalog writes come in bursts, and creating
-a producer costs several broker round trips). Blocking: called from the catalog store's
-transaction on a worker thread, and returns only once the broker has every record.
+table view goes by; an empty payload is a tombstone. One client per tenant (it carries the
+tenant's credentials), kept; one producer per write, closed once the broker has every
+record: catalog writes are rare next to events, and a producer kept open for a tenant that
+is later offboarded would look its topic up again and again. Blocking: called from the
+catalog store's transaction on a worker thread.
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ class PulsarCatalogTopic:
         self._credentials = credentials
         self._send_timeout_ms = send_timeout_ms
         self._operation_timeout_s = operation_timeout_s
-        self._producers: dict[str, tuple[pulsar.Client, pulsar.Producer]] = {}
+        self._clients: dict[str, pulsar.Client] = {}
         self._lock = threading.Lock()
 
     def publish(self, tenant_id: str, items: Sequence[CatalogItem]) -> None:
@@ -83,7 +84,7 @@ class PulsarCatalogTopic:
     def _send(
         self, tenant_id: str, records: Sequence[tuple[str, catalog_service_pb2.Item]]
     ) -> None:
-        producer = self._producer(tenant_id)
+        producer = self._open_producer(tenant_id)
         acks = _Acks(len(records))
         try:
             for key, message in records:
@@ -93,28 +94,29 @@ class PulsarCatalogTopic:
             raise Unavailable(
                 f"Pulsar refused catalog records: {error}", reason="PULSAR_CATALOG_WRITE_FAILED"
             ) from error
+        finally:
+            _close_quietly(producer)
         acks.wait(self._send_timeout_ms / 1000 + 1)
 
-    def _producer(self, tenant_id: str) -> pulsar.Producer:
+    def _client(self, tenant_id: str) -> pulsar.Client:
         with self._lock:
-            known = self._producers.get(tenant_id)
-            if known is not None:
-                return known[1]
-            created = self._create(tenant_id)
-            self._producers[tenant_id] = created
-            return created[1]
+            client = self._clients.get(tenant_id)
+            if client is None:
+                client = self._clients[tenant_id] = pulsar.Client(
+                    self._service_url,
+                    authentication=pulsar.AuthenticationToken(
+                        self._credentials.token_for(tenant_id)
+                    ),
+                    operation_timeout_seconds=self._operation_timeout_s,
+                    connection_timeout_ms=3_000,
+                    logger=pulsar.ConsoleLogger(pulsar.LoggerLevel.Warn),
+                )
+            return client
 
-    def _create(self, tenant_id: str) -> tuple[pulsar.Client, pulsar.Producer]:
+    def _open_producer(self, tenant_id: str) -> pulsar.Producer:
         topic = TenantTopics(tenant_id).catalog
-        client = pulsar.Client(
-            self._service_url,
-            authentication=pulsar.AuthenticationToken(self._credentials.token_for(tenant_id)),
-            operation_timeout_seconds=self._operation_timeout_s,
-            connection_timeout_ms=3_000,
-            logger=pulsar.ConsoleLogger(pulsar.LoggerLevel.Warn),
-        )
         try:
-            producer = client.create_producer(
+            return self._client(tenant_id).create_producer(
                 topic,
                 schema=ProtobufNativeSchema(catalog_service_pb2.Item),
                 send_timeout_millis=self._send_timeout_ms,
@@ -122,25 +124,24 @@ class PulsarCatalogTopic:
                 batching_max_publish_delay_ms=1,
             )
         except pulsar.TopicNotFound as error:
-            client.close()
             raise FailedPrecondition(
                 f"tenant {tenant_id!r} has no catalog topic; onboard it first",
                 reason="TENANT_NOT_PROVISIONED",
             ) from error
         except Exception as error:
-            client.close()
             raise Unavailable(
                 f"cannot open a producer on {topic}: {error}", reason="PULSAR_UNAVAILABLE"
             ) from error
-        return client, producer
 
     def close(self) -> None:
         with self._lock:
-            producers, self._producers = self._producers, {}
-        for client, producer in producers.values():
-            try:
-                producer.close()
-            except Exception:  # closing on shutdown: report, keep closing the rest
-                log.warning("closing a catalog producer failed", exc_info=True)
-            finally:
-                client.close()
+            clients, self._clients = self._clients, {}
+        for client in clients.values():
+            client.close()
+
+
+def _close_quietly(producer: pulsar.Producer) -> None:
+    try:
+        producer.close()
+    except Exception:  # the records' fate is known from their acks; closing is tidying up
+        log.warning("closing a catalog producer failed", exc_info=True)

@@ -6,7 +6,8 @@ written, so no index holds the order). Every recommendation asks for them, so a 
 answering hundreds of recommendations per second would rank the same items hundreds of
 times per second. Served for up to `ttl_ms` instead: personal signals (recent items,
 affinities, co-visitation) are still read live, so a user's own events show at once, and
-popularity lags by at most `ttl_ms`.
+popularity lags by at most `ttl_ms`. Empty lists are not kept: they cost nothing to read,
+and keeping one would hide a new tenant's (or category's) first items for a whole TTL.
 
 Everything else passes through to the wrapped state unchanged.
 """
@@ -84,7 +85,8 @@ class TrendingCache:
         if cached is not None:
             return cached
         found = tuple(self._state.trending(tenant_id, window, now_ms, limit))
-        self._cache.put(key, found)
+        if found:
+            self._cache.put(key, found)
         return found
 
     def trending_in_categories(
@@ -112,7 +114,8 @@ class TrendingCache:
             )
             for category in missing:
                 items = tuple(fresh.get(category, ()))
-                self._cache.put(key(category), items)
+                if items:
+                    self._cache.put(key(category), items)
                 found[category] = items
         return found
 

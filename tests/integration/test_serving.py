@@ -1,0 +1,578 @@
+"""Serving through a real gateway over gRPC, on real PostgreSQL state and Pulsar topics.
+
+State is written with the materializer's own `commit_batch` (the whole pipeline is the e2e
+suite's business); everything else goes through the gateway's three serving services.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import grpc
+import psycopg
+import pulsar
+import pytest
+
+from gateway.auth import KeyLookup
+from gateway.server import GatewayOptions, create_server
+from magnetar.api_key_store import ApiKeyStore
+from magnetar.api_keys import Scope
+from magnetar.db.state_writer import commit_batch
+from magnetar.db.user_erasure import user_tables
+from magnetar.personalization import records
+from magnetar.personalization.records import EnrichedEvent
+from magnetar.personalization.settings import SignalSettings
+from magnetar.pulsar_admin import PulsarAdmin, PulsarAdminError
+from magnetar.settings import Settings
+from magnetar.topics import TenantTopics
+from magnetar.v1 import catalog_service_pb2 as cat
+from magnetar.v1 import personalization_service_pb2 as pb
+from magnetar.v1 import user_service_pb2 as users
+from tenants.pulsar_setup import provision_pulsar
+from tests.e2e.grpc_support import Stubs, bearer, failure, stubs
+from tests.integration.gateway_harness import (
+    RunningGateway,
+    add_tenant_row,
+    admin_key,
+    gateway,
+    key_store,
+    pulsar_client,
+    remove_tenant_row,
+)
+
+pytestmark = pytest.mark.integration
+__all__ = ["admin_key", "gateway", "key_store"]  # fixtures, imported to register
+
+
+@dataclass(frozen=True)
+class ServingTenant:
+    tenant_id: str
+    read_key: str
+    ingest_key: str
+
+    @property
+    def read(self) -> list[tuple[str, str]]:
+        return bearer(self.read_key)
+
+    @property
+    def write(self) -> list[tuple[str, str]]:
+        return bearer(self.ingest_key)
+
+
+@contextmanager
+def serving_tenant(
+    settings: Settings, admin: PulsarAdmin, store: ApiKeyStore
+) -> Iterator[ServingTenant]:
+    """A tenant with its Pulsar namespaces and topics, a tenants row and two keys."""
+    tenant = f"serve-{uuid.uuid4().hex[:8]}"
+    provision_pulsar(admin, tenant)
+    add_tenant_row(settings, tenant)
+    try:
+        read, _ = store.create(tenant, [Scope.READ], "serving test")
+        ingest, _ = store.create(tenant, [Scope.INGEST], "serving test")
+        yield ServingTenant(tenant, read.secret, ingest.secret)
+    finally:
+        remove_tenant_row(settings, tenant)
+        remove_pulsar_tenant(admin, tenant)
+
+
+def remove_pulsar_tenant(admin: PulsarAdmin, tenant: str, attempts: int = 5) -> None:
+    """Namespaces, then the tenant; the broker may still be tidying a namespace's metadata
+    a moment after deleting it ("Directory not empty"), so the tenant is retried."""
+    for namespace in admin.namespaces(tenant):
+        admin.delete_namespace(namespace)
+    for attempt in range(attempts):
+        try:
+            admin.delete_tenant(tenant)
+            return
+        except PulsarAdminError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(1)
+
+
+@pytest.fixture
+def tenant(
+    settings: Settings, pulsar_admin: PulsarAdmin, key_store: ApiKeyStore
+) -> Iterator[ServingTenant]:
+    with serving_tenant(settings, pulsar_admin, key_store) as made:
+        yield made
+
+
+@pytest.fixture(scope="module")
+def client(gateway: RunningGateway) -> Iterator[Stubs]:
+    with grpc.insecure_channel(gateway.address) as channel:
+        yield stubs(channel)
+
+
+NOW = int(time.time() * 1000)
+
+
+def _purchase(tenant: str, user: str, session: str, item: str, at: int, category: str) -> Any:
+    return EnrichedEvent(
+        event_id=uuid.uuid4().hex,
+        tenant_id=tenant,
+        user_id=user,
+        session_id=session,
+        type=records.PURCHASE,
+        item_id=item,
+        occurred_at=at,
+        categories=(category,),
+    )
+
+
+def seed_shop(settings: Settings, tenant: str, *extra: EnrichedEvent) -> None:
+    """Tents sell with sleeping bags (and less often lanterns); mugs are the best-seller."""
+    at = NOW - 3_600_000
+    events = []
+    for n in range(6):
+        for offset, item in enumerate(("tent", "sleeping-bag", "lantern")[: 3 if n < 3 else 2]):
+            events.append(
+                _purchase(tenant, f"c{n}", f"camp{n}", item, at + n * 10 + offset, "outdoor")
+            )
+    events += [
+        _purchase(tenant, f"m{n}", f"mug{n}", "mug", at + 100 + n, "kitchen") for n in range(10)
+    ]
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        commit_batch(conn, tenant, [*events, *extra], SignalSettings(), now_ms=NOW)
+
+
+def _ids(items: Any) -> list[str]:
+    return [item.item_id for item in items]
+
+
+def _item(item_id: str, title: str, category: str, available: bool = True) -> cat.Item:
+    return cat.Item(
+        item_id=item_id, title=title, categories=[category], price=10.0, available=available
+    )
+
+
+# -- personalization ---------------------------------------------------------------------
+
+
+def test_a_buyer_gets_what_was_bought_together_with_a_titled_reason_and_filters_apply(
+    client: Stubs, tenant: ServingTenant, settings: Settings
+) -> None:
+    t = tenant.tenant_id
+    seed_shop(settings, t, _purchase(t, "b", "b1", "tent", NOW - 60_000, "outdoor"))
+    client.catalog.UpsertItems(
+        cat.UpsertItemsRequest(items=[_item("tent", "Dome Tent", "outdoor")]),
+        metadata=tenant.write,
+    )
+    no_repeats = pb.RecommendationFilter(exclude_purchased=True)
+    reply = client.personalization.Recommend(
+        pb.RecommendRequest(user_id="b", k=3, filter=no_repeats), metadata=tenant.read
+    )
+    top = reply.items[0]
+    assert top.item_id == "sleeping-bag"
+    assert top.reason.kind == pb.REASON_KIND_CO_VISITATION
+    assert top.reason.related_item_id == "tent"
+    assert top.reason.text == "bought together with Dome Tent"
+    assert not reply.cold_start
+    assert "tent" not in _ids(reply.items)
+
+    kitchen = client.personalization.Recommend(
+        pb.RecommendRequest(
+            user_id="b", k=3, filter=pb.RecommendationFilter(categories=["kitchen"])
+        ),
+        metadata=tenant.read,
+    )
+    assert _ids(kitchen.items) == ["mug"]
+    excluded = client.personalization.Recommend(
+        pb.RecommendRequest(
+            user_id="b", k=5, filter=pb.RecommendationFilter(exclude_item_ids=["sleeping-bag"])
+        ),
+        metadata=tenant.read,
+    )
+    assert "sleeping-bag" not in _ids(excluded.items)
+
+
+def test_unknown_and_session_only_users_get_trending_and_an_empty_tenant_answers_empty(
+    client: Stubs, tenant: ServingTenant, settings: Settings
+) -> None:
+    empty = client.personalization.Recommend(
+        pb.RecommendRequest(user_id="nobody", k=5), metadata=tenant.read
+    )
+    assert (list(empty.items), empty.cold_start) == ([], True)
+
+    seed_shop(settings, tenant.tenant_id)
+    cold = client.personalization.Recommend(
+        pb.RecommendRequest(user_id="nobody", k=2), metadata=tenant.read
+    )
+    assert cold.cold_start
+    assert _ids(cold.items)[0] == "mug"
+    assert {i.reason.kind for i in cold.items} == {pb.REASON_KIND_TRENDING}
+    session = client.personalization.Recommend(
+        pb.RecommendRequest(session_id="s-1", k=2, context_item_ids=["tent"]),
+        metadata=tenant.read,
+    )
+    assert session.cold_start
+    assert session.items[0].item_id == "sleeping-bag"
+    assert session.items[0].reason.related_item_id == "tent"
+
+
+def test_similar_items_trending_and_profiles_read_the_state(
+    client: Stubs, tenant: ServingTenant, settings: Settings
+) -> None:
+    t = tenant.tenant_id
+    seed_shop(settings, t, _purchase(t, "b", "b1", "tent", NOW - 60_000, "outdoor"))
+    similar = client.personalization.SimilarItems(
+        pb.SimilarItemsRequest(item_id="tent", k=2), metadata=tenant.read
+    )
+    assert _ids(similar.items) == ["sleeping-bag", "lantern"]
+    trending = client.personalization.Trending(
+        pb.TrendingRequest(window=pb.TRENDING_WINDOW_DAY, k=1), metadata=tenant.read
+    )
+    assert _ids(trending.items) == ["mug"]
+    outdoor = client.personalization.Trending(
+        pb.TrendingRequest(window=pb.TRENDING_WINDOW_WEEK, category="outdoor", k=5),
+        metadata=tenant.read,
+    )
+    assert set(_ids(outdoor.items)) == {"tent", "sleeping-bag", "lantern"}
+    profile = client.personalization.GetUserProfile(
+        pb.GetUserProfileRequest(user_id="b"), metadata=tenant.read
+    ).profile
+    assert profile.subject_id == "b"
+    assert [r.item_id for r in profile.recent_items] == ["tent"]
+    assert profile.top_categories[0].category == "outdoor"
+    assert profile.last_seen_at.ToMilliseconds() == NOW - 60_000
+
+
+def test_errors_carry_their_status_codes_and_field_violations(
+    client: Stubs, tenant: ServingTenant, settings: Settings
+) -> None:
+    recommend = client.personalization.Recommend
+    for k in (0, 101):
+        bad_k = failure(
+            partial(recommend, pb.RecommendRequest(user_id="u", k=k), metadata=tenant.read)
+        )
+        assert bad_k.code == grpc.StatusCode.INVALID_ARGUMENT
+        assert list(bad_k.violations) == ["k"]
+    nobody = failure(lambda: recommend(pb.RecommendRequest(k=3), metadata=tenant.read))
+    assert nobody.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert "user_id" in nobody.violations
+
+    seed_shop(settings, tenant.tenant_id)
+    unknown = failure(
+        lambda: client.personalization.SimilarItems(
+            pb.SimilarItemsRequest(item_id="nope", k=3), metadata=tenant.read
+        )
+    )
+    assert (unknown.code, unknown.reason) == (grpc.StatusCode.NOT_FOUND, "ITEM_NOT_FOUND")
+    no_window = failure(
+        lambda: client.personalization.Trending(pb.TrendingRequest(k=3), metadata=tenant.read)
+    )
+    assert no_window.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert list(no_window.violations) == ["window"]
+    no_profile = failure(
+        lambda: client.personalization.GetUserProfile(
+            pb.GetUserProfileRequest(user_id="nobody"), metadata=tenant.read
+        )
+    )
+    assert (no_profile.code, no_profile.reason) == (grpc.StatusCode.NOT_FOUND, "USER_NOT_FOUND")
+
+
+def test_each_rpc_needs_its_scope(client: Stubs, tenant: ServingTenant) -> None:
+    denied = [
+        lambda: client.personalization.Recommend(
+            pb.RecommendRequest(user_id="u", k=1), metadata=tenant.write
+        ),
+        lambda: client.catalog.GetItem(cat.GetItemRequest(item_id="x"), metadata=tenant.write),
+        lambda: client.catalog.UpsertItems(
+            cat.UpsertItemsRequest(items=[cat.Item(item_id="x")]), metadata=tenant.read
+        ),
+        lambda: client.catalog.DeleteItem(cat.DeleteItemRequest(item_id="x"), metadata=tenant.read),
+        lambda: client.users.DeleteUser(users.DeleteUserRequest(user_id="u"), metadata=tenant.read),
+    ]
+    for call in denied:
+        assert failure(call).code == grpc.StatusCode.PERMISSION_DENIED
+
+
+# -- catalog -----------------------------------------------------------------------------
+
+
+def _catalog_records(settings: Settings, tenant: str, expect: int) -> list[tuple[str, bytes]]:
+    client = pulsar_client(settings)
+    try:
+        reader = client.create_reader(TenantTopics(tenant).catalog, pulsar.MessageId.earliest)
+        found: list[tuple[str, bytes]] = []
+        while len(found) < expect:
+            message = reader.read_next(timeout_millis=10_000)
+            found.append((message.partition_key(), message.data()))
+        reader.close()
+        return found
+    finally:
+        client.close()
+
+
+def test_items_go_to_postgres_and_the_compacted_topic_and_a_deletion_tombstones_them(
+    client: Stubs, tenant: ServingTenant, settings: Settings
+) -> None:
+    mug = cat.Item(
+        item_id="mug",
+        title="Blue Mug",
+        categories=["home", "kitchen"],
+        price=9.5,
+        available=True,
+        attributes={"brand": "acme"},
+    )
+    reply = client.catalog.UpsertItems(
+        cat.UpsertItemsRequest(items=[mug, _item("tent", "Dome Tent", "outdoor")]),
+        metadata=tenant.write,
+    )
+    assert reply.upserted_count == 2
+    stored = client.catalog.GetItem(cat.GetItemRequest(item_id="mug"), metadata=tenant.read).item
+    assert (stored.title, list(stored.categories), stored.price) == (
+        "Blue Mug",
+        ["home", "kitchen"],
+        9.5,
+    )
+    assert dict(stored.attributes) == {"brand": "acme"}
+    assert abs(stored.update_time.ToMilliseconds() - time.time() * 1000) < 60_000
+
+    deleted = client.catalog.DeleteItem(cat.DeleteItemRequest(item_id="mug"), metadata=tenant.write)
+    assert deleted.item.title == "Blue Mug"
+    on_topic = _catalog_records(settings, tenant.tenant_id, expect=3)
+    assert [key for key, _ in on_topic] == ["mug", "tent", "mug"]
+    assert cat.Item.FromString(on_topic[0][1]).title == "Blue Mug"
+    assert on_topic[2][1] == b""  # the tombstone
+    gone = failure(
+        lambda: client.catalog.GetItem(cat.GetItemRequest(item_id="mug"), metadata=tenant.read)
+    )
+    assert (gone.code, gone.reason) == (grpc.StatusCode.NOT_FOUND, "ITEM_NOT_FOUND")
+    again = failure(
+        lambda: client.catalog.DeleteItem(
+            cat.DeleteItemRequest(item_id="mug"), metadata=tenant.write
+        )
+    )
+    assert again.code == grpc.StatusCode.NOT_FOUND
+
+
+def test_an_invalid_item_fails_the_whole_batch(client: Stubs, tenant: ServingTenant) -> None:
+    batch = [_item("lamp", "Lamp", "home"), cat.Item(item_id="bad", title="t" * 513)]
+    bad = failure(
+        lambda: client.catalog.UpsertItems(
+            cat.UpsertItemsRequest(items=batch), metadata=tenant.write
+        )
+    )
+    assert bad.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert list(bad.violations) == ["items[1].title"]
+    assert (
+        failure(
+            lambda: client.catalog.GetItem(cat.GetItemRequest(item_id="lamp"), metadata=tenant.read)
+        ).code
+        == grpc.StatusCode.NOT_FOUND
+    )
+    empty = failure(
+        lambda: client.catalog.UpsertItems(cat.UpsertItemsRequest(), metadata=tenant.write)
+    )
+    assert list(empty.violations) == ["items"]
+
+
+def test_unavailable_and_deleted_items_leave_every_result(
+    client: Stubs, tenant: ServingTenant, settings: Settings
+) -> None:
+    seed_shop(settings, tenant.tenant_id)
+
+    def everywhere() -> list[list[str]]:
+        recommended = client.personalization.Recommend(
+            pb.RecommendRequest(user_id="nobody", k=10), metadata=tenant.read
+        )
+        trending = client.personalization.Trending(
+            pb.TrendingRequest(window=pb.TRENDING_WINDOW_DAY, k=10), metadata=tenant.read
+        )
+        similar = client.personalization.SimilarItems(
+            pb.SimilarItemsRequest(item_id="tent", k=10), metadata=tenant.read
+        )
+        return [_ids(recommended.items), _ids(trending.items), _ids(similar.items)]
+
+    assert all("sleeping-bag" in found for found in everywhere())
+    client.catalog.UpsertItems(
+        cat.UpsertItemsRequest(items=[_item("sleeping-bag", "Bag", "outdoor", available=False)]),
+        metadata=tenant.write,
+    )
+    assert not any("sleeping-bag" in found for found in everywhere())
+    client.catalog.UpsertItems(
+        cat.UpsertItemsRequest(items=[_item("sleeping-bag", "Bag", "outdoor")]),
+        metadata=tenant.write,
+    )
+    assert all("sleeping-bag" in found for found in everywhere())
+    client.catalog.DeleteItem(cat.DeleteItemRequest(item_id="sleeping-bag"), metadata=tenant.write)
+    assert not any("sleeping-bag" in found for found in everywhere())
+
+
+def test_tenants_see_only_their_own_catalog_and_state(
+    client: Stubs,
+    tenant: ServingTenant,
+    settings: Settings,
+    pulsar_admin: PulsarAdmin,
+    key_store: ApiKeyStore,
+) -> None:
+    seed_shop(
+        settings, tenant.tenant_id, _purchase(tenant.tenant_id, "b", "b", "tent", NOW, "outdoor")
+    )
+    client.catalog.UpsertItems(
+        cat.UpsertItemsRequest(items=[_item("tent", "Dome Tent", "outdoor")]), metadata=tenant.write
+    )
+    with serving_tenant(settings, pulsar_admin, key_store) as other:
+        hidden = failure(
+            lambda: client.catalog.GetItem(cat.GetItemRequest(item_id="tent"), metadata=other.read)
+        )
+        assert hidden.code == grpc.StatusCode.NOT_FOUND
+        theirs = client.personalization.Recommend(
+            pb.RecommendRequest(user_id="b", k=5), metadata=other.read
+        )
+        assert (list(theirs.items), theirs.cold_start) == ([], True)
+
+
+# -- users -------------------------------------------------------------------------------
+
+
+def _user_rows(settings: Settings, tenant: str, user: str) -> dict[str, int]:
+    with psycopg.connect(settings.database_url, autocommit=True) as conn, conn.transaction():
+        conn.execute("SELECT set_config('magnetar.tenant', %s, true)", (tenant,))
+        return {
+            table.name: conn.execute(
+                f"SELECT count(*) FROM {table.name} WHERE tenant_id = %s AND user_id = %s",
+                (tenant, user),
+            ).fetchone()[0]  # type: ignore[index]
+            for table in user_tables()
+        }
+
+
+def test_delete_user_erases_every_user_table_reports_it_and_keeps_late_events_out(
+    client: Stubs, tenant: ServingTenant, settings: Settings
+) -> None:
+    t = tenant.tenant_id
+    bought = [
+        _purchase(t, "b", "b1", item, NOW - 60_000 + n, "outdoor")
+        for n, item in enumerate(("tent", "lamp"))
+    ]
+    seed_shop(settings, t, *bought)
+    assert _user_rows(settings, t, "b") == {
+        "user_item_signals": 2,
+        "user_category_affinities": 1,
+        "user_activity": 1,
+    }
+    reply = client.users.DeleteUser(users.DeleteUserRequest(user_id="b"), metadata=tenant.write)
+    assert {d.table: d.count for d in reply.deleted} == {
+        "user_item_signals": 2,
+        "user_category_affinities": 1,
+        "user_activity": 1,
+    }
+    assert abs(reply.deleted_before.ToMilliseconds() - time.time() * 1000) < 60_000
+    assert set(_user_rows(settings, t, "b").values()) == {0}
+    assert (
+        failure(
+            lambda: client.personalization.GetUserProfile(
+                pb.GetUserProfileRequest(user_id="b"), metadata=tenant.read
+            )
+        ).code
+        == grpc.StatusCode.NOT_FOUND
+    )
+    late = _purchase(t, "b", "b1", "mug", reply.deleted_before.ToMilliseconds() - 1, "kitchen")
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        assert commit_batch(conn, t, [late], SignalSettings(), now_ms=NOW).erased == 1
+    assert set(_user_rows(settings, t, "b").values()) == {0}
+
+    nobody = client.users.DeleteUser(
+        users.DeleteUserRequest(anonymous_id="never-seen"), metadata=tenant.write
+    )
+    assert {d.table: d.count for d in nobody.deleted} == dict.fromkeys(
+        ("user_item_signals", "user_category_affinities", "user_activity"), 0
+    )
+    invalid = failure(
+        lambda: client.users.DeleteUser(users.DeleteUserRequest(), metadata=tenant.write)
+    )
+    assert invalid.code == grpc.StatusCode.INVALID_ARGUMENT
+
+
+# -- PostgreSQL down ---------------------------------------------------------------------
+
+
+class GatewayWithKeys(RunningGateway):
+    """A gateway whose API keys come from `lookup`, whatever its database URL says."""
+
+    def __init__(self, settings: Settings, lookup: KeyLookup) -> None:
+        self.settings = settings
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+
+        async def build() -> Any:
+            return create_server(
+                settings, options=GatewayOptions(auth_cache_ttl_s=60), key_lookup=lookup
+            )
+
+        self.server, self.port = self.run(build())
+        self.run(self.server.start())
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_postgres_unavailable_answers_unavailable_never_unknown(
+    tenant: ServingTenant, settings: Settings, key_store: ApiKeyStore
+) -> None:
+    closed = settings.merged(
+        {
+            "grpc_port": 0,
+            "database_url": f"postgresql://magnetar_app@127.0.0.1:{_closed_port()}/magnetar",
+        }
+    )
+    down = GatewayWithKeys(closed, key_store)
+    try:
+        with grpc.insecure_channel(down.address) as channel:
+            client = stubs(channel)
+            read, write = tenant.read, tenant.write
+            calls = {
+                "Recommend": lambda: client.personalization.Recommend(
+                    pb.RecommendRequest(user_id="u", k=3), metadata=read, timeout=20
+                ),
+                "SimilarItems": lambda: client.personalization.SimilarItems(
+                    pb.SimilarItemsRequest(item_id="i", k=3), metadata=read, timeout=20
+                ),
+                "Trending": lambda: client.personalization.Trending(
+                    pb.TrendingRequest(window=pb.TRENDING_WINDOW_DAY, k=3),
+                    metadata=read,
+                    timeout=20,
+                ),
+                "GetUserProfile": lambda: client.personalization.GetUserProfile(
+                    pb.GetUserProfileRequest(user_id="u"), metadata=read, timeout=20
+                ),
+                "GetItem": lambda: client.catalog.GetItem(
+                    cat.GetItemRequest(item_id="i"), metadata=read, timeout=20
+                ),
+                "UpsertItems": lambda: client.catalog.UpsertItems(
+                    cat.UpsertItemsRequest(items=[cat.Item(item_id="i")]),
+                    metadata=write,
+                    timeout=20,
+                ),
+                "DeleteItem": lambda: client.catalog.DeleteItem(
+                    cat.DeleteItemRequest(item_id="i"), metadata=write, timeout=20
+                ),
+                "DeleteUser": lambda: client.users.DeleteUser(
+                    users.DeleteUserRequest(user_id="u"), metadata=write, timeout=20
+                ),
+            }
+            for name, call in calls.items():
+                failed = failure(call)
+                assert (name, failed.code, failed.reason) == (
+                    name,
+                    grpc.StatusCode.UNAVAILABLE,
+                    "DATABASE_UNAVAILABLE",
+                )
+    finally:
+        down.stop()
