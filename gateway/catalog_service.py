@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Any
 
 from gateway.catalog_proto import item_from_proto, item_to_proto
 from gateway.catalog_publisher import PulsarCatalogTopic
-from gateway.event_publisher import SharedToken
 from gateway.interceptors import current_tenant
 from gateway.lifetime import close_with_gateway
+from gateway.tenant_service import tenant_credentials
 from magnetar.db.catalog_store import PostgresCatalogStore
 from magnetar.serving.catalog import Catalog
 from magnetar.v1 import catalog_service_pb2 as pb
@@ -48,11 +48,8 @@ class CatalogService(pb_grpc.CatalogServiceServicer):
 
 
 def mount_catalog_service(server: Any, deps: GatewayDeps) -> str:
-    # The same credentials as the event publisher's default: the platform's token until
-    # tenants have Pulsar roles of their own.
-    topic = PulsarCatalogTopic(
-        deps.settings.pulsar_service_url, SharedToken(deps.settings.pulsar_admin_token)
-    )
+    # The same credentials as the event publisher's default: each tenant's own Pulsar role.
+    topic = PulsarCatalogTopic(deps.settings.pulsar_service_url, tenant_credentials(deps.settings))
     close_with_gateway(deps.sessions, topic.close)
     catalog = Catalog(PostgresCatalogStore(deps.sessions), topic)
     pb_grpc.add_CatalogServiceServicer_to_server(CatalogService(catalog), server)
