@@ -184,6 +184,9 @@ def fold_events(
             counts[2] = min(counts[2], at)
             counts[3] = max(counts[3], at)
 
+        if not item_id:
+            # Events about no item (a search) only tell that the user was active.
+            continue
         observed = ItemCategories(event.categories, at)
         known = item_categories.get(ItemKey(tenant, item_id))
         item_categories[ItemKey(tenant, item_id)] = (

@@ -77,6 +77,14 @@ def test_types_without_a_weight_only_count_as_activity() -> None:
     assert ItemKey("acme", "a") in delta.item_categories
 
 
+def test_an_event_about_no_item_only_counts_as_activity() -> None:
+    delta = fold_events([event("search", ""), event(records.VIEW, "")], SETTINGS)
+    assert delta.user_activity[UserKey("acme", "u1")].events == 2
+    assert delta.item_categories == {}
+    assert delta.user_items == {}
+    assert delta.recent_items == {}
+
+
 def test_a_repeated_event_id_counts_once() -> None:
     once = fold_events([event(records.PURCHASE, "a", event_id="e1")], SETTINGS)
     twice = fold_events(
