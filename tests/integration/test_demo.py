@@ -80,4 +80,15 @@ def test_demo_shows_recommendations_and_its_metrics_are_scraped_while_it_runs(
     assert counted > 0, "the demo tenant's counted events never appeared in the metrics"
     assert "demo" in status.stdout and "materialize:1/1" in status.stdout, status.stdout
     assert "recommendations, live from PostgreSQL state" in output
+    # The Functions' own freshness histograms, on the broker's /metrics.
+    broker = httpx.get(f"{settings.pulsar_admin_url}/metrics/", timeout=30).text
+    for since in ("accepted", "occurred"):
+        assert (
+            _value(
+                broker,
+                r'magnetar_function_freshness_seconds_count\{[^}]*since="%s"[^}]*tenant="demo"[^}]*\}'
+                % since,
+            )
+            > 0
+        ), since
     assert re.search(r"user-\d+", output), "no user's recommendations were shown"
