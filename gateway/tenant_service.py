@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -238,6 +239,8 @@ def mount_tenant_service(server: Any, deps: GatewayDeps) -> str:
     platform = build_tenant_platform(
         deps.settings, deps.sessions, before_offboarding=[close_producer]
     )
+    # Loading the function state client takes seconds: not in the first CreateTenant.
+    threading.Thread(target=platform.deployer.warm_up, name="tenants-warm-up", daemon=True).start()
     tenant_service_pb2_grpc.add_TenantServiceServicer_to_server(
         TenantService(platform.admin), server
     )

@@ -32,6 +32,9 @@ class Settings:
     pulsar_admin_token_file: str = ""
     # Path of the broker's HS256 token secret key: signs each tenant's role token (tenants).
     pulsar_token_secret_key_file: str = ""
+    # The functions worker's state storage (bk://...), where onboarding prepares the
+    # tenant's function state namespace and offboarding removes it; empty: not used.
+    pulsar_state_storage_url: str = ""
     # Application role: neither owner nor BYPASSRLS; what the gateway and functions use.
     database_url: str = "postgresql://magnetar_app@127.0.0.1:55432/magnetar"
     # Owner role: runs migrations and tenant purges.

@@ -258,7 +258,8 @@ class FakeFunctionDeployer:
 
     def undeploy(self, tenant_id: str) -> list[str]:
         self.faults.check("undeploy")
-        return sorted(self.deployed.pop(tenant_id, set()))
+        removed = sorted(self.deployed.pop(tenant_id, set()))
+        return [f"function {tenant_id}/events/{name}" for name in removed]
 
 
 def _now() -> datetime:

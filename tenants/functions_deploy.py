@@ -16,6 +16,7 @@ from functions.deployment import STAGES, PipelineOptions, package_file, pipeline
 from magnetar.errors import Unavailable
 from magnetar.pulsar_admin import PulsarAdmin
 from magnetar.topics import TenantTopics
+from tenants.function_state import FunctionStateStorage, state_namespace
 from tenants.model import FunctionHealth
 from tenants.pulsar_port import pulsar_errors
 
@@ -103,19 +104,38 @@ def _last_error(status: Mapping[str, Any]) -> str:
 class PipelineDeployer:
     """The reconciler's FunctionDeployer over the functions worker's REST API."""
 
-    def __init__(self, admin: PulsarAdmin, options: PipelineOptions) -> None:
+    def __init__(
+        self,
+        admin: PulsarAdmin,
+        options: PipelineOptions,
+        state: FunctionStateStorage | None = None,
+    ) -> None:
         self._admin = admin
         self._options = options
+        self._state = state
 
     def deploy(self, tenant_id: str) -> None:
-        for stage, config in pipeline(TenantTopics(tenant_id), self._options).items():
-            with pulsar_errors(f"deploying function {stage}"):
-                existing = self._admin.function_config(tenant_id, "events", stage)
-                if existing is not None and config_matches(existing, config):
-                    continue
+        if self._state is not None:
+            # Before any instance starts: they would race to create it (see function_state).
+            self._state.ensure_namespace(tenant_id)
+        # One at a time: concurrent registrations in one namespace race in the worker's
+        # package storage ("Someone just created log /pulsar/functions/...").
+        for config in pipeline(TenantTopics(tenant_id), self._options).values():
+            self._deploy_one(tenant_id, config)
+
+    def _deploy_one(self, tenant_id: str, config: dict[str, Any]) -> None:
+        stage = str(config["name"])
+        with pulsar_errors(f"deploying function {stage}"):
+            existing = self._admin.function_config(tenant_id, "events", stage)
+            if existing is None or not config_matches(existing, config):
                 self._admin.create_function(
                     config, package_file(stage), update=existing is not None
                 )
+
+    def warm_up(self) -> None:
+        """Load the state storage client now rather than in the first onboarding."""
+        if self._state is not None:
+            self._state.connect()
 
     def status(self, tenant_id: str) -> list[FunctionHealth]:
         found = []
@@ -143,5 +163,7 @@ class PipelineDeployer:
             with pulsar_errors(f"deleting function {stage}"):
                 if self._admin.function_config(tenant_id, "events", stage) is not None:
                     self._admin.delete_function(tenant_id, "events", stage)
-                    removed.append(stage)
+                    removed.append(f"function {tenant_id}/events/{stage}")
+        if self._state is not None and self._state.remove(tenant_id, STAGES):
+            removed.append(f"function state {state_namespace(tenant_id)}")
         return removed

@@ -75,7 +75,7 @@ class FunctionDeployer(Protocol):
     def status(self, tenant_id: str) -> list[FunctionHealth]: ...
 
     def undeploy(self, tenant_id: str) -> list[str]:
-        """Delete the tenant's functions; returns the names that existed."""
+        """Delete the tenant's functions and their state; one line per thing removed."""
 
 
 @dataclass(frozen=True)

@@ -240,7 +240,7 @@ class Reconciler:
                 self._store.set_state(tenant_id, TenantState.DELETING)
                 for hook in self._before_offboarding:
                     hook(tenant_id)
-                removed = [f"function {tenant_id}/events/{f}" for f in self._undeploy(tenant_id)]
+                removed = self._undeploy(tenant_id)
                 removed += self._remove_pulsar(tenant_id)
                 removed += self._store.purge(tenant_id)
                 return removed

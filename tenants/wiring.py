@@ -16,6 +16,7 @@ from magnetar.api_key_store import ApiKeyStore
 from magnetar.pulsar_admin import PulsarAdmin
 from magnetar.settings import Settings
 from tenants.admin import TenantAdmin
+from tenants.function_state import FunctionStateStorage
 from tenants.functions_deploy import PipelineDeployer
 from tenants.ports import OffboardingHook
 from tenants.pulsar_port import translated
@@ -28,6 +29,7 @@ class TenantPlatform:
     admin: TenantAdmin
     store: PostgresTenantStore
     pulsar: PulsarAdmin
+    deployer: PipelineDeployer
 
     def close(self) -> None:
         self.pulsar.close()
@@ -45,10 +47,14 @@ def build_tenant_platform(
 ) -> TenantPlatform:
     pulsar = PulsarAdmin(settings.pulsar_admin_url, settings.pulsar_admin_token)
     store = PostgresTenantStore(sessions)
-    reconciler = Reconciler(
-        translated(pulsar),
-        store,
-        PipelineDeployer(pulsar, pipeline_options(settings)),
-        before_offboarding=before_offboarding,
+    state = (
+        FunctionStateStorage(settings.pulsar_state_storage_url)
+        if settings.pulsar_state_storage_url
+        else None
     )
-    return TenantPlatform(TenantAdmin(reconciler, store, ApiKeyStore(sessions)), store, pulsar)
+    deployer = PipelineDeployer(pulsar, pipeline_options(settings), state)
+    reconciler = Reconciler(
+        translated(pulsar), store, deployer, before_offboarding=before_offboarding
+    )
+    admin = TenantAdmin(reconciler, store, ApiKeyStore(sessions))
+    return TenantPlatform(admin, store, pulsar, deployer)

@@ -38,6 +38,7 @@ BROKER_PORT = 6650
 WEB_PORT = 8080
 # Fixed by the standalone launcher: ZooKeeper, the bookie and the stream storage (state).
 INTERNAL_PORTS = {"ZooKeeper": 2181, "BookKeeper": 3181, "stream storage": 4181}
+STATE_STORAGE_URL = f"bk://127.0.0.1:{INTERNAL_PORTS['stream storage']}"
 
 
 @dataclass(frozen=True)
@@ -262,7 +263,7 @@ def configure(layout: PulsarLayout) -> None:
             "logDirectory": str(layout.logs / "functions"),
             "pulsarServiceUrl": f"pulsar://127.0.0.1:{BROKER_PORT}",
             "pulsarWebServiceUrl": f"http://127.0.0.1:{WEB_PORT}",
-            "stateStorageServiceUrl": "bk://127.0.0.1:4181",
+            "stateStorageServiceUrl": STATE_STORAGE_URL,
             "authenticationEnabled": "true",
             "authorizationEnabled": "true",
             "superUserRoles": f"[{SUPERUSER_ROLE}]",

@@ -90,6 +90,7 @@ def up(
                 "pulsar_admin_url": f"http://127.0.0.1:{pulsar.WEB_PORT}",
                 "pulsar_admin_token_file": str(pulsar_layout.superuser_token),
                 "pulsar_token_secret_key_file": str(pulsar_layout.secret_key),
+                "pulsar_state_storage_url": pulsar.STATE_STORAGE_URL,
             },
         )
     if not Settings.load(home).admin_api_key:

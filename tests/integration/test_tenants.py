@@ -40,6 +40,7 @@ from magnetar.v1 import (
     tenant_service_pb2_grpc,
 )
 from magnetar.v1 import tenant_service_pb2 as pb
+from tenants.function_state import FunctionStateStorage
 from tenants.model import StepState, TenantState
 from tenants.plans import PLANS
 from tenants.store import tenant_tables
@@ -125,6 +126,7 @@ def leftovers(settings: Settings, admin: PulsarAdmin, tenant: str) -> dict[str, 
         ],
         "functions": admin.functions(tenant, "events"),
         "schema": admin.get_schema(topics.raw) if tenant in admin.tenants() else None,
+        "function state": FunctionStateStorage(settings.pulsar_state_storage_url).exists(tenant),
     }
     with psycopg.connect(settings.database_url, autocommit=True) as conn:
         found["tenants row"] = conn.execute(
@@ -154,6 +156,7 @@ NOTHING_LEFT = {
     "topics": [],
     "functions": [],
     "schema": None,
+    "function state": False,
     "tenants row": (0,),
 }
 
@@ -298,6 +301,7 @@ def test_onboarding_through_the_gateway_then_offboarding_leaves_nothing(
     ).removed
     assert f"pulsar tenant {tenant_id}" in removed
     assert f"function {tenant_id}/events/materialize" in removed
+    assert f"function state {tenant_id.replace('-', '_')}_events" in removed
     left = leftovers(settings, pulsar_admin, tenant_id)
     assert {k: left[k] for k in NOTHING_LEFT} == NOTHING_LEFT
     assert {k: v for k, v in left.items() if k.startswith("rows of") and v != (0,)} == {}
