@@ -28,6 +28,13 @@ def register(subparsers: Any) -> None:
     produce.add_argument("--burst", type=int, default=20_000, help="events in the burst")
     produce.set_defaults(handler=_produce)
 
+    onboard = scenarios.add_parser(
+        "onboard", help="CreateTenant to the first recommendation reflecting an event"
+    )
+    onboard.add_argument("--runs", type=int, default=10, help="tenants onboarded, one at a time")
+    onboard.add_argument("--timeout", type=float, default=60.0, help="seconds allowed per run")
+    onboard.set_defaults(handler=_onboard)
+
     ingest = scenarios.add_parser(
         "ingest", help="gateway Ingest vs a plain producer (options: see bench/ingest.py)"
     )
@@ -65,3 +72,12 @@ def _ingest(args: argparse.Namespace) -> int:
     from bench import ingest
 
     return ingest.main(args.options)
+
+
+def _onboard(args: argparse.Namespace) -> int:
+    from bench import onboard
+
+    report = onboard.run(Settings.load(), runs=args.runs, timeout_s=args.timeout)
+    report.print()
+    print(f"results: {report.save()}")
+    return 0
