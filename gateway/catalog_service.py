@@ -6,9 +6,9 @@ both calls block, so each RPC runs on a worker thread.
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING, Any
 
+from gateway.blocking import in_thread
 from gateway.catalog_proto import item_from_proto, item_to_proto
 from gateway.catalog_publisher import PulsarCatalogTopic
 from gateway.interceptors import current_tenant
@@ -33,17 +33,19 @@ class CatalogService(pb_grpc.CatalogServiceServicer):
         self, request: pb.UpsertItemsRequest, context: Any
     ) -> pb.UpsertItemsResponse:
         items = [item_from_proto(item) for item in request.items]
-        count = await asyncio.to_thread(self._catalog.upsert_items, current_tenant(), items)
+        count = await in_thread(context, self._catalog.upsert_items, current_tenant(), items)
         return pb.UpsertItemsResponse(upserted_count=count)
 
     async def GetItem(self, request: pb.GetItemRequest, context: Any) -> pb.GetItemResponse:
-        item = await asyncio.to_thread(self._catalog.get_item, current_tenant(), request.item_id)
+        item = await in_thread(context, self._catalog.get_item, current_tenant(), request.item_id)
         return pb.GetItemResponse(item=item_to_proto(item))
 
     async def DeleteItem(
         self, request: pb.DeleteItemRequest, context: Any
     ) -> pb.DeleteItemResponse:
-        item = await asyncio.to_thread(self._catalog.delete_item, current_tenant(), request.item_id)
+        item = await in_thread(
+            context, self._catalog.delete_item, current_tenant(), request.item_id
+        )
         return pb.DeleteItemResponse(item=item_to_proto(item))
 
 

@@ -8,12 +8,12 @@ gateway's engine.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from google.protobuf import timestamp_pb2
 
+from gateway.blocking import in_thread
 from gateway.interceptors import current_tenant
 from gateway.lifetime import close_with_gateway
 from magnetar.db.serving_reader import ServingStateReader, open_serving_pool
@@ -27,7 +27,7 @@ from magnetar.serving.personalization import (
     TrendingQuery,
 )
 from magnetar.serving.reasons import ServedItem
-from magnetar.serving.trending_cache import TrendingCache
+from magnetar.serving.shared_reads import SharedReadsCache
 from magnetar.v1 import events_pb2
 from magnetar.v1 import personalization_service_pb2 as pb
 from magnetar.v1 import personalization_service_pb2_grpc as pb_grpc
@@ -125,7 +125,7 @@ class PersonalizationService(pb_grpc.PersonalizationServiceServicer):
             context_item_ids=tuple(request.context_item_ids),
             filter=_filter(request.filter),
         )
-        result = await asyncio.to_thread(self._serving.recommend, current_tenant(), query)
+        result = await in_thread(context, self._serving.recommend, current_tenant(), query)
         return pb.RecommendResponse(items=_scored(result.items), cold_start=result.cold_start)
 
     async def SimilarItems(
@@ -137,14 +137,14 @@ class PersonalizationService(pb_grpc.PersonalizationServiceServicer):
             filter=_filter(request.filter),
             user_id=request.user_id,
         )
-        items = await asyncio.to_thread(self._serving.similar_items, current_tenant(), query)
+        items = await in_thread(context, self._serving.similar_items, current_tenant(), query)
         return pb.SimilarItemsResponse(items=_scored(items))
 
     async def Trending(self, request: pb.TrendingRequest, context: Any) -> pb.TrendingResponse:
         query = TrendingQuery(
             window=_window(request.window), k=request.k, category=request.category
         )
-        items = await asyncio.to_thread(self._serving.trending, current_tenant(), query)
+        items = await in_thread(context, self._serving.trending, current_tenant(), query)
         return pb.TrendingResponse(items=_scored(items))
 
     async def GetUserProfile(
@@ -155,13 +155,13 @@ class PersonalizationService(pb_grpc.PersonalizationServiceServicer):
             anonymous_id=request.anonymous_id,
             recent_items_limit=request.recent_items_limit,
         )
-        profile = await asyncio.to_thread(self._serving.user_profile, current_tenant(), query)
+        profile = await in_thread(context, self._serving.user_profile, current_tenant(), query)
         return pb.GetUserProfileResponse(profile=_profile(profile))
 
 
 def mount_personalization_service(server: Any, deps: GatewayDeps) -> str:
     pool = open_serving_pool(deps.settings.database_url)
     close_with_gateway(deps.sessions, lambda: pool.close(timeout=1.0))
-    serving = PersonalizationServing(TrendingCache(ServingStateReader(pool)))
+    serving = PersonalizationServing(SharedReadsCache(ServingStateReader(pool)))
     pb_grpc.add_PersonalizationServiceServicer_to_server(PersonalizationService(serving), server)
     return str(SERVICE_NAME)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING, Any
 
 from google.protobuf import timestamp_pb2
 
+from gateway.blocking import in_thread
 from gateway.interceptors import current_tenant
 from magnetar.db.user_erasure import PostgresErasureStore
 from magnetar.serving.erasure import UserErasure
@@ -26,8 +26,12 @@ class UserService(pb_grpc.UserServiceServicer):
     async def DeleteUser(
         self, request: pb.DeleteUserRequest, context: Any
     ) -> pb.DeleteUserResponse:
-        report = await asyncio.to_thread(
-            self._erasure.delete_user, current_tenant(), request.user_id, request.anonymous_id
+        report = await in_thread(
+            context,
+            self._erasure.delete_user,
+            current_tenant(),
+            request.user_id,
+            request.anonymous_id,
         )
         deleted_before = timestamp_pb2.Timestamp()
         deleted_before.FromMilliseconds(report.erased_before_ms)

@@ -41,6 +41,29 @@ def register(subparsers: Any) -> None:
     ingest.add_argument("options", nargs=argparse.REMAINDER, help="passed to the benchmark")
     ingest.set_defaults(handler=_ingest)
 
+    recommend = scenarios.add_parser(
+        "recommend", help="Recommend latency under ingest, beside an empty handler"
+    )
+    recommend.add_argument("--rate", type=float, default=500.0, help="requests/s, steady phase")
+    recommend.add_argument(
+        "--seconds", type=float, default=10.0, help="length of each steady phase"
+    )
+    recommend.add_argument("--ingest-rate", type=float, default=1000.0, help="events/s meanwhile")
+    recommend.add_argument(
+        "--peak-rates",
+        type=lambda text: [float(r) for r in text.split(",")],
+        default=[250.0, 500.0, 750.0, 1000.0],
+        help="requests/s tried in turn for the peak at p99 <= 25 ms",
+    )
+    recommend.add_argument("--step-seconds", type=float, default=5.0, help="per peak-search rate")
+    recommend.set_defaults(handler=_recommend)
+
+    from bench import faults
+
+    faults.add_arguments(
+        scenarios.add_parser("faults", help="fault suite: lost and duplicated events per fault")
+    )
+
 
 def _pipeline(args: argparse.Namespace) -> int:
     from bench import pipeline
@@ -72,6 +95,22 @@ def _ingest(args: argparse.Namespace) -> int:
     from bench import ingest
 
     return ingest.main(args.options)
+
+
+def _recommend(args: argparse.Namespace) -> int:
+    from bench import recommend
+
+    report = recommend.run(
+        Settings.load(),
+        rate=args.rate,
+        seconds=args.seconds,
+        ingest_rate=args.ingest_rate,
+        peak_rates=args.peak_rates,
+        step_seconds=args.step_seconds,
+    )
+    report.print()
+    print(f"results: {report.save()}")
+    return 0
 
 
 def _onboard(args: argparse.Namespace) -> int:

@@ -4,7 +4,8 @@
 BEGIN, a `set_config` and a COMMIT around every query: a recommendation makes about seven
 reads. `ServingStateReader.request(tenant)` opens one such transaction for the whole
 request and its reads run in it, so a recommendation costs its queries plus three round
-trips (and the reads see one tenant scope by construction).
+trips (and the reads see one tenant scope by construction). It also ranks neighbours with a
+bounded sort per seed (see `neighbours`), and reads the catalog facts serving needs.
 """
 
 from __future__ import annotations
@@ -20,7 +21,23 @@ from psycopg_pool import ConnectionPool
 from magnetar.db.availability import unavailable_on_failure
 from magnetar.db.state_reader import PostgresStateReader
 from magnetar.personalization.settings import SignalSettings
+from magnetar.personalization.state import ScoredItem
 from magnetar.serving.personalization import CatalogFact
+
+# Ties rank by ascending id in code-point order, as in the in-memory reader.
+_NEIGHBOURS = """
+SELECT seed.item_id, n.other_item_id, n.s
+FROM unnest(%(items)s::text[]) WITH ORDINALITY AS seed(item_id, position)
+CROSS JOIN LATERAL (
+  SELECT other_item_id, score * power(2.0, -GREATEST(0, %(now)s - as_of)::float8 / %(h)s) AS s
+  FROM item_covisitation c
+  WHERE c.tenant_id = %(tenant)s AND c.item_id = seed.item_id
+  ORDER BY s DESC, other_item_id COLLATE "C"
+  LIMIT %(limit)s
+) n
+WHERE n.s > 0
+ORDER BY seed.position, n.s DESC, n.other_item_id COLLATE "C"
+"""
 
 
 def open_serving_pool(
@@ -76,6 +93,28 @@ class ServingStateReader(PostgresStateReader):
             return
         with unavailable_on_failure(), super()._tenant(tenant_id) as conn:
             yield conn
+
+    def neighbours(
+        self, tenant_id: str, item_ids: Sequence[str], now_ms: int, limit_per_item: int
+    ) -> Mapping[str, Sequence[ScoredItem]]:
+        """The same answer as `PostgresStateReader.neighbours`, ranked per seed with a
+        bounded top-N sort instead of one sort of every neighbour of every seed: a popular
+        seed has thousands of neighbours, and the full sort was most of a recommendation's
+        time (78 ms against 10 ms for ten popular seeds, measured)."""
+        if not item_ids:
+            return {}
+        found: dict[str, list[ScoredItem]] = {}
+        params = {
+            "tenant": tenant_id,
+            "items": list(dict.fromkeys(item_ids)),
+            "now": now_ms,
+            "limit": limit_per_item,
+            "h": self.signals(tenant_id).covisitation_half_life_ms,
+        }
+        with self._tenant(tenant_id) as conn:
+            for item_id, other, score in conn.execute(_NEIGHBOURS, params):
+                found.setdefault(str(item_id), []).append(ScoredItem(str(other), float(score)))
+        return found
 
     def catalog_facts(self, tenant_id: str, item_ids: Sequence[str]) -> Mapping[str, CatalogFact]:
         if not item_ids:

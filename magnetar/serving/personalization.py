@@ -24,6 +24,7 @@ from magnetar.personalization.errors import InvalidRequest, UnknownItem
 from magnetar.personalization.recommend import (
     CATEGORY,
     REPEAT,
+    CandidatePool,
     Recommendation,
     RecommendRequest,
     UserProfile,
@@ -48,9 +49,6 @@ TRENDING_WINDOWS = {"HOUR": "1h", "DAY": "24h", "WEEK": "7d"}
 MAX_PROFILE_RECENT_ITEMS = 100
 DEFAULT_PROFILE_RECENT_ITEMS = 20
 PROFILE_TOP_CATEGORIES = 10
-# Everything the strategies found: the catalog may hide some of the best, so ranking keeps
-# them all and the top k visible ones are picked afterwards.
-_EVERY_CANDIDATE = 1_000_000
 
 
 class CatalogFact(NamedTuple):
@@ -201,10 +199,22 @@ class PersonalizationServing:
         now = self._clock_ms()
         with self._state.request(tenant_id), _core_errors():
             pool = gather_candidates(self._state, request, settings, now)
-            ranked = blend(pool, settings.recommend.blend, _EVERY_CANDIDATE)
-            items = self._visible(tenant_id, ranked, query.k)
+            items = self._best_visible(tenant_id, pool, settings, query.k)
         personal = pool.strategies[REPEAT].scores or pool.strategies[CATEGORY].scores
         return Recommendations(tuple(items), cold_start=not personal)
+
+    def _best_visible(
+        self, tenant_id: str, pool: CandidatePool, settings: TenantPersonalization, k: int
+    ) -> list[ServedItem]:
+        """The top `k` candidates the catalog does not hide. Ranks a few more than `k` (the
+        catalog rarely hides any), and more only when that was not enough."""
+        wanted = 2 * k + 10
+        while True:
+            ranked = blend(pool, settings.recommend.blend, wanted)
+            items = self._visible(tenant_id, ranked, k)
+            if len(items) == k or len(ranked) < wanted:
+                return items
+            wanted *= 4
 
     def similar_items(self, tenant_id: str, query: SimilarItemsQuery) -> list[ServedItem]:
         settings = self._settings(tenant_id)

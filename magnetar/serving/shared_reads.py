@@ -1,19 +1,29 @@
-"""Tenant-wide popularity, read at most once per second per process.
+"""Reads every user of a tenant shares, served from memory and refreshed in the background.
 
-Trending lists are the same for every user of a tenant, and ranking them costs PostgreSQL a
-pass over every item of the window (each score decays with the time since it was last
-written, so no index holds the order). Every recommendation asks for them, so a gateway
-answering hundreds of recommendations per second would rank the same items hundreds of
-times per second. Served for up to `ttl_ms` instead: personal signals (recent items,
-affinities, co-visitation) are still read live, so a user's own events show at once, and
-popularity lags by at most `ttl_ms`. Empty lists are not kept: they cost nothing to read,
-and keeping one would hide a new tenant's (or category's) first items for a whole TTL.
+Trending lists and an item's co-visitation neighbours are the same whoever asks, and they
+are the expensive reads: ranking them costs PostgreSQL a pass over every item of a window,
+or over every neighbour of a popular item (scores decay with the time since they were last
+written, so no index holds the order). Popular items are everybody's seeds, so a gateway
+answering hundreds of recommendations per second would rank the same lists hundreds of
+times per second.
+
+So they are kept in memory. An entry younger than `ttl_ms` is served as is; an older one is
+still served, and refreshed once in the background, so no request waits for a re-ranking
+(the cost that would otherwise land on one unlucky request per list and TTL); an entry
+older than `max_stale_ms` (a list nobody asked for in a while) is read again before
+answering. A user's own signals (recent items, affinities, purchases) are always read live,
+so a user's own events show at once; tenant-wide aggregates lag by a few seconds, which
+next to their half-lives (hours for the shortest trending window, 60 days for
+co-visitation) changes nothing a user could see. Empty lists are not kept: they cost
+nothing to read, and keeping one would hide a new tenant's (or item's) first entries.
 
 Everything else passes through to the wrapped state unchanged.
 """
 
 from __future__ import annotations
 
+import logging
+import queue
 import threading
 import time
 from collections import OrderedDict
@@ -28,66 +38,144 @@ from magnetar.personalization.state import (
 )
 from magnetar.serving.personalization import CatalogFact, ServingState
 
+log = logging.getLogger(__name__)
+
 Ranked = tuple[ScoredItem, ...]
+Refresh = Callable[[Hashable, Callable[[], None]], None]
 
 
-class _Expiring:
-    """A bounded map whose entries expire `ttl_ms` after they were put."""
+class _Entries:
+    """A bounded map of ranked lists with the time each was read (least recently used out)."""
 
-    def __init__(self, ttl_ms: int, max_entries: int, clock_ms: Callable[[], int]) -> None:
-        self._ttl_ms = ttl_ms
+    def __init__(self, max_entries: int, clock_ms: Callable[[], int]) -> None:
         self._max_entries = max_entries
         self._clock_ms = clock_ms
         self._entries: OrderedDict[Hashable, tuple[int, Ranked]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, key: Hashable) -> Ranked | None:
+    def get(self, key: Hashable) -> tuple[Ranked, int] | None:
+        """The list and its age in ms."""
         with self._lock:
             found = self._entries.get(key)
             if found is None:
                 return None
-            if found[0] <= self._clock_ms():
-                del self._entries[key]
-                return None
-            return found[1]
+            self._entries.move_to_end(key)
+            return found[1], self._clock_ms() - found[0]
 
     def put(self, key: Hashable, value: Ranked) -> None:
         with self._lock:
-            self._entries[key] = (self._clock_ms() + self._ttl_ms, value)
+            if not value:
+                self._entries.pop(key, None)
+                return
+            self._entries[key] = (self._clock_ms(), value)
             self._entries.move_to_end(key)
             while len(self._entries) > self._max_entries:
                 self._entries.popitem(last=False)
+
+
+class BackgroundRefresh:
+    """Runs refreshes one at a time on a daemon thread, each key at most once in the queue.
+
+    One thread on purpose: refreshes are the cache's own load on PostgreSQL, kept to one
+    query at a time whatever the request rate. A failed refresh is logged and dropped: the
+    stale entry stays until `max_stale_ms`, when a request reads it again itself (and sees
+    the failure).
+    """
+
+    def __init__(self, max_queued: int = 10_000) -> None:
+        self._max_queued = max_queued
+        self._queued: set[Hashable] = set()
+        self._jobs: queue.SimpleQueue[tuple[Hashable, Callable[[], None]]] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def __call__(self, key: Hashable, job: Callable[[], None]) -> None:
+        with self._lock:
+            if key in self._queued or len(self._queued) >= self._max_queued:
+                return
+            self._queued.add(key)
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="shared-reads-refresh", daemon=True
+                )
+                self._thread.start()
+        self._jobs.put((key, job))
+
+    def _run(self) -> None:
+        while True:
+            key, job = self._jobs.get()
+            try:
+                job()
+            except Exception:
+                log.warning(
+                    "refreshing %r failed; the stale entry stays for now", key, exc_info=True
+                )
+            finally:
+                with self._lock:
+                    self._queued.discard(key)
 
 
 def _monotonic_ms() -> int:
     return int(time.monotonic() * 1000)
 
 
-class TrendingCache:
-    """A `ServingState` that serves trending lists from a short-lived cache."""
+class SharedReadsCache:
+    """A `ServingState` serving trending lists and neighbours from memory (see the module)."""
 
     def __init__(
         self,
         state: ServingState,
         *,
-        ttl_ms: int = 1000,
-        max_entries: int = 10_000,
+        ttl_ms: int = 5_000,
+        max_stale_ms: int = 60_000,
+        max_entries: int = 20_000,
         clock_ms: Callable[[], int] = _monotonic_ms,
+        refresh: Refresh | None = None,
     ) -> None:
         self._state = state
-        self._cache = _Expiring(ttl_ms, max_entries, clock_ms)
+        self._ttl_ms = ttl_ms
+        self._max_stale_ms = max_stale_ms
+        self._entries = _Entries(max_entries, clock_ms)
+        self._refresh = refresh or BackgroundRefresh()
+
+    def _lookup(
+        self, keys: Mapping[str, Hashable], fetch: Callable[[Sequence[str]], Mapping[str, Ranked]]
+    ) -> dict[str, Ranked]:
+        """Lists by name: fresh or stale ones from memory (stale ones refreshed in the
+        background), missing or too old ones fetched now, in one call."""
+        found: dict[str, Ranked] = {}
+        missing: list[str] = []
+        stale: list[str] = []
+        for name, key in keys.items():
+            entry = self._entries.get(key)
+            if entry is None or entry[1] > self._max_stale_ms:
+                missing.append(name)
+                continue
+            found[name] = entry[0]
+            if entry[1] > self._ttl_ms:
+                stale.append(name)
+        if missing:
+            fetched = fetch(missing)
+            for name in missing:
+                found[name] = fetched.get(name, ())
+                self._entries.put(keys[name], found[name])
+        for name in stale:
+
+            def again(name: str = name) -> None:
+                self._entries.put(keys[name], fetch([name]).get(name, ()))
+
+            self._refresh(keys[name], again)
+        return found
 
     def trending(
         self, tenant_id: str, window: str, now_ms: int, limit: int
     ) -> Sequence[ScoredItem]:
-        key = ("trending", tenant_id, window, limit)
-        cached = self._cache.get(key)
-        if cached is not None:
-            return cached
-        found = tuple(self._state.trending(tenant_id, window, now_ms, limit))
-        if found:
-            self._cache.put(key, found)
-        return found
+        # A background refresh ranks as of the request that found the entry stale: decay
+        # scales every score of a list alike, so the order is the same as of any later time.
+        def fetch(_: Sequence[str]) -> Mapping[str, Ranked]:
+            return {"": tuple(self._state.trending(tenant_id, window, now_ms, limit))}
+
+        return self._lookup({"": ("trending", tenant_id, window, limit)}, fetch)[""]
 
     def trending_in_categories(
         self,
@@ -97,27 +185,31 @@ class TrendingCache:
         now_ms: int,
         limit_per_category: int,
     ) -> Mapping[str, Sequence[ScoredItem]]:
-        def key(category: str) -> tuple[str, str, str, str, int]:
-            return ("in_category", tenant_id, window, category, limit_per_category)
-
-        found: dict[str, Sequence[ScoredItem]] = {}
-        missing: list[str] = []
-        for category in dict.fromkeys(categories):
-            cached = self._cache.get(key(category))
-            if cached is None:
-                missing.append(category)
-            else:
-                found[category] = cached
-        if missing:
-            fresh = self._state.trending_in_categories(
-                tenant_id, window, missing, now_ms, limit_per_category
+        def fetch(wanted: Sequence[str]) -> Mapping[str, Ranked]:
+            found = self._state.trending_in_categories(
+                tenant_id, window, wanted, now_ms, limit_per_category
             )
-            for category in missing:
-                items = tuple(fresh.get(category, ()))
-                if items:
-                    self._cache.put(key(category), items)
-                found[category] = items
-        return found
+            return {category: tuple(items) for category, items in found.items()}
+
+        keys = {
+            category: ("in_category", tenant_id, window, category, limit_per_category)
+            for category in dict.fromkeys(categories)
+        }
+        return self._lookup(keys, fetch)
+
+    def neighbours(
+        self, tenant_id: str, item_ids: Sequence[str], now_ms: int, limit_per_item: int
+    ) -> Mapping[str, Sequence[ScoredItem]]:
+        def fetch(wanted: Sequence[str]) -> Mapping[str, Ranked]:
+            found = self._state.neighbours(tenant_id, wanted, now_ms, limit_per_item)
+            return {item_id: tuple(items) for item_id, items in found.items()}
+
+        keys = {
+            item_id: ("neighbours", tenant_id, item_id, limit_per_item)
+            for item_id in dict.fromkeys(item_ids)
+        }
+        # Only items that have neighbours are keys, as the port says.
+        return {item: found for item, found in self._lookup(keys, fetch).items() if found}
 
     # -- pass-through ----------------------------------------------------------------------
 
@@ -145,11 +237,6 @@ class TrendingCache:
 
     def user_activity(self, tenant_id: str, user_id: str) -> UserActivity | None:
         return self._state.user_activity(tenant_id, user_id)
-
-    def neighbours(
-        self, tenant_id: str, item_ids: Sequence[str], now_ms: int, limit_per_item: int
-    ) -> Mapping[str, Sequence[ScoredItem]]:
-        return self._state.neighbours(tenant_id, item_ids, now_ms, limit_per_item)
 
     def item_categories(
         self, tenant_id: str, item_ids: Sequence[str]

@@ -6,7 +6,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -22,14 +22,19 @@ import magnetar.db.state_models  # (registers the state tables)
 from magnetar.db.engine import make_engine, make_sessionmaker, sqlalchemy_url
 from magnetar.db.models import Base
 from magnetar.db.serving_reader import ServingStateReader, open_serving_pool
+from magnetar.db.state_reader import PostgresStateReader
 from magnetar.db.state_writer import ERASURE_LOCK_KEY, commit_batch
 from magnetar.db.user_erasure import PostgresErasureStore, user_tables
 from magnetar.errors import Unavailable
 from magnetar.personalization import records
+from magnetar.personalization.fold import fold_events
+from magnetar.personalization.memory_state import MemoryState
 from magnetar.personalization.records import EnrichedEvent
 from magnetar.personalization.settings import SignalSettings
+from magnetar.personalization.state import UserKey
 from magnetar.serving.personalization import PersonalizationServing, RecommendQuery
 from magnetar.settings import Settings
+from magnetar.workload.generator import GeneratorSettings, generate
 
 pytestmark = pytest.mark.integration
 
@@ -231,3 +236,46 @@ def test_a_batch_waits_for_an_erasure_in_progress_and_then_drops_the_users_event
         batch.join(10)
     assert outcomes and outcomes[0].erased == 1
     assert set(_rows(settings, tenant, "late").values()) == {0}
+
+
+def test_the_serving_readers_neighbours_agree_with_the_state_readers_and_memory(
+    settings: Settings,
+) -> None:
+    tenant = _tenant()
+    # Repeats of an event id left out: the ledger would count them once, the memory not.
+    history = _deduplicated(
+        generate(
+            GeneratorSettings(tenant_id=tenant, users=200, items=300, start_ms=NOW - 86_400_000),
+            seed=3,
+            max_events=6_000,
+        )
+    )
+    memory = MemoryState(SIGNALS)
+    skew = 5 * 60_000
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        for start in range(0, len(history), 500):
+            batch = history[start : start + 500]
+            users = [UserKey(tenant, u) for u in sorted({e.user_id for e in batch})]
+            memory.apply(fold_events(batch, SIGNALS, memory.recent_for(users), NOW + skew))
+            commit_batch(conn, tenant, batch, SIGNALS, now_ms=NOW, max_future_skew_ms=skew)
+    items = sorted({e.item_id for e in history})
+    with ConnectionPool(settings.database_url, min_size=1, max_size=1) as pool:
+        serving = ServingStateReader(pool).neighbours(tenant, items, NOW, 7)
+        plain = PostgresStateReader(pool).neighbours(tenant, items, NOW, 7)
+    expected = memory.neighbours(tenant, items, NOW, 7)
+    assert serving.keys() == plain.keys() == expected.keys()
+    for item in serving:
+        assert [s.item_id for s in serving[item]] == [s.item_id for s in expected[item]]
+        assert [s.score for s in serving[item]] == pytest.approx(
+            [s.score for s in plain[item]], rel=1e-9
+        )
+
+
+def _deduplicated(events: Iterable[EnrichedEvent]) -> list[EnrichedEvent]:
+    seen: set[str] = set()
+    kept = []
+    for event in events:
+        if event.event_id not in seen:
+            seen.add(event.event_id)
+            kept.append(event)
+    return kept

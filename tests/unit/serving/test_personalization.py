@@ -209,3 +209,16 @@ def test_a_profile_shows_recent_items_and_counts_and_an_unknown_user_is_not_foun
     with pytest.raises(InvalidArgument) as caught:
         serving.user_profile(TENANT, ProfileQuery(recent_items_limit=101))
     assert set(_violations(caught)) == {"user_id", "recent_items_limit"}
+
+
+def test_when_the_catalog_hides_every_ranked_candidate_more_are_ranked() -> None:
+    popular = [
+        event(records.PURCHASE, f"i{n:02d}", user_id=f"b{n}-{m}", session_id=f"s{n}-{m}")
+        for n in range(30)
+        for m in range(30 - n)  # i00 is the most popular, i29 the least
+    ]
+    state = FakeServingState(popular)
+    for n in range(25):
+        state.put_item(f"i{n:02d}", visible=False)
+    result = _serving(state).recommend(TENANT, RecommendQuery(k=2, user_id="nobody"))
+    assert _ids(result.items) == ["i25", "i26"]

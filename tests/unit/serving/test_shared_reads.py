@@ -1,11 +1,13 @@
-"""Popularity is read at most once per TTL; personal reads always go through."""
+"""Tenant-wide lists come from memory, stale ones are refreshed in the background, too old
+ones are read again; personal reads always go through."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Callable, Hashable, Mapping, Sequence
 
 from magnetar.personalization.state import RecentItem, ScoredItem
-from magnetar.serving.trending_cache import TrendingCache
+from magnetar.serving.shared_reads import BackgroundRefresh, SharedReadsCache
 from tests.unit.serving.fakes import NOW, TENANT, FakeServingState, shop
 
 
@@ -33,32 +35,111 @@ class CountingState(FakeServingState):
             tenant_id, window, categories, now_ms, limit_per_category
         )
 
+    def neighbours(
+        self, tenant_id: str, item_ids: Sequence[str], now_ms: int, limit_per_item: int
+    ) -> Mapping[str, Sequence[ScoredItem]]:
+        self.reads.append(f"neighbours {','.join(item_ids)}")
+        return super().neighbours(tenant_id, item_ids, now_ms, limit_per_item)
+
     def recent_items(self, tenant_id: str, user_id: str, limit: int) -> Sequence[RecentItem]:
         self.reads.append("recent")
         return super().recent_items(tenant_id, user_id, limit)
 
 
-def test_trending_is_read_once_per_ttl_and_per_category() -> None:
-    state = CountingState()
-    clock = [0]
-    cache = TrendingCache(state, ttl_ms=1000, clock_ms=lambda: clock[0])
-    first = cache.trending(TENANT, "7d", NOW, 3)
-    assert cache.trending(TENANT, "7d", NOW, 3) == first
-    cache.trending_in_categories(TENANT, "7d", ["outdoor"], NOW, 5)
-    both = cache.trending_in_categories(TENANT, "7d", ["outdoor", "kitchen"], NOW, 5)
+class Harness:
+    def __init__(self) -> None:
+        self.state = CountingState()
+        self.now = 0
+        self.jobs: list[tuple[Hashable, Callable[[], None]]] = []
+        self.cache = SharedReadsCache(
+            self.state,
+            ttl_ms=1_000,
+            max_stale_ms=10_000,
+            clock_ms=lambda: self.now,
+            refresh=lambda key, job: self.jobs.append((key, job)),
+        )
+
+    def run_jobs(self) -> None:
+        jobs, self.jobs = self.jobs, []
+        for _, job in jobs:
+            job()
+
+
+def test_a_fresh_list_is_read_once_per_key() -> None:
+    h = Harness()
+    first = h.cache.trending(TENANT, "7d", NOW, 3)
+    assert h.cache.trending(TENANT, "7d", NOW, 3) == first
+    h.cache.trending_in_categories(TENANT, "7d", ["outdoor"], NOW, 5)
+    both = h.cache.trending_in_categories(TENANT, "7d", ["outdoor", "kitchen"], NOW, 5)
     assert [s.item_id for s in both["kitchen"]] == ["mug"]
-    assert state.reads == ["trending 7d", "in outdoor", "in kitchen"]
-    clock[0] = 1000
-    cache.trending(TENANT, "7d", NOW, 3)
-    assert state.reads[-1] == "trending 7d"
+    assert h.state.reads == ["trending 7d", "in outdoor", "in kitchen"]
+    assert h.jobs == []
+
+
+def test_a_stale_list_is_served_at_once_and_refreshed_once_in_the_background() -> None:
+    h = Harness()
+    first = h.cache.trending(TENANT, "7d", NOW, 3)
+    h.now = 1_001
+    assert h.cache.trending(TENANT, "7d", NOW, 3) == first
+    assert h.cache.trending(TENANT, "7d", NOW, 3) == first
+    assert h.state.reads == ["trending 7d"]
+    assert len(h.jobs) == 2  # the refresher itself keeps one per key (see the next test)
+    h.run_jobs()
+    assert h.state.reads == ["trending 7d"] * 3
+    h.cache.trending(TENANT, "7d", NOW, 3)
+    assert h.jobs == []  # fresh again
+
+
+def test_a_list_nobody_asked_for_in_a_while_is_read_before_answering() -> None:
+    h = Harness()
+    h.cache.neighbours(TENANT, ["tent"], NOW, 5)
+    h.now = 10_001
+    h.cache.neighbours(TENANT, ["tent"], NOW, 5)
+    assert h.state.reads == ["neighbours tent", "neighbours tent"]
+    assert h.jobs == []
+
+
+def test_neighbours_are_kept_per_item_and_items_without_any_are_asked_again() -> None:
+    h = Harness()
+    first = h.cache.neighbours(TENANT, ["tent", "nope"], NOW, 5)
+    assert set(first) == {"tent"}
+    again = h.cache.neighbours(TENANT, ["tent", "mug", "nope"], NOW, 5)
+    assert again["tent"] == first["tent"]
+    assert "nope" not in again
+    assert h.state.reads == ["neighbours tent,nope", "neighbours mug,nope"]
 
 
 def test_tenants_and_personal_reads_are_never_shared() -> None:
-    state = CountingState()
-    cache = TrendingCache(state, clock_ms=lambda: 0)
-    cache.trending(TENANT, "7d", NOW, 3)
-    assert cache.trending("globex", "7d", NOW, 3) == ()
-    cache.recent_items(TENANT, "c1", 5)
-    cache.recent_items(TENANT, "c1", 5)
-    assert state.reads.count("recent") == 2
-    assert state.reads.count("trending 7d") == 2
+    h = Harness()
+    h.cache.trending(TENANT, "7d", NOW, 3)
+    assert h.cache.trending("globex", "7d", NOW, 3) == ()
+    h.cache.recent_items(TENANT, "c1", 5)
+    h.cache.recent_items(TENANT, "c1", 5)
+    assert h.state.reads.count("recent") == 2
+    assert h.state.reads.count("trending 7d") == 2
+
+
+def test_the_background_refresh_runs_each_key_once_and_survives_a_failure() -> None:
+    refresh = BackgroundRefresh()
+    ran: list[str] = []
+    gate = threading.Event()
+    done = threading.Event()
+
+    def slow() -> None:
+        gate.wait(5)
+        ran.append("a")
+
+    def failing() -> None:
+        raise RuntimeError("database down")
+
+    def last() -> None:
+        ran.append("c")
+        done.set()
+
+    refresh("a", slow)
+    refresh("a", slow)  # already queued: dropped
+    refresh("b", failing)
+    refresh("c", last)
+    gate.set()
+    assert done.wait(5)
+    assert ran == ["a", "c"]

@@ -1,0 +1,458 @@
+"""`magnetar bench recommend`: Recommend latency under ingest, beside an empty handler.
+
+    .venv/bin/magnetar bench recommend [--seconds 10] [--rate 500] [--ingest-rate 1000]
+                                       [--peak-rates 250,500,750,1000] [--step-seconds 5]
+
+One run, one scratch tenant with its pipeline deployed (dedupe → enrich → materialize):
+
+1. state: generated shoppers' history (Zipf items, sessions, funnel) folded into PostgreSQL
+   with the materializer's own `commit_batch`, and the catalog written through
+   `CatalogService.UpsertItems`;
+2. a gateway as its own process (as in production) serving the default services plus an
+   empty handler: a method taking a `RecommendRequest` and answering an empty
+   `RecommendResponse` through the same interceptors (auth, errors, limits, metrics), the
+   floor of any call on this server;
+3. while `--ingest-rate` events/s go through `EventService.Ingest` (batches of 100) and the
+   pipeline folds them into the state being read: each handler at `--rate` requests/s for
+   `--seconds` (open loop: calls start on schedule whatever earlier calls do), then each
+   handler at every rate of `--peak-rates` for `--step-seconds`; the peak is the highest
+   rate served in full with p99 <= 25 ms and no errors.
+
+Requests: 90% signed-in shoppers from the history (more active ones more often), 10%
+unknown visitors with a context item (the cold path); k = 10; a third exclude purchases.
+
+A benchmark, not a test: on a shared 2-core machine the figures move with whatever else
+runs (the load average is recorded with them), and the client generating the load runs on
+the same cores as the gateway, PostgreSQL and Pulsar.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+import psycopg
+
+from bench.pipeline import bench_tenant
+from bench.report import BenchReport, percentile
+from magnetar.api_key_store import ApiKeyStore
+from magnetar.api_keys import Scope
+from magnetar.db.engine import make_engine, make_sessionmaker
+from magnetar.db.models import Tenant
+from magnetar.db.state_writer import commit_batch
+from magnetar.personalization.records import EnrichedEvent
+from magnetar.personalization.settings import SignalSettings
+from magnetar.pulsar_admin import PulsarAdmin
+from magnetar.settings import Settings
+from magnetar.v1 import (
+    catalog_service_pb2,
+    catalog_service_pb2_grpc,
+    event_service_pb2,
+    event_service_pb2_grpc,
+    events_pb2,
+)
+from magnetar.v1 import personalization_service_pb2 as pb
+from magnetar.v1 import personalization_service_pb2_grpc as pb_grpc
+from magnetar.workload.generator import GeneratorSettings, generate
+from magnetar.workload.wire import catalog_items, to_wire_event
+
+EMPTY_SERVICE = "magnetar.bench.EmptyService"
+EMPTY_METHOD = f"/{EMPTY_SERVICE}/Recommend"
+P99_BUDGET_MS = 25.0
+INGEST_BATCH = 100
+SEED_EVENTS = 60_000
+USERS = 3_000
+ITEMS = 5_000
+DAY_MS = 86_400_000
+
+
+# -- the server side: the gateway plus an empty handler, in its own process -----------------
+
+
+def mount_empty_handler(server: Any, deps: Any) -> str:
+    """A Recommend-shaped method that does nothing: the cost of the call itself."""
+
+    async def empty(request: pb.RecommendRequest, context: Any) -> pb.RecommendResponse:
+        return pb.RecommendResponse()
+
+    handler = grpc.unary_unary_rpc_method_handler(
+        empty,
+        request_deserializer=pb.RecommendRequest.FromString,
+        response_serializer=pb.RecommendResponse.SerializeToString,
+    )
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(EMPTY_SERVICE, {"Recommend": handler}),)
+    )
+    return EMPTY_SERVICE
+
+
+async def serve_with_empty_handler(port: int) -> None:
+    import gateway.server as gateway_server
+    from gateway.method_scopes import method_scopes
+
+    # Every method needs a scope or the auth interceptor refuses it; the empty handler gets
+    # Recommend's, so both pay the same authentication on every call. The server reads its
+    # table when it is built: this process (and only it) builds it with one more entry.
+    vars(gateway_server)["method_scopes"] = lambda: {**method_scopes(), EMPTY_METHOD: Scope.READ}
+    settings = Settings.load().merged({"grpc_port": port})
+    gateway, _ = gateway_server.create_server(
+        settings, services=[*gateway_server.DEFAULT_SERVICES, mount_empty_handler]
+    )
+    await gateway.start()
+    stopping = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        asyncio.get_running_loop().add_signal_handler(sig, stopping.set)
+    await stopping.wait()
+    await gateway.stop(5)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def gateway_process() -> Iterator[str]:
+    port = _free_port()
+    env = {**os.environ, "MAGNETAR_GATEWAY_INSTANCE": f"bench-recommend-{port}"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bench.recommend", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            if process.poll() is not None or time.monotonic() > deadline:
+                stderr = process.stderr.read() if process.stderr else ""
+                raise SystemExit(f"gateway did not start: {stderr}")
+            time.sleep(0.1)
+        yield f"127.0.0.1:{port}"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+# -- the tenant and its state --------------------------------------------------------------
+
+
+@dataclass
+class Workload:
+    """Who asks, what they look at, and the live events still to be ingested."""
+
+    users: list[str]
+    weights: list[float]
+    items: list[str]
+    live: Iterator[events_pb2.Event]
+    catalog: list[catalog_service_pb2.Item] = field(default_factory=list)
+
+
+def build_workload(tenant: str) -> tuple[list[EnrichedEvent], Workload]:
+    now = int(time.time() * 1000)
+    settings = GeneratorSettings(
+        tenant_id=tenant, users=USERS, items=ITEMS, start_ms=now - 2 * DAY_MS
+    )
+    stream = generate(settings, seed=7)
+    history = [next(stream) for _ in range(SEED_EVENTS)]
+
+    def live() -> Iterator[events_pb2.Event]:
+        # The same shoppers carry on, now (so validation accepts their events).
+        for record in stream:
+            event = to_wire_event(record)
+            if event is not None:
+                event.occurred_at.FromMilliseconds(int(time.time() * 1000))
+                yield event
+
+    activity: dict[str, int] = {}
+    for record in history:
+        activity[record.user_id] = activity.get(record.user_id, 0) + 1
+    users = sorted(activity)
+    return history, Workload(
+        users=users,
+        weights=[float(activity[u]) for u in users],
+        items=sorted({e.item_id for e in history}),
+        live=live(),
+        catalog=catalog_items(history),
+    )
+
+
+def seed_state(settings: Settings, tenant: str, history: Sequence[EnrichedEvent]) -> None:
+    signals = SignalSettings()
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        for start in range(0, len(history), 500):
+            commit_batch(
+                conn,
+                tenant,
+                history[start : start + 500],
+                signals,
+                now_ms=int(time.time() * 1000),
+            )
+
+
+@contextmanager
+def tenant_keys(settings: Settings, tenant: str) -> Iterator[tuple[str, str]]:
+    """(read key, ingest key) of a tenants row made for the run and removed after it."""
+    engine = make_engine(settings.database_url, pool_size=1)
+    sessions = make_sessionmaker(engine)
+    with sessions.begin() as session:
+        session.add(Tenant(tenant_id=tenant, display_name="recommend benchmark"))
+    try:
+        store = ApiKeyStore(sessions)
+        read, _ = store.create(tenant, [Scope.READ], "bench")
+        ingest, _ = store.create(tenant, [Scope.INGEST], "bench")
+        yield read.secret, ingest.secret
+    finally:
+        with sessions.begin() as session:
+            row = session.get(Tenant, tenant)
+            if row is not None:
+                session.delete(row)
+        engine.dispose()
+
+
+# -- load ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Phase:
+    handler: str
+    offered: float
+    seconds: float
+    latencies_ms: list[float]
+    errors: int
+    ingested: int
+
+    @property
+    def achieved(self) -> float:
+        return len(self.latencies_ms) / self.seconds if self.seconds else 0.0
+
+    def within_budget(self) -> bool:
+        return (
+            self.errors == 0
+            and self.achieved >= 0.95 * self.offered
+            and percentile(self.latencies_ms, 99) <= P99_BUDGET_MS
+        )
+
+
+async def open_loop(
+    call: Callable[[int], Awaitable[Any]], per_second: float, seconds: float
+) -> tuple[list[float], int, float]:
+    """Calls started on a fixed schedule (no coordinated omission): latencies, errors."""
+    latencies: list[float] = []
+    errors = 0
+
+    async def one(n: int) -> None:
+        nonlocal errors
+        started = time.perf_counter()
+        try:
+            await call(n)
+            latencies.append((time.perf_counter() - started) * 1000)
+        except grpc.aio.AioRpcError:
+            errors += 1
+
+    tasks = []
+    start = time.perf_counter()
+    n = 0
+    while (due := start + n / per_second) < start + seconds:
+        await asyncio.sleep(max(0.0, due - time.perf_counter()))
+        tasks.append(asyncio.ensure_future(one(n)))
+        n += 1
+    await asyncio.gather(*tasks)
+    return latencies, errors, time.perf_counter() - start
+
+
+class Clients:
+    def __init__(self, address: str, read_key: str, ingest_key: str, workload: Workload) -> None:
+        self._channel = grpc.aio.insecure_channel(address)
+        self._read = (("authorization", f"Bearer {read_key}"),)
+        self._write = (("authorization", f"Bearer {ingest_key}"),)
+        self.personalization = pb_grpc.PersonalizationServiceStub(self._channel)
+        self.catalog = catalog_service_pb2_grpc.CatalogServiceStub(self._channel)
+        self.events = event_service_pb2_grpc.EventServiceStub(self._channel)
+        self.empty = self._channel.unary_unary(
+            EMPTY_METHOD,
+            request_serializer=pb.RecommendRequest.SerializeToString,
+            response_deserializer=pb.RecommendResponse.FromString,
+        )
+        rng = random.Random(11)
+        self.requests = [self._request(rng, workload) for _ in range(5_000)]
+        self._workload = workload
+        self.ingested = 0
+
+    @staticmethod
+    def _request(rng: random.Random, workload: Workload) -> pb.RecommendRequest:
+        if rng.random() < 0.1:
+            return pb.RecommendRequest(
+                anonymous_id=f"visitor-{rng.randrange(10**6)}",
+                k=10,
+                context_item_ids=[rng.choice(workload.items)],
+            )
+        (user,) = rng.choices(workload.users, workload.weights)
+        return pb.RecommendRequest(
+            user_id=user,
+            k=10,
+            filter=pb.RecommendationFilter(exclude_purchased=rng.random() < 1 / 3),
+        )
+
+    async def recommend(self, n: int) -> None:
+        request = self.requests[n % len(self.requests)]
+        await self.personalization.Recommend(request, metadata=self._read, timeout=5)
+
+    async def call_empty(self, n: int) -> None:
+        await self.empty(self.requests[n % len(self.requests)], metadata=self._read, timeout=5)
+
+    async def ingest(self, n: int) -> None:
+        events = [next(self._workload.live) for _ in range(INGEST_BATCH)]
+        reply = await self.events.Ingest(
+            event_service_pb2.IngestRequest(events=events), metadata=self._write, timeout=10
+        )
+        self.ingested += reply.accepted_count
+
+    async def upsert_catalog(self, items: Sequence[catalog_service_pb2.Item]) -> None:
+        for start in range(0, len(items), 1000):
+            batch = catalog_service_pb2.UpsertItemsRequest(items=items[start : start + 1000])
+            await self.catalog.UpsertItems(batch, metadata=self._write, timeout=60)
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+
+async def measure(
+    clients: Clients, handler: str, rate: float, seconds: float, ingest_rate: float
+) -> Phase:
+    call = clients.recommend if handler == "Recommend" else clients.call_empty
+    before = clients.ingested
+    ingest = asyncio.ensure_future(
+        open_loop(clients.ingest, ingest_rate / INGEST_BATCH, seconds)
+        if ingest_rate > 0
+        else asyncio.sleep(0)
+    )
+    latencies, errors, elapsed = await open_loop(call, rate, seconds)
+    await ingest
+    return Phase(handler, rate, elapsed, latencies, errors, clients.ingested - before)
+
+
+async def drive(args: argparse.Namespace, clients: Clients, workload: Workload) -> list[Phase]:
+    await clients.upsert_catalog(workload.catalog)
+    handlers = ("empty handler", "Recommend")
+    for handler in handlers:  # warm-up: connections, auth cache, prepared statements
+        await measure(clients, handler, min(args.rate, 200), 2, 0)
+    phases = [
+        await measure(clients, handler, args.rate, args.seconds, args.ingest_rate)
+        for handler in handlers
+    ]
+    for handler in handlers:
+        for rate in args.peak_rates:
+            phase = await measure(clients, handler, rate, args.step_seconds, args.ingest_rate)
+            phases.append(phase)
+            if not phase.within_budget():
+                break
+    return phases
+
+
+def report(phases: Sequence[Phase], args: argparse.Namespace) -> BenchReport:
+    result = BenchReport(
+        "recommend",
+        ("phase", "handler", "offered/s", "served/s", "p50 ms", "p99 ms", "errors", "ingested/s"),
+    )
+    steady = phases[:2]
+    for n, phase in enumerate(phases):
+        result.add(
+            phase="steady" if n < 2 else "peak search",
+            handler=phase.handler,
+            **{
+                "offered/s": phase.offered,
+                "served/s": phase.achieved,
+                "p50 ms": percentile(phase.latencies_ms, 50),
+                "p99 ms": percentile(phase.latencies_ms, 99),
+                "errors": phase.errors,
+                "ingested/s": phase.ingested / phase.seconds if phase.seconds else 0.0,
+            },
+        )
+    for handler in ("empty handler", "Recommend"):
+        served = [p.offered for p in phases[2:] if p.handler == handler and p.within_budget()]
+        peak = f"{max(served):,.0f}/s" if served else f"below {min(args.peak_rates):,.0f}/s"
+        result.notes.append(f"peak {handler} at p99 <= {P99_BUDGET_MS:.0f} ms: {peak}")
+    recommend = steady[1]
+    result.notes.append(
+        f"targets at {args.rate:.0f}/s under {args.ingest_rate:.0f} events/s: p50 <= 2 ms → "
+        f"{percentile(recommend.latencies_ms, 50):.1f} ms, p99 <= 10 ms → "
+        f"{percentile(recommend.latencies_ms, 99):.1f} ms"
+    )
+    load = os.getloadavg()
+    result.notes.append(
+        f"load average at the end {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} on "
+        f"{os.cpu_count()} cores; state: {SEED_EVENTS:,} events of {USERS:,} shoppers over "
+        f"{ITEMS:,} items, plus what was ingested"
+    )
+    return result
+
+
+def run(
+    settings: Settings,
+    *,
+    rate: float = 500.0,
+    seconds: float = 10.0,
+    ingest_rate: float = 1000.0,
+    peak_rates: Sequence[float] = (250.0, 500.0, 750.0, 1000.0),
+    step_seconds: float = 5.0,
+) -> BenchReport:
+    args = argparse.Namespace(
+        rate=rate,
+        seconds=seconds,
+        ingest_rate=ingest_rate,
+        peak_rates=list(peak_rates),
+        step_seconds=step_seconds,
+    )
+    with (
+        PulsarAdmin(settings.pulsar_admin_url, settings.pulsar_admin_token) as admin,
+        bench_tenant(settings, admin) as topics,
+        tenant_keys(settings, topics.tenant) as (read_key, ingest_key),
+    ):
+        history, workload = build_workload(topics.tenant)
+        seed_state(settings, topics.tenant, history)
+        with gateway_process() as address:
+
+            async def go() -> list[Phase]:
+                clients = Clients(address, read_key, ingest_key, workload)
+                try:
+                    return await drive(args, clients, workload)
+                finally:
+                    await clients.close()
+
+            phases = asyncio.run(go())
+    return report(phases, args)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="the gateway with the empty handler (internal)")
+    serve.add_argument("--port", type=int, required=True)
+    args = parser.parse_args(argv)
+    asyncio.run(serve_with_empty_handler(args.port))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
