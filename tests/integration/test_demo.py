@@ -83,12 +83,10 @@ def test_demo_shows_recommendations_and_its_metrics_are_scraped_while_it_runs(
     # The Functions' own freshness histograms, on the broker's /metrics.
     broker = httpx.get(f"{settings.pulsar_admin_url}/metrics/", timeout=30).text
     for since in ("accepted", "occurred"):
-        assert (
-            _value(
-                broker,
-                r'magnetar_function_freshness_seconds_count\{[^}]*since="%s"[^}]*tenant="demo"[^}]*\}'
-                % since,
-            )
-            > 0
-        ), since
+        pattern = (
+            r"magnetar_function_freshness_seconds_count\{[^}]*"
+            + f'since="{since}"'
+            + r'[^}]*tenant="demo"[^}]*\}'
+        )
+        assert _value(broker, pattern) > 0, since
     assert re.search(r"user-\d+", output), "no user's recommendations were shown"
