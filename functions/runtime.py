@@ -99,6 +99,20 @@ def ack(context: Any, delivery: tuple[Any, str]) -> None:
     context.ack(delivery[0], delivery[1])
 
 
+# Pulsar's event time is an unsigned 64-bit count of milliseconds, 0 meaning none.
+_MAX_EVENT_TIME_MS = 2**63 - 1
+
+
+def event_time(ms: int) -> int:
+    """`ms` as a message's event time, or 0 (none) when Pulsar cannot carry it.
+
+    A client's timestamp may be anything int64 seconds allow; `enrich` dead-letters such an
+    event, but `dedupe` forwards it first, and a value the client library refuses raises —
+    a nack, and the same message redelivered for ever.
+    """
+    return ms if 0 < ms <= _MAX_EVENT_TIME_MS else 0
+
+
 def forward(
     context: Any,
     topic: str,
@@ -119,7 +133,7 @@ def forward(
 
     conf: dict[str, Any] = {
         "partition_key": key or "",
-        "event_timestamp": max(0, event_time_ms),
+        "event_timestamp": event_time(event_time_ms),
         "properties": {**(properties or {}), ACCEPTED_AT_PROPERTY: str(accepted_at)},
     }
     context.publish(
