@@ -3,19 +3,21 @@
 `PostgresStateReader` runs each read in its own tenant-scoped transaction, which costs a
 BEGIN, a `set_config` and a COMMIT around every query: a recommendation makes about seven
 reads. `ServingStateReader.request(tenant)` opens one such transaction for the whole
-request and its reads run in it, so a recommendation costs its queries plus three round
-trips (and the reads see one tenant scope by construction). It also ranks neighbours with a
-bounded sort per seed (see `neighbours`), and reads the catalog facts serving needs.
+request (read-only, begun and scoped in a single round trip) and its reads run in it, so a
+recommendation costs its queries plus two round trips (and the reads see one tenant scope
+by construction). It also ranks neighbours with a bounded sort per seed (see
+`neighbours`), and reads the catalog facts serving needs.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from contextvars import ContextVar
 from typing import Any
 
 import psycopg
+from psycopg import sql
 from psycopg_pool import ConnectionPool
 
 from magnetar.db.availability import unavailable_on_failure
@@ -40,6 +42,16 @@ ORDER BY seed.position, n.s DESC, n.other_item_id COLLATE "C"
 """
 
 
+_BEGIN = sql.SQL("BEGIN READ ONLY; SELECT set_config('magnetar.tenant', {}, true)")
+
+
+def _rollback(conn: psycopg.Connection[Any]) -> None:
+    """End the request's transaction after a failure; a broken connection has none left
+    (the pool discards it), and the failure being raised is the one to report."""
+    with suppress(psycopg.Error):
+        conn.execute("ROLLBACK")
+
+
 def open_serving_pool(
     database_url: str,
     *,
@@ -57,6 +69,7 @@ def open_serving_pool(
         kwargs={
             "connect_timeout": max(1, round(timeout_s)),
             "application_name": "magnetar-serving",
+            "autocommit": True,
             # A stuck query must not hold a serving thread for long.
             "options": f"-c statement_timeout={statement_timeout_ms}",
         },
@@ -78,12 +91,20 @@ class ServingStateReader(PostgresStateReader):
 
     @contextmanager
     def request(self, tenant_id: str) -> Iterator[None]:
-        with unavailable_on_failure(), super()._tenant(tenant_id) as conn:
+        with unavailable_on_failure(), self._pool.connection() as conn:
+            # The transaction is begun here, read-only and scoped to the tenant, in one
+            # round trip (one simple-protocol message), so psycopg must not begin its own.
+            conn.autocommit = True
+            conn.execute(_BEGIN.format(sql.Literal(tenant_id)))
             token = self._pinned.set((tenant_id, conn))
             try:
                 yield
+            except BaseException:
+                _rollback(conn)
+                raise
             finally:
                 self._pinned.reset(token)
+            conn.execute("COMMIT")
 
     @contextmanager
     def _tenant(self, tenant_id: str) -> Iterator[psycopg.Connection[Any]]:
