@@ -1,12 +1,19 @@
-"""The state reader the gateway serves from: one transaction per request, plus the catalog.
+"""The state reader the gateway serves from: one transaction and few round trips per request.
 
 `PostgresStateReader` runs each read in its own tenant-scoped transaction, which costs a
 BEGIN, a `set_config` and a COMMIT around every query: a recommendation makes about seven
-reads. `ServingStateReader.request(tenant)` opens one such transaction for the whole
-request (read-only, begun and scoped in a single round trip) and its reads run in it, so a
-recommendation costs its queries plus two round trips (and the reads see one tenant scope
-by construction). It also ranks neighbours with a bounded sort per seed (see
-`neighbours`), and reads the catalog facts serving needs.
+reads, each waiting for PostgreSQL in turn. Inside `ServingStateReader.request(tenant)`:
+
+* the reads share one read-only transaction scoped to the tenant, begun with the first
+  read in the same round trip;
+* the four questions about the user (recent items, item and category affinities,
+  purchases) are answered from the user's rows, read in one pipelined round trip
+  (`magnetar.db.user_snapshot`), with the reader's arithmetic and order;
+* neighbours are ranked per seed with a bounded sort (see `neighbours`).
+
+So a recommendation whose shared lists are in memory (`magnetar.serving.shared_reads`)
+costs three round trips: the user's rows with the transaction's start, the catalog facts,
+the commit. Outside a request every read is the base reader's own.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from contextvars import ContextVar
+from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
@@ -22,8 +30,14 @@ from psycopg_pool import ConnectionPool
 
 from magnetar.db.availability import unavailable_on_failure
 from magnetar.db.state_reader import PostgresStateReader
+from magnetar.db.user_snapshot import UserRows, read_user
 from magnetar.personalization.settings import SignalSettings
-from magnetar.personalization.state import ScoredItem
+from magnetar.personalization.state import (
+    RecentItem,
+    ScoredCategory,
+    ScoredItem,
+    UserActivity,
+)
 from magnetar.serving.personalization import CatalogFact
 
 # Ties rank by ascending id in code-point order, as in the in-memory reader.
@@ -43,6 +57,14 @@ ORDER BY seed.position, n.s DESC, n.other_item_id COLLATE "C"
 
 
 _BEGIN = sql.SQL("BEGIN READ ONLY; SELECT set_config('magnetar.tenant', {}, true)")
+
+
+def _begin_statements(tenant_id: str) -> list[tuple[str, Any]]:
+    """`_BEGIN` as separate statements, for a pipeline (which takes one per message)."""
+    return [
+        ("BEGIN READ ONLY", None),
+        ("SELECT set_config('magnetar.tenant', %s, true)", (tenant_id,)),
+    ]
 
 
 def _rollback(conn: psycopg.Connection[Any]) -> None:
@@ -79,41 +101,106 @@ def open_serving_pool(
     return pool
 
 
+@dataclass
+class _Request:
+    """The transaction of one request: begun lazily, with the first read, in its round trip."""
+
+    tenant_id: str
+    conn: psycopg.Connection[Any]
+    begun: bool = False
+    users: dict[str, UserRows] = field(default_factory=dict)
+
+
 class ServingStateReader(PostgresStateReader):
     """`PostgresStateReader` whose reads inside `request(tenant)` share one transaction."""
 
     def __init__(self, pool: ConnectionPool[Any], signals: SignalSettings | None = None) -> None:
         super().__init__(pool, signals)
         # Per request: each request runs on its own thread with its own context.
-        self._pinned: ContextVar[tuple[str, psycopg.Connection[Any]] | None] = ContextVar(
-            "magnetar_serving_transaction", default=None
+        self._current: ContextVar[_Request | None] = ContextVar(
+            "magnetar_serving_request", default=None
         )
 
     @contextmanager
     def request(self, tenant_id: str) -> Iterator[None]:
         with unavailable_on_failure(), self._pool.connection() as conn:
-            # The transaction is begun here, read-only and scoped to the tenant, in one
-            # round trip (one simple-protocol message), so psycopg must not begin its own.
+            # The transaction is ours to begin (read-only, scoped to the tenant, sent with
+            # the first read): psycopg must not begin one of its own.
             conn.autocommit = True
-            conn.execute(_BEGIN.format(sql.Literal(tenant_id)))
-            token = self._pinned.set((tenant_id, conn))
+            current = _Request(tenant_id, conn)
+            token = self._current.set(current)
             try:
                 yield
             except BaseException:
-                _rollback(conn)
+                if current.begun:
+                    _rollback(conn)
                 raise
             finally:
-                self._pinned.reset(token)
-            conn.execute("COMMIT")
+                self._current.reset(token)
+            if current.begun:
+                conn.execute("COMMIT")
+
+    def _in_request(self, tenant_id: str) -> _Request | None:
+        current = self._current.get()
+        return current if current is not None and current.tenant_id == tenant_id else None
 
     @contextmanager
     def _tenant(self, tenant_id: str) -> Iterator[psycopg.Connection[Any]]:
-        pinned = self._pinned.get()
-        if pinned is not None and pinned[0] == tenant_id:
-            yield pinned[1]
+        current = self._in_request(tenant_id)
+        if current is None:
+            with unavailable_on_failure(), super()._tenant(tenant_id) as conn:
+                yield conn
             return
-        with unavailable_on_failure(), super()._tenant(tenant_id) as conn:
-            yield conn
+        if not current.begun:
+            current.conn.execute(_BEGIN.format(sql.Literal(tenant_id)))
+            current.begun = True
+        yield current.conn
+
+    def _user(self, tenant_id: str, user_id: str) -> UserRows | None:
+        """The user's rows, read once per request; None outside a request."""
+        current = self._in_request(tenant_id)
+        if current is None:
+            return None
+        rows = current.users.get(user_id)
+        if rows is None:
+            begin = [] if current.begun else _begin_statements(tenant_id)
+            rows = read_user(current.conn, tenant_id, user_id, begin)
+            current.begun = True
+            current.users[user_id] = rows
+        return rows
+
+    def recent_items(self, tenant_id: str, user_id: str, limit: int) -> Sequence[RecentItem]:
+        rows = self._user(tenant_id, user_id)
+        if rows is None:
+            return super().recent_items(tenant_id, user_id, limit)
+        return rows.recent_items(limit)
+
+    def user_item_affinities(
+        self, tenant_id: str, user_id: str, now_ms: int, limit: int
+    ) -> Sequence[ScoredItem]:
+        rows = self._user(tenant_id, user_id)
+        if rows is None or not rows.items_complete:
+            return super().user_item_affinities(tenant_id, user_id, now_ms, limit)
+        return rows.item_affinities(now_ms, self.signals(tenant_id).affinity_half_life_ms, limit)
+
+    def user_category_affinities(
+        self, tenant_id: str, user_id: str, now_ms: int, limit: int
+    ) -> Sequence[ScoredCategory]:
+        rows = self._user(tenant_id, user_id)
+        if rows is None:
+            return super().user_category_affinities(tenant_id, user_id, now_ms, limit)
+        half_life = self.signals(tenant_id).affinity_half_life_ms
+        return rows.category_affinities(now_ms, half_life, limit)
+
+    def purchased_items(self, tenant_id: str, user_id: str) -> frozenset[str]:
+        rows = self._user(tenant_id, user_id)
+        if rows is None or not rows.items_complete:
+            return super().purchased_items(tenant_id, user_id)
+        return rows.purchased()
+
+    def user_activity(self, tenant_id: str, user_id: str) -> UserActivity | None:
+        rows = self._user(tenant_id, user_id)
+        return super().user_activity(tenant_id, user_id) if rows is None else rows.activity
 
     def neighbours(
         self, tenant_id: str, item_ids: Sequence[str], now_ms: int, limit_per_item: int

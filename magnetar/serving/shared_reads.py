@@ -7,15 +7,17 @@ written, so no index holds the order). Popular items are everybody's seeds, so a
 answering hundreds of recommendations per second would rank the same lists hundreds of
 times per second.
 
-So they are kept in memory. An entry younger than `ttl_ms` is served as is; an older one is
-still served, and refreshed once in the background, so no request waits for a re-ranking
-(the cost that would otherwise land on one unlucky request per list and TTL); an entry
-older than `max_stale_ms` (a list nobody asked for in a while) is read again before
+So they are kept in memory. An entry younger than its `ttl_ms` is served as is; an older one
+is still served, and refreshed once in the background, so no request waits for a
+re-ranking (the cost that would otherwise land on one unlucky request per list and TTL); an
+entry older than `max_stale_ms` (a list nobody asked for in a while) is read again before
 answering. A user's own signals (recent items, affinities, purchases) are always read live,
-so a user's own events show at once; tenant-wide aggregates lag by a few seconds, which
-next to their half-lives (hours for the shortest trending window, 60 days for
-co-visitation) changes nothing a user could see. Empty lists are not kept: they cost
-nothing to read, and keeping one would hide a new tenant's (or item's) first entries.
+so a user's own events show at once. Trending lists lag by up to 5 s, neighbour lists by
+up to a minute: next to their half-lives (an hour for the shortest trending window, 60
+days for co-visitation) that changes nothing a user could see, and neighbour lists are
+many (one per item), so refreshing each every few seconds would cost PostgreSQL about
+what the cache saves. Empty lists are not kept: they cost nothing to read, and keeping one
+would hide a new tenant's (or item's) first entries.
 
 Everything else passes through to the wrapped state unchanged.
 """
@@ -29,6 +31,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 
 from magnetar.personalization.state import (
     RecentItem,
@@ -115,6 +118,18 @@ class BackgroundRefresh:
                     self._queued.discard(key)
 
 
+@dataclass(frozen=True, slots=True)
+class Freshness:
+    """How old a kind of list may be: served as is, then served while refreshed."""
+
+    ttl_ms: int
+    max_stale_ms: int
+
+
+TRENDING = Freshness(ttl_ms=5_000, max_stale_ms=60_000)
+NEIGHBOURS = Freshness(ttl_ms=60_000, max_stale_ms=600_000)
+
+
 def _monotonic_ms() -> int:
     return int(time.monotonic() * 1000)
 
@@ -126,20 +141,23 @@ class SharedReadsCache:
         self,
         state: ServingState,
         *,
-        ttl_ms: int = 5_000,
-        max_stale_ms: int = 60_000,
+        trending: Freshness = TRENDING,
+        neighbours: Freshness = NEIGHBOURS,
         max_entries: int = 20_000,
         clock_ms: Callable[[], int] = _monotonic_ms,
         refresh: Refresh | None = None,
     ) -> None:
         self._state = state
-        self._ttl_ms = ttl_ms
-        self._max_stale_ms = max_stale_ms
+        self._trending = trending
+        self._neighbours = neighbours
         self._entries = _Entries(max_entries, clock_ms)
         self._refresh = refresh or BackgroundRefresh()
 
     def _lookup(
-        self, keys: Mapping[str, Hashable], fetch: Callable[[Sequence[str]], Mapping[str, Ranked]]
+        self,
+        keys: Mapping[str, Hashable],
+        fetch: Callable[[Sequence[str]], Mapping[str, Ranked]],
+        freshness: Freshness,
     ) -> dict[str, Ranked]:
         """Lists by name: fresh or stale ones from memory (stale ones refreshed in the
         background), missing or too old ones fetched now, in one call."""
@@ -148,11 +166,11 @@ class SharedReadsCache:
         stale: list[str] = []
         for name, key in keys.items():
             entry = self._entries.get(key)
-            if entry is None or entry[1] > self._max_stale_ms:
+            if entry is None or entry[1] > freshness.max_stale_ms:
                 missing.append(name)
                 continue
             found[name] = entry[0]
-            if entry[1] > self._ttl_ms:
+            if entry[1] > freshness.ttl_ms:
                 stale.append(name)
         if missing:
             fetched = fetch(missing)
@@ -175,7 +193,8 @@ class SharedReadsCache:
         def fetch(_: Sequence[str]) -> Mapping[str, Ranked]:
             return {"": tuple(self._state.trending(tenant_id, window, now_ms, limit))}
 
-        return self._lookup({"": ("trending", tenant_id, window, limit)}, fetch)[""]
+        key = ("trending", tenant_id, window, limit)
+        return self._lookup({"": key}, fetch, self._trending)[""]
 
     def trending_in_categories(
         self,
@@ -195,7 +214,7 @@ class SharedReadsCache:
             category: ("in_category", tenant_id, window, category, limit_per_category)
             for category in dict.fromkeys(categories)
         }
-        return self._lookup(keys, fetch)
+        return self._lookup(keys, fetch, self._trending)
 
     def neighbours(
         self, tenant_id: str, item_ids: Sequence[str], now_ms: int, limit_per_item: int
@@ -209,7 +228,8 @@ class SharedReadsCache:
             for item_id in dict.fromkeys(item_ids)
         }
         # Only items that have neighbours are keys, as the port says.
-        return {item: found for item, found in self._lookup(keys, fetch).items() if found}
+        found = self._lookup(keys, fetch, self._neighbours)
+        return {item: ranked for item, ranked in found.items() if ranked}
 
     # -- pass-through ----------------------------------------------------------------------
 

@@ -238,9 +238,10 @@ def test_a_batch_waits_for_an_erasure_in_progress_and_then_drops_the_users_event
     assert set(_rows(settings, tenant, "late").values()) == {0}
 
 
-def test_the_serving_readers_neighbours_agree_with_the_state_readers_and_memory(
-    settings: Settings,
-) -> None:
+@pytest.fixture(scope="module")
+def generated(settings: Settings) -> tuple[str, list[EnrichedEvent], MemoryState]:
+    """A tenant's state from generated shoppers, in PostgreSQL and in memory, plus one
+    shopper with more item rows than the serving reader reads at once."""
     tenant = _tenant()
     # Repeats of an event id left out: the ledger would count them once, the memory not.
     history = _deduplicated(
@@ -250,6 +251,7 @@ def test_the_serving_readers_neighbours_agree_with_the_state_readers_and_memory(
             max_events=6_000,
         )
     )
+    heavy = [_event(tenant, "heavy", f"h{n}", NOW - 3_600_000 + n, n) for n in range(2_001)]
     memory = MemoryState(SIGNALS)
     skew = 5 * 60_000
     with psycopg.connect(settings.database_url, autocommit=True) as conn:
@@ -258,6 +260,14 @@ def test_the_serving_readers_neighbours_agree_with_the_state_readers_and_memory(
             users = [UserKey(tenant, u) for u in sorted({e.user_id for e in batch})]
             memory.apply(fold_events(batch, SIGNALS, memory.recent_for(users), NOW + skew))
             commit_batch(conn, tenant, batch, SIGNALS, now_ms=NOW, max_future_skew_ms=skew)
+        commit_batch(conn, tenant, heavy, SIGNALS, now_ms=NOW, max_future_skew_ms=skew)
+    return tenant, history, memory
+
+
+def test_the_serving_readers_neighbours_agree_with_the_state_readers_and_memory(
+    settings: Settings, generated: tuple[str, list[EnrichedEvent], MemoryState]
+) -> None:
+    tenant, history, memory = generated
     items = sorted({e.item_id for e in history})
     with ConnectionPool(settings.database_url, min_size=1, max_size=1) as pool:
         serving = ServingStateReader(pool).neighbours(tenant, items, NOW, 7)
@@ -269,6 +279,34 @@ def test_the_serving_readers_neighbours_agree_with_the_state_readers_and_memory(
         assert [s.score for s in serving[item]] == pytest.approx(
             [s.score for s in plain[item]], rel=1e-9
         )
+
+
+def test_the_serving_readers_user_answers_in_a_request_are_the_state_readers(
+    settings: Settings, generated: tuple[str, list[EnrichedEvent], MemoryState]
+) -> None:
+    tenant, history, _ = generated
+    users = [*sorted({e.user_id for e in history}), "heavy", "nobody"]
+    later = NOW + 86_400_000
+    with ConnectionPool(settings.database_url, min_size=1, max_size=1) as pool:
+        plain = PostgresStateReader(pool)
+        serving = ServingStateReader(pool)
+        for user in users:
+            expected = (
+                list(plain.recent_items(tenant, user, 20)),
+                list(plain.user_item_affinities(tenant, user, later, 10)),
+                list(plain.user_category_affinities(tenant, user, later, 5)),
+                plain.purchased_items(tenant, user),
+                plain.user_activity(tenant, user),
+            )
+            with serving.request(tenant):
+                found = (
+                    list(serving.recent_items(tenant, user, 20)),
+                    list(serving.user_item_affinities(tenant, user, later, 10)),
+                    list(serving.user_category_affinities(tenant, user, later, 5)),
+                    serving.purchased_items(tenant, user),
+                    serving.user_activity(tenant, user),
+                )
+            assert found == expected, user
 
 
 def _deduplicated(events: Iterable[EnrichedEvent]) -> list[EnrichedEvent]:

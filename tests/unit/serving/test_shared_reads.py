@@ -7,7 +7,7 @@ import threading
 from collections.abc import Callable, Hashable, Mapping, Sequence
 
 from magnetar.personalization.state import RecentItem, ScoredItem
-from magnetar.serving.shared_reads import BackgroundRefresh, SharedReadsCache
+from magnetar.serving.shared_reads import BackgroundRefresh, Freshness, SharedReadsCache
 from tests.unit.serving.fakes import NOW, TENANT, FakeServingState, shop
 
 
@@ -53,8 +53,8 @@ class Harness:
         self.jobs: list[tuple[Hashable, Callable[[], None]]] = []
         self.cache = SharedReadsCache(
             self.state,
-            ttl_ms=1_000,
-            max_stale_ms=10_000,
+            trending=Freshness(ttl_ms=1_000, max_stale_ms=10_000),
+            neighbours=Freshness(ttl_ms=1_000, max_stale_ms=10_000),
             clock_ms=lambda: self.now,
             refresh=lambda key, job: self.jobs.append((key, job)),
         )
@@ -143,3 +143,22 @@ def test_the_background_refresh_runs_each_key_once_and_survives_a_failure() -> N
     gate.set()
     assert done.wait(5)
     assert ran == ["a", "c"]
+
+
+def test_neighbour_lists_stay_fresh_longer_than_trending_lists() -> None:
+    state = CountingState()
+    now = [0]
+    jobs: list[Hashable] = []
+    cache = SharedReadsCache(
+        state,
+        trending=Freshness(ttl_ms=1_000, max_stale_ms=10_000),
+        neighbours=Freshness(ttl_ms=60_000, max_stale_ms=600_000),
+        clock_ms=lambda: now[0],
+        refresh=lambda key, job: jobs.append(key),
+    )
+    cache.trending(TENANT, "7d", NOW, 3)
+    cache.neighbours(TENANT, ["tent"], NOW, 5)
+    now[0] = 2_000
+    cache.trending(TENANT, "7d", NOW, 3)
+    cache.neighbours(TENANT, ["tent"], NOW, 5)
+    assert jobs == [("trending", TENANT, "7d", 3)]

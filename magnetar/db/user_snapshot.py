@@ -1,0 +1,110 @@
+"""One user's rows, read in one round trip, answering the reader's four per-user questions.
+
+A recommendation asks the state four things about its user: recent items, item
+affinities, category affinities, purchases. `PostgresStateReader` asks each in a query of
+its own; here the user's rows of the three user tables are read together (pipelined with
+the transaction's start when it is the first read) and the four answers computed from them,
+with the same arithmetic and order as the reader's SQL: score decayed as
+``score * 2 ** (-max(0, now - as_of) / h)``, positive scores only, best first, ties by
+ascending id in code-point order.
+
+A user with more item rows than `MAX_ITEM_ROWS` is left to the per-question queries, which
+rank and cut in PostgreSQL instead of shipping every row here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+
+from magnetar.db.state_writer import recent_from_json
+from magnetar.personalization.state import (
+    RecentItem,
+    ScoredCategory,
+    ScoredItem,
+    UserActivity,
+    distinct_items,
+)
+
+MAX_ITEM_ROWS = 2_000
+
+ITEMS = f"""
+SELECT item_id, score, as_of, purchases FROM user_item_signals
+WHERE tenant_id = %(tenant)s AND user_id = %(user)s
+LIMIT {MAX_ITEM_ROWS + 1}
+"""
+CATEGORIES = """
+SELECT category, score, as_of FROM user_category_affinities
+WHERE tenant_id = %(tenant)s AND user_id = %(user)s
+"""
+ACTIVITY = """
+SELECT events, purchases, first_seen, last_seen, recent_items FROM user_activity
+WHERE tenant_id = %(tenant)s AND user_id = %(user)s
+"""
+
+
+def _decayed(score: float, as_of: int, now_ms: int, half_life_ms: int) -> float:
+    # As PostgreSQL computes it in the reader: power(2.0, -GREATEST(0, now - as_of) / h).
+    return float(score * 2.0 ** (-max(0, now_ms - as_of) / half_life_ms))
+
+
+def _top(rows: Sequence[tuple[str, float]], limit: int) -> list[tuple[str, float]]:
+    positive = [(key, score) for key, score in rows if score > 0]
+    return sorted(positive, key=lambda pair: (-pair[1], pair[0]))[:limit]
+
+
+@dataclass(frozen=True, slots=True)
+class UserRows:
+    items: tuple[tuple[str, float, int, int], ...]
+    categories: tuple[tuple[str, float, int], ...]
+    activity: UserActivity | None
+    recent: tuple[RecentItem, ...]
+    # More item rows than MAX_ITEM_ROWS: item answers come from the per-question queries.
+    items_complete: bool
+
+    @classmethod
+    def from_cursors(cls, items: Any, categories: Any, activity: Any) -> UserRows:
+        item_rows = tuple((str(i), float(s), int(a), int(p)) for i, s, a, p in items.fetchall())
+        category_rows = tuple((str(c), float(s), int(a)) for c, s, a in categories.fetchall())
+        row = activity.fetchone()
+        return cls(
+            items=item_rows[:MAX_ITEM_ROWS],
+            categories=category_rows,
+            activity=UserActivity(*(int(v) for v in row[:4])) if row else None,
+            recent=recent_from_json(row[4]) if row else (),
+            items_complete=len(item_rows) <= MAX_ITEM_ROWS,
+        )
+
+    def recent_items(self, limit: int) -> Sequence[RecentItem]:
+        return distinct_items(self.recent, limit)
+
+    def item_affinities(self, now_ms: int, half_life_ms: int, limit: int) -> list[ScoredItem]:
+        decayed = [(i, _decayed(s, a, now_ms, half_life_ms)) for i, s, a, _ in self.items]
+        return [ScoredItem(*pair) for pair in _top(decayed, limit)]
+
+    def category_affinities(
+        self, now_ms: int, half_life_ms: int, limit: int
+    ) -> list[ScoredCategory]:
+        decayed = [(c, _decayed(s, a, now_ms, half_life_ms)) for c, s, a in self.categories]
+        return [ScoredCategory(*pair) for pair in _top(decayed, limit)]
+
+    def purchased(self) -> frozenset[str]:
+        return frozenset(item for item, _, _, purchases in self.items if purchases > 0)
+
+
+def read_user(
+    conn: psycopg.Connection[Any], tenant_id: str, user_id: str, begin: Sequence[Any]
+) -> UserRows:
+    """The user's rows in one round trip; `begin` are (sql, params) statements to send
+    first in the same pipeline (the transaction's start, when not yet sent)."""
+    params = {"tenant": tenant_id, "user": user_id}
+    with conn.pipeline():
+        for statement, statement_params in begin:
+            conn.execute(statement, statement_params)
+        items = conn.execute(ITEMS, params)
+        categories = conn.execute(CATEGORIES, params)
+        activity = conn.execute(ACTIVITY, params)
+    return UserRows.from_cursors(items, categories, activity)
