@@ -11,12 +11,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from google.protobuf import timestamp_pb2
 
 from gateway.event_publisher import PulsarCredentials, SharedToken
+from gateway.lifetime import close_with_gateway
 from magnetar.api_key_store import StoredKey
 from magnetar.api_keys import Scope
 from magnetar.settings import Settings
@@ -39,6 +42,8 @@ if TYPE_CHECKING:
     from gateway.server import GatewayDeps
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["TenantService"].full_name
 
@@ -141,15 +146,24 @@ def _secret(issued: IssuedKey) -> pb.ApiKeySecret:
 
 
 class TenantService(tenant_service_pb2_grpc.TenantServiceServicer):
-    def __init__(self, admin: TenantAdmin) -> None:
+    def __init__(self, admin: TenantAdmin, workers: int = 4) -> None:
         self._admin = admin
+        # Threads of its own: a few slow onboardings (seconds each) must not take the
+        # default executor's threads from the serving path's database reads.
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tenants")
+
+    async def _run(self, call: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, call, *args)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
     async def CreateTenant(
         self, request: pb.CreateTenantRequest, context: Any
     ) -> pb.CreateTenantResponse:
         # Unset (zero) quotas keep the plan's values (proto3 has no presence on scalars).
         overrides = {f: getattr(request.quotas, f) for f in QUOTA_FIELDS}
-        onboarded = await asyncio.to_thread(
+        onboarded = await self._run(
             self._admin.create,
             request.tenant_id,
             request.display_name,
@@ -163,15 +177,13 @@ class TenantService(tenant_service_pb2_grpc.TenantServiceServicer):
         )
 
     async def GetTenant(self, request: pb.GetTenantRequest, context: Any) -> pb.GetTenantResponse:
-        view = await asyncio.to_thread(self._admin.get, request.tenant_id)
+        view = await self._run(self._admin.get, request.tenant_id)
         return pb.GetTenantResponse(tenant=_tenant(view.record, view))
 
     async def ListTenants(
         self, request: pb.ListTenantsRequest, context: Any
     ) -> pb.ListTenantsResponse:
-        page = await asyncio.to_thread(
-            self._admin.list_tenants, request.page_size, request.page_token
-        )
+        page = await self._run(self._admin.list_tenants, request.page_size, request.page_token)
         return pb.ListTenantsResponse(
             tenants=[_tenant(r) for r in page.tenants], next_page_token=page.next_page_token
         )
@@ -185,20 +197,20 @@ class TenantService(tenant_service_pb2_grpc.TenantServiceServicer):
             plan=request.tenant.plan,
             quotas={f: getattr(request.tenant.quotas, f) for f in QUOTA_FIELDS},
         )
-        record = await asyncio.to_thread(self._admin.update, request.tenant.tenant_id, changes)
+        record = await self._run(self._admin.update, request.tenant.tenant_id, changes)
         return pb.UpdateTenantResponse(tenant=_tenant(record))
 
     async def DeleteTenant(
         self, request: pb.DeleteTenantRequest, context: Any
     ) -> pb.DeleteTenantResponse:
-        removed = await asyncio.to_thread(self._admin.delete, request.tenant_id)
+        removed = await self._run(self._admin.delete, request.tenant_id)
         return pb.DeleteTenantResponse(removed=removed)
 
     async def CreateApiKey(
         self, request: pb.CreateApiKeyRequest, context: Any
     ) -> pb.CreateApiKeyResponse:
         scopes = [_SCOPES_BACK.get(s) for s in request.scopes]
-        issued = await asyncio.to_thread(
+        issued = await self._run(
             self._admin.create_key, request.tenant_id, scopes, request.description
         )
         return pb.CreateApiKeyResponse(api_key=_secret(issued))
@@ -206,7 +218,7 @@ class TenantService(tenant_service_pb2_grpc.TenantServiceServicer):
     async def ListApiKeys(
         self, request: pb.ListApiKeysRequest, context: Any
     ) -> pb.ListApiKeysResponse:
-        page = await asyncio.to_thread(
+        page = await self._run(
             self._admin.list_keys,
             request.tenant_id,
             request.page_size,
@@ -220,7 +232,7 @@ class TenantService(tenant_service_pb2_grpc.TenantServiceServicer):
     async def RevokeApiKey(
         self, request: pb.RevokeApiKeyRequest, context: Any
     ) -> pb.RevokeApiKeyResponse:
-        key = await asyncio.to_thread(self._admin.revoke_key, request.tenant_id, request.key_id)
+        key = await self._run(self._admin.revoke_key, request.tenant_id, request.key_id)
         return pb.RevokeApiKeyResponse(api_key=_api_key(key))
 
 
@@ -241,7 +253,12 @@ def mount_tenant_service(server: Any, deps: GatewayDeps) -> str:
     )
     # Loading the function state client takes seconds: not in the first CreateTenant.
     threading.Thread(target=platform.deployer.warm_up, name="tenants-warm-up", daemon=True).start()
-    tenant_service_pb2_grpc.add_TenantServiceServicer_to_server(
-        TenantService(platform.admin), server
-    )
+    service = TenantService(platform.admin)
+
+    def close() -> None:
+        service.close()
+        platform.close()
+
+    close_with_gateway(deps.sessions, close)
+    tenant_service_pb2_grpc.add_TenantServiceServicer_to_server(service, server)
     return str(SERVICE_NAME)

@@ -1,10 +1,13 @@
-"""Tenant ids follow one rule valid everywhere they go; plans resolve to bounded quotas."""
+"""Tenant ids follow one rule valid everywhere they go; plans resolve to bounded quotas;
+a tenant's Pulsar role token."""
 
 from __future__ import annotations
 
 import pytest
 
 from magnetar.errors import InvalidArgument
+from magnetar.pulsar_tokens import tenant_role, token_role
+from tenants.credentials import TenantRoleTokens
 from tenants.plans import MIB, PLANS, QUOTA_FIELDS, quota_violations, resolve_quotas
 from tenants.slugs import slug_problem, validate_tenant_id
 
@@ -67,3 +70,17 @@ def test_unknown_quotas_are_refused() -> None:
     with pytest.raises(InvalidArgument):
         resolve_quotas(PLANS["free"], {"free_lunch": 1})
     assert "ingest_burst" in QUOTA_FIELDS
+
+
+def test_a_tenants_role_token_names_its_role_and_is_signed_with_the_brokers_key() -> None:
+    key = bytes(range(32))
+    tokens = TenantRoleTokens(key)
+
+    token = tokens.token_for("acme")
+
+    assert token_role(token, key) == tenant_role("acme") == "magnetar-tenant-acme"
+    assert tokens.token_for("acme") == token  # the same for every replica and call
+    with pytest.raises(ValueError):
+        token_role(token, bytes(32))  # another key does not verify it
+    with pytest.raises(ValueError):
+        TenantRoleTokens(b"short")
