@@ -238,7 +238,7 @@ def test_a_batch_waits_for_an_erasure_in_progress_and_then_drops_the_users_event
     assert set(_rows(settings, tenant, "late").values()) == {0}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def generated(settings: Settings) -> tuple[str, list[EnrichedEvent], MemoryState]:
     """A tenant's state from generated shoppers, in PostgreSQL and in memory, plus one
     shopper with more item rows than the serving reader reads at once."""
