@@ -14,9 +14,10 @@ One run, one scratch tenant with its pipeline deployed (dedupe → enrich → ma
    floor of any call on this server;
 3. while `--ingest-rate` events/s go through `EventService.Ingest` (batches of 100) and the
    pipeline folds them into the state being read: each handler at `--rate` requests/s for
-   `--seconds` (open loop: calls start on schedule whatever earlier calls do), then each
-   handler at every rate of `--peak-rates` for `--step-seconds`; the peak is the highest
-   rate served in full with p99 <= 25 ms and no errors.
+   `--seconds` (open loop: calls start on schedule whatever earlier calls do); the same
+   without ingest, to show what the pipeline's share of the machine costs; then each
+   handler under ingest at every rate of `--peak-rates` for `--step-seconds`: the peak is
+   the highest rate served in full with p99 <= 25 ms and no errors.
 
 Requests: 90% signed-in shoppers from the history (more active ones more often), 10%
 unknown visitors with a context item (the cold path); k = 10; a third exclude purchases.
