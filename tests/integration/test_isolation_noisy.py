@@ -299,6 +299,8 @@ def measure(address: str, quiet: Onboarded, noisy: Onboarded) -> Measurement:
     return Measurement(by_phase["alone"], by_phase["noisy"], noise, errors)
 
 
+# Up to three measurements of about a minute each.
+@pytest.mark.timeout(600)
 def test_a_noisy_tenant_at_ten_times_its_quota_is_throttled_and_its_neighbour_unharmed(
     tenants: tuple[Onboarded, Onboarded],
 ) -> None:
