@@ -25,7 +25,9 @@ from tests.faults.scenarios import (
     materialize_pause,
 )
 
-pytestmark = pytest.mark.integration
+# Out of the default run for now: in a CI dry run on a loaded machine the three concurrent
+# scenarios stalled past 15 minutes; run them with `pytest -m faults` (docs/faults.md).
+pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
 Outcome = list[ScenarioResult] | BaseException
 
