@@ -250,7 +250,12 @@ def free_port() -> int:
 
 @contextmanager
 def gateway_process(port: int) -> Iterator[str]:
-    env = {**os.environ, "MAGNETAR_GATEWAY_INSTANCE": f"bench-{port}"}
+    env = {
+        **os.environ,
+        "MAGNETAR_GATEWAY_INSTANCE": f"bench-{port}",
+        # Its own metrics port: the local stack's gateway holds the default one.
+        "MAGNETAR_METRICS_PORT": str(free_port()),
+    }
     process = subprocess.Popen(
         [sys.executable, *PROFILE, "-m", "magnetar.cli", "gateway", "serve", "--port", str(port)],
         env=env,

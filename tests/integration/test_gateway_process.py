@@ -56,7 +56,12 @@ def test_serve_ingests_then_exits_cleanly_on_sigterm(
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "magnetar.cli", "gateway", "serve", "--port", str(port)],
-        env={**os.environ, "MAGNETAR_GATEWAY_INSTANCE": f"sigterm-{port}"},
+        env={
+            **os.environ,
+            "MAGNETAR_GATEWAY_INSTANCE": f"sigterm-{port}",
+            # Its own metrics port: the local stack's gateway holds the default one.
+            "MAGNETAR_METRICS_PORT": str(free_port()),
+        },
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
