@@ -55,7 +55,7 @@ from magnetar.db.models import Tenant
 from magnetar.db.state_writer import commit_batch
 from magnetar.personalization.records import EnrichedEvent
 from magnetar.personalization.settings import SignalSettings
-from magnetar.pulsar_admin import PulsarAdmin
+from magnetar.pulsar_admin import PulsarAdmin, PulsarAdminError
 from magnetar.settings import Settings
 from magnetar.v1 import (
     catalog_service_pb2,
@@ -446,24 +446,36 @@ def run(
         peak_rates=list(peak_rates),
         step_seconds=step_seconds,
     )
-    with (
-        PulsarAdmin(settings.pulsar_admin_url, settings.pulsar_admin_token) as admin,
-        bench_tenant(settings, admin) as topics,
-        tenant_keys(settings, topics.tenant) as (read_key, ingest_key),
-    ):
-        history, workload = build_workload(topics.tenant)
-        seed_state(settings, topics.tenant, history)
-        with gateway_process() as address:
+    phases: list[Phase] = []
+    cleanup_failure = ""
+    try:
+        with (
+            PulsarAdmin(settings.pulsar_admin_url, settings.pulsar_admin_token) as admin,
+            bench_tenant(settings, admin) as topics,
+            tenant_keys(settings, topics.tenant) as (read_key, ingest_key),
+        ):
+            history, workload = build_workload(topics.tenant)
+            seed_state(settings, topics.tenant, history)
+            with gateway_process() as address:
 
-            async def go() -> list[Phase]:
-                clients = Clients(address, read_key, ingest_key, workload)
-                try:
-                    return await drive(args, clients, workload)
-                finally:
-                    await clients.close()
+                async def go() -> list[Phase]:
+                    clients = Clients(address, read_key, ingest_key, workload)
+                    try:
+                        return await drive(args, clients, workload)
+                    finally:
+                        await clients.close()
 
-            phases = asyncio.run(go())
-    return report(phases, args)
+                phases = asyncio.run(go())
+    except PulsarAdminError as error:
+        # Removing the scratch tenant can fail after the measurements (the broker is still
+        # tidying a namespace): keep the figures and say so, rather than lose the run.
+        if not phases:
+            raise
+        cleanup_failure = f"removing the scratch tenant failed: {str(error).splitlines()[0]}"
+    result = report(phases, args)
+    if cleanup_failure:
+        result.notes.append(cleanup_failure)
+    return result
 
 
 def main(argv: Sequence[str] | None = None) -> int:
