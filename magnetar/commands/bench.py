@@ -52,7 +52,7 @@ def register(subparsers: Any) -> None:
     recommend.add_argument(
         "--peak-rates",
         type=lambda text: [float(r) for r in text.split(",")],
-        default=[250.0, 500.0, 750.0, 1000.0],
+        default=[50.0, 100.0, 150.0, 200.0, 300.0, 400.0, 500.0, 750.0, 1000.0],
         help="requests/s tried in turn for the peak at p99 <= 25 ms",
     )
     recommend.add_argument("--step-seconds", type=float, default=5.0, help="per peak-search rate")
