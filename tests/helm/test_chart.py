@@ -18,14 +18,14 @@ import shutil
 import subprocess
 import sys
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from magnetar.settings import PULSAR_VERSION
+from magnetar.settings import PULSAR_VERSION, Settings
 from scripts import check_helm
 
 REPO = check_helm.REPO
@@ -208,6 +208,9 @@ def test_values_schema_describes_every_value() -> None:
         ("containerSecurityContext.readOnlyRootFilesystem=false", "readOnlyRootFilesystem"),
         ("podSecurityContext.runAsNonRoot=false", "runAsNonRoot"),
         ("gateway.replicas=3", "replicas"),
+        ("pulsar.stateStorageUrl=http://pulsar-bookie:4181", "stateStorageUrl"),
+        # The broker's signing key comes from a Secret, never from a literal in values.
+        ("pulsar.tokenSecretKey.value=not-a-key", "value"),
     ],
 )
 def test_values_schema_rejects_a_bad_value(tools: None, assignment: str, complaint: str) -> None:
@@ -337,8 +340,11 @@ def test_each_container_gets_only_the_credentials_it_uses(rendered: dict[str, st
 @pytest.mark.parametrize(
     ("name", "secrets"),
     [
-        ("production", {"magnetar-credentials"}),
-        ("external-secrets", {"magnetar-external", "pulsar-token-admin"}),
+        ("production", {"magnetar-credentials", "magnetar-pulsar-token-key"}),
+        (
+            "external-secrets",
+            {"magnetar-external", "pulsar-token-admin", "pulsar-token-symmetric-key"},
+        ),
     ],
 )
 def test_real_secret_references_leave_no_credential_in_the_manifests(
@@ -356,7 +362,7 @@ def test_real_secret_references_leave_no_credential_in_the_manifests(
         volume["secret"]["secretName"]
         for _, spec in pod_specs(docs)
         for volume in spec["volumes"]
-        if "secret" in volume and volume["name"] == "pulsar-token"
+        if "secret" in volume and volume["name"] in ("pulsar-token", "pulsar-token-secret-key")
     }
     assert referenced == secrets
 
@@ -401,6 +407,104 @@ def test_production_scenario_autoscales_with_tls_and_fences(rendered: dict[str, 
     assert configmap["data"]["MAGNETAR_PULSAR_ADMIN_URL"].startswith("https://")
     one(docs, "NetworkPolicy")
     one(docs, "ServiceMonitor", "gateway")
+
+
+KEY_FILE_ENV = "MAGNETAR_PULSAR_TOKEN_SECRET_KEY_FILE"
+STATE_STORAGE_ENV = "MAGNETAR_PULSAR_STATE_STORAGE_URL"
+KEY_VOLUME = "pulsar-token-secret-key"
+
+
+def test_the_chart_sets_the_settings_the_code_reads() -> None:
+    """The variable names the chart renders are the ones Settings.load looks up."""
+    names = {f"MAGNETAR_{field.name.upper()}" for field in fields(Settings)}
+    assert {KEY_FILE_ENV, STATE_STORAGE_ENV} <= names
+
+
+def gateway_pod(docs: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
+    spec = one(docs, "Deployment", "gateway")["spec"]["template"]["spec"]
+    (container,) = spec["containers"]
+    return spec, container
+
+
+@tool_timeout
+def test_gateway_signs_tenant_tokens_with_the_broker_key_mounted_read_only(tools: None) -> None:
+    docs = check_helm.documents(
+        check_helm.helm_template(
+            [scenario("minimal")],
+            set_values=[
+                "pulsar.tokenSecretKey.existingSecret=broker-signing-key",
+                "pulsar.tokenSecretKey.key=HS256KEY",
+            ],
+        )
+    )
+    spec, container = gateway_pod(docs)
+    (volume,) = [v for v in spec["volumes"] if v["name"] == KEY_VOLUME]
+    assert volume["secret"]["secretName"] == "broker-signing-key"
+    assert volume["secret"]["items"] == [{"key": "HS256KEY", "path": "secret.key"}]
+    # Readable by the pod's group (fsGroup) only, never world-readable or writable.
+    assert volume["secret"]["defaultMode"] == 0o440
+    (mount,) = [m for m in container["volumeMounts"] if m["name"] == KEY_VOLUME]
+    assert mount["readOnly"] is True
+    (entry,) = [e for e in container["env"] if e["name"] == KEY_FILE_ENV]
+    # The path of the file, not the key: the key itself is never in the environment.
+    assert entry == {"name": KEY_FILE_ENV, "value": f"{mount['mountPath']}/secret.key"}
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    # Only the gateway signs tenant tokens: the Jobs get neither the key nor its path.
+    for kind, component in (("Job", "migrations"), ("Job", "functions-deploy")):
+        job = one(docs, kind, component)["spec"]["template"]["spec"]
+        assert KEY_VOLUME not in {v["name"] for v in job["volumes"]}, component
+        assert KEY_FILE_ENV not in env_names(job["containers"][0]), component
+    assert KEY_FILE_ENV not in one(docs, "ConfigMap")["data"]
+
+
+@tool_timeout
+def test_without_a_token_secret_key_the_gateway_gets_no_key_and_the_notes_warn(
+    rendered: dict[str, str], tools: None
+) -> None:
+    """The documented fallback: no key mounted, so the gateway uses the superuser token."""
+    docs = check_helm.documents(rendered["minimal"])
+    spec, container = gateway_pod(docs)
+    assert KEY_VOLUME not in {v["name"] for v in spec["volumes"]}
+    assert KEY_VOLUME not in {m["name"] for m in container["volumeMounts"]}
+    assert KEY_FILE_ENV not in env_names(container)
+    assert KEY_FILE_ENV not in one(docs, "ConfigMap")["data"]
+    notes = check_helm.render_notes([scenario("minimal")])
+    assert "pulsar.tokenSecretKey.existingSecret is not set" in notes
+    assert "superuser token for every tenant" in notes
+    assert "pulsar.tokenSecretKey" not in check_helm.render_notes([scenario("production")])
+
+
+@tool_timeout
+def test_production_scenario_mounts_the_key_and_reaches_the_state_storage(
+    rendered: dict[str, str],
+) -> None:
+    docs = check_helm.documents(rendered["production"])
+    _, container = gateway_pod(docs)
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env[KEY_FILE_ENV] == f"{mounts[KEY_VOLUME]}/secret.key"
+    url = "bk://pulsar-bookie.pulsar.svc.cluster.local:4181"
+    assert one(docs, "ConfigMap")["data"][STATE_STORAGE_ENV] == url
+    # The NetworkPolicy lets the pods reach the state storage's port on the Pulsar peers,
+    # on top of the Pulsar ports the scenario narrowed to 6651 and 443.
+    egress = one(docs, "NetworkPolicy")["spec"]["egress"]
+
+    def rules_to(port: int) -> list[dict[str, Any]]:
+        return [r for r in egress if {"port": port, "protocol": "TCP"} in r.get("ports", [])]
+
+    (pulsar_rule,) = rules_to(6651)
+    (state_rule,) = rules_to(4181)
+    assert state_rule["to"] == pulsar_rule["to"]
+    assert state_rule["ports"] == [{"port": 4181, "protocol": "TCP"}]
+
+
+@tool_timeout
+def test_without_a_state_storage_url_none_is_configured(rendered: dict[str, str]) -> None:
+    for name in ("minimal", "external-secrets"):
+        docs = check_helm.documents(rendered[name])
+        assert STATE_STORAGE_ENV not in one(docs, "ConfigMap")["data"], name
+        for where, spec in pod_specs(docs):
+            assert STATE_STORAGE_ENV not in env_names(spec["containers"][0]), where
 
 
 @tool_timeout

@@ -152,6 +152,33 @@ real Secret or be given a real value, never ship the placeholder.
 /var/run/secrets/magnetar/pulsar
 {{- end }}
 
+{{/* Where the broker's token secret key is mounted (file "secret.key"). */}}
+{{- define "magnetar.pulsarTokenKeyDir" -}}
+/var/run/secrets/magnetar/pulsar-token-key
+{{- end }}
+
+{{/*
+True ("true") when the pod signs tenant role tokens: the chart was given the broker's token
+secret key and the pod asks for it. (dict "root" $ "tokenSecretKey" true|false)
+*/}}
+{{- define "magnetar.mountsTokenSecretKey" -}}
+{{- if and .tokenSecretKey .root.Values.pulsar.tokenSecretKey.existingSecret }}true{{ end }}
+{{- end }}
+
+{{/*
+Ports of the function state storage, from pulsar.stateStorageUrl (bk://h1[:p1],h2[:p2]...;
+4181, the BookKeeper client's default, where a host names none), space-separated.
+*/}}
+{{- define "magnetar.stateStoragePorts" -}}
+{{- $authority := .Values.pulsar.stateStorageUrl | trimPrefix "bk://" | splitList "/" | first }}
+{{- $ports := list }}
+{{- range splitList "," $authority }}
+{{- $parts := splitList ":" . }}
+{{- $ports = append $ports (ternary (last $parts) "4181" (gt (len $parts) 1)) }}
+{{- end }}
+{{- $ports | uniq | join " " }}
+{{- end }}
+
 {{/* Where the CA bundle is mounted. */}}
 {{- define "magnetar.caDir" -}}
 /etc/magnetar/ca
@@ -181,7 +208,8 @@ Pod-level security context shared by every Magnetar pod. The image's user is num
 {{/*
 Environment of a Magnetar container: non-secret settings come from the ConfigMap (envFrom),
 credentials from Secrets. Each container gets only the credentials it uses:
-(dict "root" $ "credentials" (list "databaseUrl") "extraEnv" list).
+(dict "root" $ "credentials" (list "databaseUrl") "tokenSecretKey" true|false "extraEnv" list).
+The token secret key's path is set only where the key is mounted (see magnetar.volumes).
 The settings module reads environment variables only (plus the Pulsar token file), hence
 credentials in env vars; see the checkov skip annotations for the reasoning.
 */}}
@@ -193,6 +221,11 @@ credentials in env vars; see the checkov skip annotations for the reasoning.
     secretKeyRef:
       name: {{ include "magnetar.credentialSecret" (dict "root" $root "name" $name) }}
       key: {{ (index $root.Values.secrets $name).key }}
+{{- end }}
+{{- if include "magnetar.mountsTokenSecretKey" . }}
+# The gateway signs each tenant's Pulsar role token with the broker's key (tenants/credentials.py).
+- name: MAGNETAR_PULSAR_TOKEN_SECRET_KEY_FILE
+  value: {{ include "magnetar.pulsarTokenKeyDir" $root }}/secret.key
 {{- end }}
 {{- if $root.Values.tls.caBundle.enabled }}
 # Python's ssl (httpx) and libpq read their trust anchors from these variables.
@@ -214,8 +247,9 @@ credentials in env vars; see the checkov skip annotations for the reasoning.
 
 {{/*
 Volumes of a Magnetar pod: scratch space, the Pulsar superuser token when the container
-talks to the Pulsar admin API, the CA bundle when TLS is on.
-(dict "root" $ "pulsarToken" true|false)
+talks to the Pulsar admin API, the broker's token secret key when the container signs tenant
+role tokens (the gateway) and pulsar.tokenSecretKey names a Secret, the CA bundle when TLS is on.
+(dict "root" $ "pulsarToken" true|false "tokenSecretKey" true|false)
 */}}
 {{- define "magnetar.volumes" -}}
 {{- $root := .root -}}
@@ -231,6 +265,15 @@ talks to the Pulsar admin API, the CA bundle when TLS is on.
     items:
       - key: {{ $root.Values.secrets.pulsarAdminToken.key }}
         path: token
+{{- end }}
+{{- if include "magnetar.mountsTokenSecretKey" . }}
+- name: pulsar-token-secret-key
+  secret:
+    secretName: {{ $root.Values.pulsar.tokenSecretKey.existingSecret }}
+    defaultMode: 0440
+    items:
+      - key: {{ $root.Values.pulsar.tokenSecretKey.key }}
+        path: secret.key
 {{- end }}
 {{- with $root -}}
 {{- if .Values.tls.caBundle.enabled }}
@@ -250,13 +293,18 @@ talks to the Pulsar admin API, the CA bundle when TLS is on.
 {{- end }}
 {{- end }}
 
-{{/* Mounts matching magnetar.volumes: (dict "root" $ "pulsarToken" true|false). */}}
+{{/* Mounts matching magnetar.volumes: (dict "root" $ "pulsarToken" true|false "tokenSecretKey" true|false). */}}
 {{- define "magnetar.volumeMounts" -}}
 - name: tmp
   mountPath: /tmp
 {{- if .pulsarToken }}
 - name: pulsar-token
   mountPath: {{ include "magnetar.pulsarTokenDir" .root }}
+  readOnly: true
+{{- end }}
+{{- if include "magnetar.mountsTokenSecretKey" . }}
+- name: pulsar-token-secret-key
+  mountPath: {{ include "magnetar.pulsarTokenKeyDir" .root }}
   readOnly: true
 {{- end }}
 {{- if .root.Values.tls.caBundle.enabled }}
@@ -297,7 +345,7 @@ metadata:
     # A failed Job stays for `kubectl logs` until the next attempt replaces it.
     helm.sh/hook-delete-policy: before-hook-creation,hook-succeeded
     # Justified security-lint findings (checked by tests/helm/test_chart.py):
-    checkov.io/skip1: CKV_K8S_35=Magnetar settings are read from environment variables only (magnetar/settings.py); the Pulsar superuser token, the one credential a file can carry, is mounted as a file
+    checkov.io/skip1: CKV_K8S_35=Magnetar settings are read from environment variables only (magnetar/settings.py); the credentials a file can carry (the Pulsar superuser token and token secret key) are mounted as files
     checkov.io/skip2: CKV_K8S_43=The image is pinned by tag by default; image.digest pins it by digest and the production-like scenario does
     checkov.io/skip3: CKV_K8S_15=Release images are immutable tags or digests, so IfNotPresent cannot run a stale image and pod starts do not depend on the registry; image.pullPolicy can still be set to Always
 spec:
