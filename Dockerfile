@@ -43,8 +43,11 @@ COPY functions/ functions/
 COPY tenants/ tenants/
 COPY migrations/ migrations/
 COPY bench/ bench/
+# With the `functions` extra: the gateway's tenant onboarding creates each tenant's function
+# state namespace through the BookKeeper client that extra brings.
 RUN python -m build --wheel --no-isolation --outdir /dist . \
-    && python -m pip wheel --wheel-dir /wheels /dist/magnetar-*.whl
+    && set -- /dist/magnetar-*.whl \
+    && python -m pip wheel --wheel-dir /wheels "$1[functions]"
 
 # --- venv: magnetar installed into a self-contained virtualenv ----------------------------
 FROM ${PYTHON_IMAGE} AS venv
@@ -54,7 +57,7 @@ ENV PIP_NO_CACHE_DIR=1 \
 COPY --from=build /wheels /wheels
 # Offline from the wheels built above: the image holds exactly what the build resolved.
 RUN python -m venv /opt/magnetar \
-    && /opt/magnetar/bin/pip install --no-index --find-links /wheels magnetar
+    && /opt/magnetar/bin/pip install --no-index --find-links /wheels "magnetar[functions]"
 
 # --- function-package: the package the functions worker receives -------------------------
 FROM venv AS function-package

@@ -627,6 +627,16 @@ def test_dockerfile_builds_the_wheel_reproducibly() -> None:
     )
 
 
+def test_runtime_image_has_the_functions_extra_for_state_storage() -> None:
+    # Onboarding creates a tenant's function state namespace through the BookKeeper client,
+    # which only magnetar's `functions` extra brings: without it, a chart that sets
+    # pulsar.stateStorageUrl fails every CreateTenant.
+    wheels = " ".join(i.arguments for i in in_stage("build", "RUN"))
+    assert re.search(r"pip wheel .*\[functions\]", wheels), "the wheels lack the functions extra"
+    venv = " ".join(i.arguments for i in in_stage("venv", "RUN"))
+    assert '"magnetar[functions]"' in venv, "the runtime venv lacks the functions extra"
+
+
 def distribution_folders() -> list[str]:
     pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
     patterns = pyproject["tool"]["setuptools"]["packages"]["find"]["include"]
