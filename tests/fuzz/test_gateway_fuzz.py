@@ -1,0 +1,323 @@
+"""Every RPC of a real in-process gateway, fuzzed: no UNKNOWN or INTERNAL from our code.
+
+For each method of each service the gateway serves (from the descriptors, not a hand-kept
+list), hypothesis sends well-typed requests — every field drawn from its type: any text,
+any number, enum numbers without names, nested messages, maps — and raw random bytes, under
+each kind of credential: the tenant's key (ingest + read), the platform admin key, a key
+that does not exist, none. The answer must be OK or one of the statuses our contract
+documents; UNKNOWN and INTERNAL mean an exception escaped our code.
+
+Bytes that do not parse as the request message never reach our code: grpc answers them
+itself, with UNKNOWN — an open finding, held by a strict xfail (see
+`test_undecodable_requests_are_answered_with_invalid_argument`).
+
+Side effects stay inside the test's own tenant: TenantService methods that change tenants
+are called with the admin key only with requests that name no existing tenant, and
+CreateTenant only with a tenant id that cannot be created (its validation is what is fuzzed).
+"""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from typing import Any
+
+import grpc
+import pytest
+from google.protobuf import descriptor as d
+from google.protobuf.message import DecodeError, Message
+from google.protobuf.message_factory import GetMessageClass
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from magnetar.api_key_store import ApiKeyStore
+from magnetar.api_keys import Scope
+from magnetar.db.engine import make_engine, make_sessionmaker
+from magnetar.pulsar_admin import PulsarAdmin
+from magnetar.settings import Settings
+from magnetar.v1 import (
+    catalog_service_pb2,
+    event_service_pb2,
+    personalization_service_pb2,
+    tenant_service_pb2,
+    user_service_pb2,
+)
+from tenants.pulsar_setup import provision_pulsar
+from tests.integration.gateway_harness import RunningGateway, add_tenant_row, remove_tenant_row
+
+pytestmark = pytest.mark.integration
+
+SERVICES = [
+    module.DESCRIPTOR.services_by_name[name]
+    for module, name in (
+        (event_service_pb2, "EventService"),
+        (personalization_service_pb2, "PersonalizationService"),
+        (catalog_service_pb2, "CatalogService"),
+        (user_service_pb2, "UserService"),
+        (tenant_service_pb2, "TenantService"),
+    )
+]
+METHODS = [method for service in SERVICES for method in service.methods]
+# Methods that change tenants: with the admin key, only requests naming no existing tenant.
+TENANT_CHANGES = {"CreateTenant", "UpdateTenant", "DeleteTenant", "CreateApiKey", "RevokeApiKey"}
+FORBIDDEN = {grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL}
+FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+FEW = settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck))
+CALLERS = ("tenant", "admin", "unknown", "none")
+# What each method answered (to check the fuzzing got past authentication).
+SEEN: dict[str, Counter[str]] = defaultdict(Counter)
+
+# --- well-typed messages from descriptors -------------------------------------------------
+
+_INTS = {
+    d.FieldDescriptor.TYPE_INT32: (-(2**31), 2**31 - 1),
+    d.FieldDescriptor.TYPE_SINT32: (-(2**31), 2**31 - 1),
+    d.FieldDescriptor.TYPE_SFIXED32: (-(2**31), 2**31 - 1),
+    d.FieldDescriptor.TYPE_INT64: (-(2**63), 2**63 - 1),
+    d.FieldDescriptor.TYPE_SINT64: (-(2**63), 2**63 - 1),
+    d.FieldDescriptor.TYPE_SFIXED64: (-(2**63), 2**63 - 1),
+    d.FieldDescriptor.TYPE_UINT32: (0, 2**32 - 1),
+    d.FieldDescriptor.TYPE_FIXED32: (0, 2**32 - 1),
+    d.FieldDescriptor.TYPE_UINT64: (0, 2**64 - 1),
+    d.FieldDescriptor.TYPE_FIXED64: (0, 2**64 - 1),
+}
+_TEXT = st.one_of(
+    st.just(""),
+    st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-_", min_size=1, max_size=12),
+    st.text(max_size=30),
+    st.text(min_size=200, max_size=300),
+)
+
+
+def _scalar(field: d.FieldDescriptor, depth: int) -> st.SearchStrategy[Any]:
+    kind = field.type
+    if kind in _INTS:
+        low, high = _INTS[kind]
+        return st.one_of(
+            st.integers(-3, 100).filter(lambda v: low <= v <= high), st.integers(low, high)
+        )
+    if kind in (d.FieldDescriptor.TYPE_DOUBLE, d.FieldDescriptor.TYPE_FLOAT):
+        wide = st.floats(allow_nan=True, allow_infinity=True, width=64 if kind == 1 else 32)
+        return st.one_of(st.floats(0, 10, width=32), wide)
+    if kind == d.FieldDescriptor.TYPE_BOOL:
+        return st.booleans()
+    if kind == d.FieldDescriptor.TYPE_STRING:
+        return _TEXT
+    if kind == d.FieldDescriptor.TYPE_BYTES:
+        return st.binary(max_size=64)
+    if kind == d.FieldDescriptor.TYPE_ENUM:
+        assert field.enum_type is not None
+        known = [v.number for v in field.enum_type.values]
+        return st.one_of(st.sampled_from(known), st.integers(-(2**31), 2**31 - 1))
+    assert field.message_type is not None
+    return messages(field.message_type, depth + 1)
+
+
+def _repeated(field: d.FieldDescriptor) -> bool:
+    # protobuf 7 has `is_repeated` (and no `label`); the type stubs know neither.
+    return bool(getattr(field, "is_repeated", False))
+
+
+def messages(descriptor: d.Descriptor, depth: int = 0) -> st.SearchStrategy[Message]:
+    """Any message of `descriptor`'s type, fields drawn from their types (depth-bounded)."""
+    cls = GetMessageClass(descriptor)
+    if depth > 3:
+        return st.just(cls())
+
+    @st.composite
+    def build(draw: st.DrawFn) -> Message:
+        message = cls()
+        for field in descriptor.fields:
+            if not draw(st.booleans()):
+                continue
+            if field.message_type is not None and field.message_type.GetOptions().map_entry:
+                key_field = field.message_type.fields_by_name["key"]
+                value_field = field.message_type.fields_by_name["value"]
+                entries = draw(
+                    st.dictionaries(
+                        _scalar(key_field, depth), _scalar(value_field, depth), max_size=4
+                    )
+                )
+                target = getattr(message, field.name)
+                for key, value in entries.items():
+                    if value_field.message_type is not None:
+                        target[key].CopyFrom(value)
+                    else:
+                        target[key] = value
+            elif _repeated(field):
+                values = draw(st.lists(_scalar(field, depth), max_size=4))
+                target = getattr(message, field.name)
+                if field.message_type is not None:
+                    for value in values:
+                        target.add().CopyFrom(value)
+                else:
+                    target.extend(values)
+            elif field.message_type is not None:
+                getattr(message, field.name).CopyFrom(draw(_scalar(field, depth)))
+            else:
+                setattr(message, field.name, draw(_scalar(field, depth)))
+        return message
+
+    return build()
+
+
+# --- the gateway --------------------------------------------------------------------------
+
+
+class Target:
+    def __init__(self, gateway: RunningGateway, tenant: str, tenant_key: str, admin_key: str):
+        self.channel = grpc.insecure_channel(gateway.address)
+        self.tenant = tenant
+        self.credentials = {
+            "tenant": tenant_key,
+            "admin": admin_key,
+            "unknown": "mk_" + secrets.token_urlsafe(24),
+            "none": "",
+        }
+
+    def call(self, method: d.MethodDescriptor, payloads: list[bytes], who: str) -> grpc.StatusCode:
+        path = f"/{method.containing_service.full_name}/{method.name}"
+        key = self.credentials[who]
+        metadata = [("authorization", f"Bearer {key}")] if key else []
+        identity = (lambda b: b, lambda b: b)
+        try:
+            if method.client_streaming:
+                stream = self.channel.stream_stream(path, *identity)
+                for _ in stream(iter(payloads), metadata=metadata, timeout=30):
+                    pass
+            else:
+                call = self.channel.unary_unary(path, *identity)
+                call(payloads[0], metadata=metadata, timeout=30)
+        except grpc.RpcError as error:
+            return error.code()
+        return grpc.StatusCode.OK
+
+
+@pytest.fixture(scope="module")
+def target(settings: Settings, pulsar_admin: PulsarAdmin) -> Iterator[Target]:
+    tenant = f"fzgw-{uuid.uuid4().hex[:8]}"
+    provision_pulsar(pulsar_admin, tenant)
+    add_tenant_row(settings, tenant)
+    engine = make_engine(settings.database_url, pool_size=1)
+    key, _ = ApiKeyStore(make_sessionmaker(engine)).create(
+        tenant, [Scope.INGEST, Scope.READ], "gateway fuzz"
+    )
+    engine.dispose()
+    admin_key = secrets.token_urlsafe(32)
+    gateway = RunningGateway(settings.merged({"grpc_port": 0, "admin_api_key": admin_key}))
+    running = Target(gateway, tenant, key.secret, admin_key)
+    try:
+        yield running
+    finally:
+        running.channel.close()
+        gateway.stop()
+        remove_tenant_row(settings, tenant)
+        for namespace in pulsar_admin.namespaces(tenant):
+            pulsar_admin.delete_namespace(namespace)
+        pulsar_admin.delete_tenant(tenant)
+
+
+def _harmless(method: d.MethodDescriptor, message: Message, who: str) -> Message:
+    """With the admin key, a request that changes tenants names no tenant that exists, and
+    CreateTenant names one that cannot be created (upper case is not a valid slug): fuzzing
+    must not onboard real tenants on the shared stack."""
+    if who != "admin" or method.name not in TENANT_CHANGES:
+        return message
+    absent = f"zz-fuzz-absent-{uuid.uuid4().hex[:8]}"
+    if method.name == "CreateTenant":
+        message.tenant_id = "ZZ-FUZZ-" + message.tenant_id[:8]  # type: ignore[attr-defined]
+    elif method.name == "UpdateTenant":
+        message.tenant.tenant_id = absent  # type: ignore[attr-defined]
+    else:
+        message.tenant_id = absent  # type: ignore[attr-defined]
+    return message
+
+
+def owner(method: d.MethodDescriptor) -> str:
+    """Who may call `method`: the platform's admin key for TenantService, else the tenant's."""
+    return "admin" if method.containing_service.name == "TenantService" else "tenant"
+
+
+def _without_known_open_bug(method: d.MethodDescriptor, message: Message, who: str) -> Message:
+    """TenantService answers INTERNAL for a tenant id with a NUL in it (PostgreSQL refuses the
+    query): open, held by `test_a_nul_in_a_tenant_id_...` below, kept out of the property."""
+    if who == "admin" and "tenant_id" in message.DESCRIPTOR.fields_by_name:
+        message.tenant_id = message.tenant_id.replace("\x00", "")  # type: ignore[attr-defined]
+    return message
+
+
+def _prepared(method: d.MethodDescriptor, message: Message, who: str) -> Message:
+    return _without_known_open_bug(method, _harmless(method, message, who), who)
+
+
+def method_id(method: d.MethodDescriptor) -> str:
+    return f"{method.containing_service.name}.{method.name}"
+
+
+@pytest.mark.parametrize("method", METHODS, ids=method_id)
+def test_well_typed_requests_never_end_in_unknown_or_internal(
+    target: Target, method: d.MethodDescriptor
+) -> None:
+    requests_strategy = st.lists(messages(method.input_type), min_size=1, max_size=3)
+
+    def check(requests: list[Message], who: str) -> None:
+        requests = [_prepared(method, r, who) for r in requests]
+        code = target.call(method, [r.SerializeToString() for r in requests], who)
+        SEEN[method.name][code.name] += 1
+        assert code not in FORBIDDEN, (code, who, requests[:1])
+
+    # Mostly as the caller the method is for, so that requests reach our code; then as the
+    # others (wrong key, unknown key, no key).
+    FUZZ(given(requests_strategy, st.just(owner(method)))(check))()
+    others = [c for c in CALLERS if c != owner(method)]
+    FEW(given(requests_strategy, st.sampled_from(others))(check))()
+    # Guards the fuzzing itself: requests got past authentication into our code.
+    assert set(SEEN[method.name]) - {"UNAUTHENTICATED", "PERMISSION_DENIED"}, SEEN[method.name]
+
+
+@pytest.mark.parametrize("method", METHODS, ids=method_id)
+def test_random_bytes_that_parse_never_end_in_unknown_or_internal(
+    target: Target, method: d.MethodDescriptor
+) -> None:
+    request_class = GetMessageClass(method.input_type)
+
+    @FUZZ
+    @given(st.binary(max_size=256), st.sampled_from([owner(method), owner(method), "none"]))
+    def check(payload: bytes, who: str) -> None:
+        try:
+            request = request_class.FromString(payload)
+        except DecodeError:
+            return  # never reaches our code; see the test below
+        payload = _prepared(method, request, who).SerializeToString()
+        code = target.call(method, [payload], who)
+        assert code not in FORBIDDEN, (code, who, payload)
+
+    check()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="open: GetTenant/ListApiKeys pass a tenant id with a NUL to PostgreSQL, which "
+    "refuses it (DataError → INTERNAL); validating the id as a slug first would answer "
+    "INVALID_ARGUMENT (reported)",
+)
+@pytest.mark.parametrize("name", ["GetTenant", "ListApiKeys"])
+def test_a_nul_in_a_tenant_id_is_invalid_argument_not_internal(target: Target, name: str) -> None:
+    method = next(m for m in METHODS if m.name == name)
+    request = GetMessageClass(method.input_type)(tenant_id="acme\x00")
+    code = target.call(method, [request.SerializeToString()], "admin")
+    assert code not in FORBIDDEN, code
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="open: grpc.aio answers a request its deserializer rejects with UNKNOWN "
+    "('Unexpected DecodeError'), before any interceptor runs; the gateway's error mapping "
+    "could deserialize requests itself and answer INVALID_ARGUMENT (reported)",
+)
+def test_undecodable_requests_are_answered_with_invalid_argument(target: Target) -> None:
+    # A truncated varint: no request message of ours parses it.
+    codes = {m.name: target.call(m, [b"\xff\xff\xff"], "tenant") for m in METHODS}
+    assert not {name: code for name, code in codes.items() if code in FORBIDDEN}, codes
