@@ -2,7 +2,8 @@
 
 Runs the scenarios of ``tests/faults`` (they live with the tests, which import them too) on
 the local stack, each with its control run (the protection off), and prints one row per run:
-scenario, events accepted, lost, duplicated, unexpected, recovered, time to recover.
+scenario, events accepted, lost, duplicated, unexpected, recovered, how long the fault lasted
+and how long the pipeline took to catch up after it (time to recover = the two together).
 
 The non-disruptive scenarios (function instances killed or stopped, the in-process gateway
 restarted under streaming clients) run by default; the broker
@@ -33,6 +34,8 @@ COLUMNS = (
     "duplicated",
     "unexpected",
     "recovered",
+    "fault s",
+    "catch-up s",
     "time to recover s",
     "notes",
 )
@@ -58,16 +61,12 @@ def _scenarios() -> dict[str, Callable[..., Any]]:
 
 
 def _options(name: str, args: argparse.Namespace) -> Any:
-    from tests.faults.scenarios import RunOptions
+    from dataclasses import replace
 
-    if name == "kill":
-        return RunOptions(events=args.events or 9_000, rate_per_s=600, fault_at=0.2)
-    if name in ("sigstop", "gateway"):
-        return RunOptions(events=args.events or 3_000, rate_per_s=400)
-    if name == "postgres":
-        return RunOptions(events=args.events or 10_000, rate_per_s=500)
-    # The broker kill lands in the middle of an unpaced replay.
-    return RunOptions(events=args.events or 100_000, rate_per_s=None, fault_at=0.3)
+    from tests.faults.scenarios import SCENARIO_OPTIONS
+
+    options = SCENARIO_OPTIONS[name]
+    return replace(options, events=args.events) if args.events else options
 
 
 def _wait_for_quiet_stack(timeout_s: float) -> None:
@@ -84,10 +83,11 @@ def _wait_for_quiet_stack(timeout_s: float) -> None:
 def run(args: argparse.Namespace) -> BenchReport:
     from magnetar.pulsar_admin import PulsarAdmin
     from magnetar.settings import Settings
+
+    functions = _scenarios()  # puts the checkout on sys.path
     from tests.faults import injectors
 
     chosen = args.scenario or list(SAFE)
-    functions = _scenarios()
     report = BenchReport("faults", COLUMNS)
     settings = Settings.load()
     for repeat in range(args.repeat):

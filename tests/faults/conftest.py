@@ -31,3 +31,13 @@ def exclusive_stack() -> Iterator[None]:
         yield
     finally:
         injectors.dev_up()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """What each fault scenario measured, in the run's output (CI logs keep the figures)."""
+    from tests.faults.test_function_faults import REPORTED
+
+    if REPORTED:
+        terminalreporter.section("fault scenarios")
+        for line in REPORTED:
+            terminalreporter.write_line(line)

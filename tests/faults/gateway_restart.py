@@ -12,17 +12,22 @@ without its ledger, so a resent event counts twice.
 
 from __future__ import annotations
 
-import secrets
+import os
+import signal
 import socket
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from gateway.server import GatewayOptions
 from magnetar.api_key_store import ApiKeyStore
 from magnetar.api_keys import Scope
 from magnetar.db.engine import make_engine, make_sessionmaker
@@ -37,9 +42,10 @@ from tests.faults.harness import (
     audit,
     drain,
     fault_pipeline,
+    progress,
 )
 from tests.faults.scenarios import RunOptions, ScenarioResult
-from tests.integration.gateway_harness import RunningGateway, add_tenant_row, remove_tenant_row
+from tests.integration.gateway_harness import add_tenant_row, remove_tenant_row
 from tests.integration.pipeline_support import Pipeline
 
 RETRYABLE = {
@@ -57,36 +63,75 @@ def free_port() -> int:
 
 
 class Gateway:
-    """A real gateway on a fixed loopback port that can be restarted (a new server)."""
+    """A real gateway process (`magnetar gateway serve`) on a fixed loopback port, that can
+    crash and be started again on that port.
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings.merged(
-            {"grpc_port": free_port(), "admin_api_key": secrets.token_urlsafe(32)}
-        )
-        self.address = f"127.0.0.1:{self.settings.grpc_port}"
-        self._running: RunningGateway | None = None
+    A process, not a server in the test's own process: a crash is `kill -9` — every answer
+    not yet written is lost, with whatever the Pulsar client still held — and nothing of the
+    gateway's shutdown path runs in the test's process. (An in-process server stopped
+    without grace could hang the whole process: see docs/faults.md, bugs found.)
+    """
+
+    def __init__(self, settings: Settings, log_path: Path) -> None:
+        self.port = free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        self._env = {
+            **os.environ,
+            "MAGNETAR_GATEWAY_INSTANCE": f"faults-{self.port}",
+            # Its own metrics port: the local stack's gateway holds the default one.
+            "MAGNETAR_METRICS_PORT": str(free_port()),
+        }
+        self._log_path = log_path
+        self._process: subprocess.Popen[bytes] | None = None
         self.start()
 
-    def start(self) -> None:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                self._running = RunningGateway(self.settings, GatewayOptions())
-                return
-            except Exception:
-                # The old server's port may take a moment to be free again.
+    def start(self, timeout_s: float = 60) -> None:
+        with self._log_path.open("ab") as log:
+            self._process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "magnetar.cli",
+                    "gateway",
+                    "serve",
+                    "--port",
+                    str(self.port),
+                ],
+                env=self._env,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout_s
+        with grpc.insecure_channel(self.address) as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            while True:
+                if self._process.poll() is not None:
+                    raise AssertionError(
+                        f"gateway exited with {self._process.returncode}: {self._log_tail()}"
+                    )
+                try:
+                    reply = health.Check(health_pb2.HealthCheckRequest(service=""), timeout=1)
+                    if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                        return
+                except grpc.RpcError:
+                    pass
                 if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
+                    raise AssertionError(f"gateway not serving in {timeout_s:.0f}s")
+                time.sleep(0.1)
 
-    def stop(self, grace: float = 0.0) -> None:
-        if self._running is not None:
-            self._running.stop(grace)
-            self._running = None
+    def _log_tail(self) -> str:
+        return self._log_path.read_text(errors="replace")[-1500:]
+
+    def kill(self) -> None:
+        if self._process is not None and self._process.poll() is None:
+            os.killpg(self._process.pid, signal.SIGKILL)
+            self._process.wait(30)
+        self._process = None
 
     def restart(self, down_s: float) -> None:
-        # No grace: calls in progress are cut, answers for durable batches are lost.
-        self.stop(0.0)
+        # A crash: calls in progress are cut, answers for durable batches are lost.
+        self.kill()
         time.sleep(down_s)
         self.start()
 
@@ -135,10 +180,21 @@ class StreamUploader:
         self._thread.start()
         return self
 
+    def stop(self) -> None:
+        """Give up: the scenario ran out of time or failed."""
+        with self._cond:
+            self._deadline = time.monotonic()
+            self._generation += 1
+            self._cond.notify_all()
+
     def join(self, timeout_s: float) -> None:
         self._thread.join(timeout_s)
         if self._thread.is_alive():
-            raise AssertionError("uploader still running after its deadline")
+            self.stop()
+            raise AssertionError(
+                f"upload not done in {timeout_s:.0f}s: {len(self._log.acked)} of "
+                f"{self._plan.count} acknowledged, {self.reconnects} reconnects"
+            )
         if self.error is not None:
             raise AssertionError(f"uploader failed: {self.error!r}")
 
@@ -264,6 +320,7 @@ def gateway_restart(
 ) -> list[ScenarioResult]:
     """Stream through a real gateway, restart it `restarts` times mid-upload, drain, audit."""
     name = f"gateway restart x{restarts} during StreamEvents"
+    progress(f"{name}: deploying {len(options.controls)} pipelines")
     with ExitStack() as stack:
         runs: list[tuple[Pipeline, bool]] = []
         for control in options.controls:
@@ -278,8 +335,17 @@ def gateway_restart(
             )
             stack.callback(remove_tenant_row, settings, pipe.tenant)
             runs.append((pipe, control))
-        gateway = Gateway(settings)
-        stack.callback(gateway.stop, 1.0)
+        scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="fault-gw-")))
+        gateway = Gateway(settings, scratch / "gateway.log")
+        stack.callback(gateway.kill)
+        deadline = time.monotonic() + options.budget_s
+
+        def remaining() -> float:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"{name}: over its {options.budget_s:.0f}s budget")
+            return left
+
         uploads = []
         for pipe, control in runs:
             plan = EventPlan(pipe.tenant, "grpc", options.events)
@@ -290,8 +356,12 @@ def gateway_restart(
                 plan,
                 log,
                 rate_per_s=options.rate_per_s,
+                deadline_s=options.budget_s,
             ).start()
-            uploads.append((pipe, control, plan, log, uploader, RecoveryProbe(pipe, plan)))
+            stack.callback(uploader.stop)
+            probe = RecoveryProbe(pipe, plan)
+            stack.callback(probe.stop)
+            uploads.append((pipe, control, plan, log, uploader, probe))
 
         notes: list[str] = []
         for step in range(restarts):
@@ -299,26 +369,34 @@ def gateway_restart(
             target = int(
                 options.events * (options.fault_at + step * (1 - options.fault_at) / (restarts + 1))
             )
-            _wait_sent([log for *_, log, _, _ in uploads], target)
+            _wait_sent([log for *_, log, _, _ in uploads], target, remaining())
             if step == 0:
                 for _, _, _, log, _, probe in uploads:
                     probe.start(log.highest_sent)
+            progress(f"{name}: restart {step + 1} at event {target}")
             gateway.restart(down_s)
+        for *_, probe in uploads:
+            probe.healed()
         for *_, uploader, _ in uploads:
-            uploader.join(options.drain_timeout_s + 300)
+            uploader.join(remaining())
+        progress(f"{name}: uploads done; draining")
         results = []
         for pipe, control, plan, log, uploader, probe in uploads:
             run_notes = [*notes, f"{uploader.reconnects} reconnects"]
             recovered = True
             try:
-                drain(pipe, plan, log, ledger=not control, timeout_s=options.drain_timeout_s)
+                timeout_s = min(options.drain_timeout_s, remaining())
+                drain(pipe, plan, log, ledger=not control, timeout_s=timeout_s)
             except AssertionError as exc:
                 recovered = False
                 run_notes.append(str(exc))
             probe.stop()
             result = audit(pipe, plan, log, ledger=not control)
-            recover_s = probe.seconds_to_recover(log) if not control else None
-            results.append(ScenarioResult(name, control, result, recovered, recover_s, run_notes))
+            catch_up = probe.catch_up_s(log) if not control else None
+            results.append(
+                ScenarioResult(name, control, result, recovered, probe.fault_s, catch_up, run_notes)
+            )
+        progress(f"{name}: drained and audited")
         return results
 
 

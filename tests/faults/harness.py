@@ -21,6 +21,8 @@ Every wait here is bounded in time; all traffic goes to the local stack.
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 import time
 import uuid
@@ -42,6 +44,11 @@ from tenants.pulsar_setup import provision_pulsar
 from tests.integration.pipeline_support import Pipeline
 
 DAY_MS = 24 * 60 * 60 * 1000
+
+
+def progress(message: str) -> None:
+    """One line on stderr for each phase of a scenario: where a slow or stuck run was."""
+    print(f"[faults {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 @dataclass(frozen=True)
@@ -153,6 +160,8 @@ class Sender:
         self._retry: deque[int] = deque()
         self._in_flight = 0
         self._done = threading.Event()
+        self._stopped = threading.Event()
+        self._finishing = threading.Event()
         self.error: BaseException | None = None
         self._thread = threading.Thread(target=self._main, name="fault-sender", daemon=True)
 
@@ -168,10 +177,29 @@ class Sender:
                 raise AssertionError(f"sender did not reach event {seq}: {self.error!r}")
             time.sleep(0.02)
 
+    def finish(self) -> None:
+        """Send nothing new from now on; what is in flight or waits for a retry still goes.
+
+        For a stream that must flow for as long as a fault lasts: the plan's count is then
+        only an upper bound, and the audit goes by what was sent and acknowledged."""
+        self._finishing.set()
+        with self._cond:
+            self._cond.notify_all()
+
+    def stop(self) -> None:
+        """Give up: stop sending (the scenario ran out of time or failed)."""
+        self._stopped.set()
+        with self._cond:
+            self._cond.notify_all()
+
     def join(self, timeout_s: float) -> None:
         self._thread.join(timeout_s)
         if self._thread.is_alive():
-            raise AssertionError("sender still running after its deadline")
+            self.stop()
+            raise AssertionError(
+                f"sender not done in {timeout_s:.0f}s: {len(self._log.acked)} of "
+                f"{self._plan.count} acknowledged, {self._log.failures} failed sends"
+            )
         if self.error is not None:
             raise AssertionError(f"sender failed: {self.error!r}")
 
@@ -200,12 +228,14 @@ class Sender:
         """The next sequence to send (retries first), waiting for room in flight."""
         with self._cond:
             while True:
+                if self._stopped.is_set():
+                    raise TimeoutError("stopped")
                 if time.monotonic() > self._deadline:
                     raise TimeoutError(f"{len(self._log.acked)} of the plan acknowledged")
                 if self._in_flight < self._max_in_flight:
                     if self._retry:
                         return self._retry.popleft()
-                    seq = next(fresh, None)
+                    seq = None if self._finishing.is_set() else next(fresh, None)
                     if seq is not None:
                         return seq
                     if self._in_flight == 0:
@@ -223,7 +253,7 @@ class Sender:
                 if self._rate:
                     pause = started + sent / self._rate - time.monotonic()
                     if pause > 0:
-                        time.sleep(pause)
+                        self._stopped.wait(pause)
                 now_ms = int(time.time() * 1000)
                 with self._cond:
                     self._in_flight += 1
@@ -345,9 +375,9 @@ def audit(pipe: Pipeline, plan: EventPlan, log: SendLog, *, ledger: bool = True)
     )
 
 
-def _subscription_lag(admin: PulsarAdmin, topics: TenantTopics) -> int:
-    """Messages the pipeline's three subscriptions have not acknowledged yet."""
-    lag = 0
+def _subscription_lag(admin: PulsarAdmin, topics: TenantTopics) -> dict[str, int]:
+    """Per stage, the messages its subscription has not acknowledged yet (-1: no subscription)."""
+    lag: dict[str, int] = {}
     for stage, topic in (
         ("dedupe", topics.raw),
         ("enrich", topics.deduped),
@@ -360,8 +390,11 @@ def _subscription_lag(admin: PulsarAdmin, topics: TenantTopics) -> int:
             f"{topics.events_namespace}/{stage}"
         )
         if subscription is None:
-            return -1
-        lag += int(subscription.get("msgBacklog", 0)) + int(subscription.get("unackedMessages", 0))
+            lag[stage] = -1
+            continue
+        lag[stage] = int(subscription.get("msgBacklog", 0)) + int(
+            subscription.get("unackedMessages", 0)
+        )
     return lag
 
 
@@ -383,14 +416,15 @@ def drain(
     accepted = sum(1 for s in acked if not plan.rejected(s))
     stable_since: float | None = None
     last: tuple[int, int] | None = None
-    figures: tuple[int, int, int] = (0, 0, -1)
+    figures: tuple[int, int, dict[str, int]] = (0, 0, {})
     while time.monotonic() < deadline:
         counted = pipe.counted()
         total = int(pipe.query("SELECT coalesce(sum(events), 0) FROM user_activity")[0][0])
         lag = _subscription_lag(pipe.admin, pipe.topics)
         figures = (counted, total, lag)
         reached = (counted if ledger else total) >= accepted
-        if reached and lag == 0 and last == (counted, total):
+        idle = bool(lag) and all(v == 0 for v in lag.values())
+        if reached and idle and last == (counted, total):
             if stable_since is None:
                 stable_since = time.monotonic()
             elif time.monotonic() - stable_since >= quiet_s:
@@ -402,20 +436,21 @@ def drain(
     counted, total, lag = figures
     raise AssertionError(
         f"no full drain in {timeout_s:.0f}s: ledger {counted}, aggregates {total}, "
-        f"accepted {accepted}, subscription lag {lag}"
+        f"accepted {accepted}, unacknowledged per stage {lag} (-1: no subscription)"
     )
 
 
 class RecoveryProbe:
-    """Samples how many events up to the fault's position are in the ledger, to time recovery.
+    """Times a fault: how long it lasted, and how long the pipeline took to catch up after.
 
-    Time to recover = from the fault until every accepted event sent before it is counted:
-    the in-flight work the fault interrupted has been redone. Samples every 0.25 s in a
-    thread; the target is known only at the end (late acknowledgements), so the answer is
-    computed from the samples afterwards.
+    *Fault* = from injection until the fault is healed (the instance is back, the server
+    restarted, SIGCONT sent). *Catch-up* = from then until every accepted event sent before
+    the fault is counted: the work the fault interrupted has been redone. Samples the ledger
+    every 0.25 s in a thread; the target is known only at the end (late acknowledgements),
+    so the answer is computed from the samples afterwards.
     """
 
-    def __init__(self, pipe: Pipeline, plan: EventPlan, *, limit_s: float = 600) -> None:
+    def __init__(self, pipe: Pipeline, plan: EventPlan, *, limit_s: float = 1800) -> None:
         self._pipe = pipe
         self._plan = plan
         self._limit_s = limit_s
@@ -423,6 +458,7 @@ class RecoveryProbe:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.fault_at = 0.0
+        self.healed_at: float | None = None
         self.fault_seq = -1
 
     def start(self, fault_seq: int) -> None:
@@ -430,6 +466,9 @@ class RecoveryProbe:
         self.fault_seq = fault_seq
         self._thread = threading.Thread(target=self._sample, name="recovery-probe", daemon=True)
         self._thread.start()
+
+    def healed(self) -> None:
+        self.healed_at = time.monotonic()
 
     def _sample(self) -> None:
         low, high = self._plan.id_range(self.fault_seq)
@@ -442,7 +481,7 @@ class RecoveryProbe:
                 )
                 self._samples.append((time.monotonic(), int(rows[0][0])))
             except Exception:
-                pass  # Postgres may be the thing that is down; sample again.
+                pass  # PostgreSQL may be the thing that is down; sample again.
             self._stop.wait(0.25)
 
     def stop(self) -> None:
@@ -450,12 +489,19 @@ class RecoveryProbe:
         if self._thread is not None:
             self._thread.join(10)
 
-    def seconds_to_recover(self, log: SendLog) -> float | None:
+    @property
+    def fault_s(self) -> float | None:
+        return None if self.healed_at is None else self.healed_at - self.fault_at
+
+    def catch_up_s(self, log: SendLog) -> float | None:
+        """Seconds from healing until the events accepted before the fault were all counted
+        (0 when that happened before the fault was even healed); None if never."""
         _, acked = log.snapshot()
         target = sum(1 for s in acked if s <= self.fault_seq and not self._plan.rejected(s))
+        healed = self.healed_at if self.healed_at is not None else self.fault_at
         for at, counted in self._samples:
             if counted >= target:
-                return max(0.0, at - self.fault_at)
+                return max(0.0, at - healed)
         return None
 
 
@@ -498,6 +544,7 @@ def fault_pipeline(
     """A fresh tenant with its pipeline deployed and running, removed afterwards (like
     `tests.integration.pipeline_support.running_pipeline`, with the fault suite's options)."""
     tenant = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    record_tenant(tenant)
     topics = provision_pulsar(admin, tenant)
     options = PipelineOptions(database_url_file=settings.functions_database_url_file)
     deploy = deployer(
@@ -516,11 +563,42 @@ def fault_pipeline(
         finally:
             client.close()
     finally:
-        _remove_tenant(admin, tenant)
+        try:
+            remove_tenant(admin, tenant)
+        except Exception as exc:
+            # The scenario's results stand; the tenant is left over (the isolated runner
+            # removes it again afterwards).
+            progress(f"could not remove tenant {tenant}: {exc!r}"[:500])
 
 
-def _remove_tenant(admin: PulsarAdmin, tenant: str) -> None:
-    undeploy_pipeline(admin, tenant)
-    for namespace in admin.namespaces(tenant):
-        admin.delete_namespace(namespace)
-    admin.delete_tenant(tenant)
+# When set, every tenant a scenario creates is appended to this file, so that the process
+# that started the scenario can remove them even when the scenario's own clean-up never ran
+# (see `tests.faults.isolated`).
+TENANT_LOG_ENV = "MAGNETAR_FAULT_TENANT_LOG"
+
+
+def record_tenant(tenant: str) -> None:
+    path = os.environ.get(TENANT_LOG_ENV)
+    if path:
+        with open(path, "a", encoding="utf-8") as log:
+            log.write(tenant + "\n")
+
+
+def remove_tenant(admin: PulsarAdmin, tenant: str, *, timeout_s: float = 60) -> None:
+    """Undeploy the tenant's pipeline, delete its namespaces and the tenant.
+
+    Retried (bounded): right after its functions are deleted, the broker may still be
+    removing a namespace's metadata and answer 500 "Directory not empty"."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if tenant in admin.tenants():
+                undeploy_pipeline(admin, tenant)
+                for namespace in admin.namespaces(tenant):
+                    admin.delete_namespace(namespace)
+                admin.delete_tenant(tenant)
+            return
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(2)

@@ -22,6 +22,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg
+
 from magnetar.dev import postgres, processes, stack
 
 REPO = Path(__file__).resolve().parents[2]
@@ -88,14 +90,47 @@ def find_instance(
             and processes.is_alive(i.pid)
         ]
         if matches:
-            return min(matches, key=lambda i: i.instance_id)
+            # Right after a restart the old process may still be on its way out: the newest.
+            return max(matches, key=lambda i: (-i.instance_id, _start_ticks(i.pid)))
         time.sleep(0.2)
     raise AssertionError(f"no running instance of {tenant}/{namespace}/{name}")
+
+
+def _start_ticks(pid: int) -> int:
+    """When the process started (clock ticks since boot); 0 if it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0
+    return int(stat.rsplit(")", 1)[1].split()[19])
 
 
 def kill_instance(tenant: str, name: str) -> FunctionInstance:
     """`kill -9` one instance of a stage; the worker notices and starts a new one."""
     instance = find_instance(tenant, name)
+    os.kill(instance.pid, signal.SIGKILL)
+    return instance
+
+
+def kill_after_commit(
+    tenant: str, database_url: str, name: str = "materialize", timeout_s: float = 10
+) -> FunctionInstance:
+    """`kill -9` the stage right after one of its commits becomes visible in PostgreSQL.
+
+    The moment a materializer is most exposed: its batch is committed, and the
+    acknowledgements for it are still with the client (it groups them for up to 100 ms). A
+    blind kill mostly lands elsewhere — between batches, or while the stage waits — and
+    then no committed event comes back. Falls back to a blind kill after `timeout_s`.
+    """
+    instance = find_instance(tenant, name)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        # Session-level tenant: this probe connection serves one tenant only.
+        conn.execute("SELECT set_config('magnetar.tenant', %s, false)", (tenant,))
+        query = "SELECT coalesce(sum(events), 0) FROM user_activity"
+        baseline = conn.execute(query).fetchone()
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and conn.execute(query).fetchone() == baseline:
+            time.sleep(0.002)
     os.kill(instance.pid, signal.SIGKILL)
     return instance
 
@@ -163,31 +198,59 @@ def postgres_immediate_stop() -> None:
         raise AssertionError(f"pg_ctl stop failed: {result.stderr.strip()}")
 
 
-def dev_up(timeout_s: float = 420) -> float:
-    """`magnetar dev up` (starts whatever is down); seconds it took."""
+def dev_up(timeout_s: float = 420, attempts: int = 5) -> float:
+    """`magnetar dev up` (starts whatever is down); seconds it took.
+
+    Retried a few times: right after an immediate stop, `dev up` can reach its migrations
+    while PostgreSQL is still replaying WAL ("not yet accepting connections") and fail —
+    a developer would run it again, and so do we (bounded).
+    """
     started = time.monotonic()
-    result = subprocess.run(
-        [sys.executable, "-m", "magnetar.cli", "dev", "up"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=timeout_s,
-        check=False,
-    )
-    if result.returncode != 0:
-        raise AssertionError(f"magnetar dev up failed: {result.stdout[-500:]}{result.stderr}")
-    return time.monotonic() - started
+    failure = ""
+    for _ in range(attempts):
+        remaining = timeout_s - (time.monotonic() - started)
+        if remaining <= 0:
+            break
+        result = subprocess.run(
+            [sys.executable, "-m", "magnetar.cli", "dev", "up"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=remaining,
+            check=False,
+        )
+        if result.returncode == 0:
+            return time.monotonic() - started
+        failure = (result.stdout[-300:] + result.stderr[-700:]).strip()
+        time.sleep(3)
+    raise AssertionError(f"magnetar dev up failed {attempts} times: {failure}")
+
+
+def _ancestors(pid: int) -> set[int]:
+    """`pid` and every process above it (a pytest run's shell, its `timeout` wrapper...)."""
+    found = {pid}
+    while pid > 1:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            break
+        pid = int(stat.rsplit(")", 1)[1].split()[1])
+        found.add(pid)
+    return found
 
 
 def others_testing() -> list[str]:
-    """Command lines of pytest runs other than this process and its parents."""
-    mine = {os.getpid(), os.getppid()}
+    """Command lines of pytest runs other than this one (and the shells that started it)."""
+    mine = _ancestors(os.getpid())
     found: list[str] = []
     result = subprocess.run(
         ["pgrep", "-af", "pytest"], capture_output=True, text=True, timeout=10, check=False
     )
     for line in result.stdout.splitlines():
         pid_text, _, command = line.partition(" ")
-        if pid_text.isdigit() and int(pid_text) not in mine and "pgrep" not in command:
+        if not pid_text.isdigit() or int(pid_text) in mine or command.startswith("pgrep"):
+            continue
+        # Only processes that run pytest, not shells or editors that mention it.
+        if "pytest" in command.split(" ", 2)[0] or "bin/pytest" in command:
             found.append(line)
     return found

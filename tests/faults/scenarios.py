@@ -33,6 +33,7 @@ from tests.faults.harness import (
     audit,
     drain,
     fault_pipeline,
+    progress,
 )
 from tests.integration.pipeline_support import Pipeline
 
@@ -50,9 +51,32 @@ class RunOptions:
     rate_per_s: float | None = 400.0
     # Where in the plan the fault starts (fraction of events sent).
     fault_at: float = 0.3
+    # Keep streaming until the fault is over, then stop (`events` is then an upper bound):
+    # for faults that last longer than a plan at a modest rate, and must hit work in flight.
+    stream_through_fault: bool = False
     # Which variants run: False = protected, True = control.
     controls: tuple[bool, ...] = (False, True)
     drain_timeout_s: float = 300
+    # The whole run — streaming, fault, drain — must finish within this, or fail saying what
+    # it was waiting for (never hang past a test's timeout).
+    budget_s: float = 900
+
+
+# How each scenario is run by the tests and by `magnetar bench faults`.
+SCENARIO_OPTIONS = {
+    # Three rounds of kills while 200 events/s flow; the stream goes on until the worker has
+    # restarted the last round's instances (`events` is only an upper bound).
+    "kill": RunOptions(events=30_000, rate_per_s=200, fault_at=0.02, stream_through_fault=True),
+    # Stopped past the 10 s ack timeout and the broker's keepalive (62 s).
+    "sigstop": RunOptions(events=3_000, rate_per_s=300),
+    # Restarted twice while two clients upload as fast as their window of 8 batches lets
+    # them: the gateway always has batches on their way to Pulsar when it is cut, whose
+    # answers are lost — the resends the control must double-count.
+    "gateway": RunOptions(events=3_000, rate_per_s=None),
+    "postgres": RunOptions(events=10_000, rate_per_s=500),
+    # The broker kill lands in the middle of an unpaced replay.
+    "broker": RunOptions(events=100_000, rate_per_s=None, fault_at=0.3),
+}
 
 
 @dataclass
@@ -61,7 +85,9 @@ class ScenarioResult:
     control: bool
     audit: Audit
     recovered: bool
-    recover_s: float | None
+    # How long the fault lasted, and how long catching up took after it (see RecoveryProbe).
+    fault_s: float | None
+    catch_up_s: float | None
     notes: list[str] = field(default_factory=list)
 
     def row(self) -> dict[str, Any]:
@@ -73,7 +99,13 @@ class ScenarioResult:
             "duplicated": self.audit.duplicated,
             "unexpected": self.audit.unexpected,
             "recovered": "yes" if self.recovered else "NO",
-            "time to recover s": self.recover_s,
+            "fault s": self.fault_s,
+            "catch-up s": self.catch_up_s,
+            "time to recover s": (
+                None
+                if self.fault_s is None or self.catch_up_s is None
+                else self.fault_s + self.catch_up_s
+            ),
             "notes": "; ".join(self.notes),
         }
 
@@ -105,6 +137,14 @@ def run_with_fault(
 ) -> list[ScenarioResult]:
     """Stream `options.events` tagged events into each pipeline, call `fault` once all of
     them reached `fault_at`, then drain and audit each."""
+    deadline = time.monotonic() + options.budget_s
+
+    def remaining() -> float:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError(f"{name}: over its {options.budget_s:.0f}s budget")
+        return left
+
     runs: list[_Run] = []
     for pipe, control in pipes:
         plan = EventPlan(pipe.tenant, producer, options.events)
@@ -114,43 +154,62 @@ def run_with_fault(
             plan,
             log,
             rate_per_s=options.rate_per_s,
-            deadline_s=options.drain_timeout_s + 600,
+            deadline_s=options.budget_s,
         )
         runs.append(_Run(pipe, control, plan, log, sender, RecoveryProbe(pipe, plan)))
-    for run in runs:
-        run.sender.start()
-    fault_seq = int(options.events * options.fault_at)
-    for run in runs:
-        run.sender.wait_sent(fault_seq)
-    for run in runs:
-        run.probe.start(run.log.highest_sent)
-    notes = fault([run.pipe for run in runs])
-    for run in runs:
-        run.sender.join(options.drain_timeout_s + 600)
+    try:
+        for run in runs:
+            run.sender.start()
+        fault_seq = int(options.events * options.fault_at)
+        for run in runs:
+            run.sender.wait_sent(fault_seq, timeout_s=remaining())
+        for run in runs:
+            run.probe.start(run.log.highest_sent)
+        progress(f"{name}: fault at event {fault_seq}")
+        notes = fault([run.pipe for run in runs])
+        for run in runs:
+            run.probe.healed()
+            if options.stream_through_fault:
+                run.sender.finish()
+        progress(f"{name}: fault over ({'; '.join(notes)}), finishing the stream")
+        for run in runs:
+            run.sender.join(remaining())
+        results: list[ScenarioResult | None] = [None] * len(runs)
+        drain_timeout = min(options.drain_timeout_s, remaining())
+        progress(f"{name}: stream done, {[len(r.log.acked) for r in runs]} acked; draining")
 
-    results: list[ScenarioResult | None] = [None] * len(runs)
+        def finish(index: int) -> None:
+            run = runs[index]
+            ledger = not run.control
+            run_notes = list(notes)
+            recovered = True
+            try:
+                drain(run.pipe, run.plan, run.log, ledger=ledger, timeout_s=drain_timeout)
+            except AssertionError as exc:
+                recovered = False
+                run_notes.append(str(exc))
+            run.probe.stop()
+            result = audit(run.pipe, run.plan, run.log, ledger=ledger)
+            catch_up = run.probe.catch_up_s(run.log) if ledger else None
+            results[index] = ScenarioResult(
+                name, run.control, result, recovered, run.probe.fault_s, catch_up, run_notes
+            )
 
-    def finish(index: int) -> None:
-        run = runs[index]
-        ledger = not run.control
-        run_notes = list(notes)
-        recovered = True
-        try:
-            drain(run.pipe, run.plan, run.log, ledger=ledger, timeout_s=options.drain_timeout_s)
-        except AssertionError as exc:
-            recovered = False
-            run_notes.append(str(exc))
-        run.probe.stop()
-        result = audit(run.pipe, run.plan, run.log, ledger=ledger)
-        recover_s = run.probe.seconds_to_recover(run.log) if ledger else None
-        results[index] = ScenarioResult(name, run.control, result, recovered, recover_s, run_notes)
-
-    threads = [threading.Thread(target=finish, args=(i,)) for i in range(len(runs))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(options.drain_timeout_s + 120)
-    return [r for r in results if r is not None]
+        threads = [
+            threading.Thread(target=finish, args=(i,), daemon=True) for i in range(len(runs))
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(drain_timeout + 60)
+        if any(r is None for r in results):
+            raise AssertionError(f"{name}: a drain or audit did not finish")
+        progress(f"{name}: drained and audited")
+        return [r for r in results if r is not None]
+    finally:
+        for run in runs:
+            run.sender.stop()
+            run.probe.stop()
 
 
 def run_scenario(
@@ -164,6 +223,7 @@ def run_scenario(
     control_dedupe_window_ms: int | None = None,
 ) -> list[ScenarioResult]:
     """Deploy one pipeline per variant (fresh tenants), run the fault, remove them."""
+    progress(f"{name}: deploying {len(options.controls)} pipelines")
     with ExitStack() as stack:
         pipes = []
         for control in options.controls:
@@ -187,32 +247,51 @@ def run_scenario(
 def kill_stages(
     stages: tuple[str, ...], rounds: int = 3, gap_s: float = 0.2, settle_s: float = 3.0
 ) -> Fault:
-    """kill -9 one instance of each stage in turn, in every pipeline, `rounds` times.
+    """kill -9 one instance of each stage, in every pipeline, `rounds` times, while the stream
+    flows (run it with `RunOptions.stream_through_fault`, so that every round hits work in
+    flight).
 
-    Upstream first and close together, while the stream flows. After each round but the
-    last the instances are restarted at once through the admin API (a crash loop, as fast as
-    the worker allows); after the last one the worker must notice the crash itself (it checks
-    its instances every 30 s). One kill interrupts little — a stage acknowledges within
-    milliseconds of its output being stored, and a stage that happens to be waiting on its
-    state store has nothing in that window — so several rounds make the control's duplicates
-    certain rather than likely."""
+    Downstream first: materialize right after one of its commits shows in PostgreSQL (its most
+    exposed moment, see `injectors.kill_after_commit`), then the stages upstream of it, blind,
+    `gap_s` apart. After each round but the last the instances are restarted at once through
+    the admin API (a crash loop, as fast as the worker allows); after the last one the worker
+    must notice the crashes itself (its liveness check runs every 30 s). One blind kill
+    interrupts little — a stage that happens to be waiting has nothing in flight — so several
+    rounds make the control's duplicates certain rather than likely.
+
+    Nothing else may deploy functions while an instance is down waiting for that liveness
+    check: Pulsar's process runtime restarts an instance on the ports it was given when it was
+    first started, without holding them meanwhile, and an instance deployed in between can be
+    given one of them — the restarted instance then crash-loops on "Address already in use"
+    for good (seen in a CI dry run that ran the scenarios side by side). The scenarios
+    therefore run one at a time (see `tests.faults.isolated`)."""
+    order = list(reversed(stages))  # `stages` go upstream to downstream
 
     def fault(pipes: Sequence[Pipeline]) -> list[str]:
         slowest = 0.0
         for round_ in range(rounds):
             killed = []
-            for stage in stages:
+            for stage in order:
                 for pipe in pipes:
-                    killed.append((pipe, injectors.kill_instance(pipe.tenant, stage)))
+                    if stage == "materialize":
+                        instance = injectors.kill_after_commit(
+                            pipe.tenant, pipe.settings.database_url
+                        )
+                    else:
+                        instance = injectors.kill_instance(pipe.tenant, stage)
+                    killed.append((pipe, instance))
                 time.sleep(gap_s)
+            progress(f"kill round {round_ + 1}: {len(killed)} instances killed")
             if round_ < rounds - 1:
                 for pipe, instance in killed:
                     pipe.admin.restart_function(pipe.tenant, "events", instance.name)
                 for _, instance in killed:
-                    injectors.wait_replaced(instance)
+                    injectors.wait_replaced(instance, timeout_s=60)
                 time.sleep(settle_s)
             else:
-                slowest = max(injectors.wait_replaced(instance) for _, instance in killed)
+                slowest = max(
+                    injectors.wait_replaced(instance, timeout_s=90) for _, instance in killed
+                )
         return [f"{rounds} rounds; last: worker restarted them within {slowest:.0f}s"]
 
     return fault

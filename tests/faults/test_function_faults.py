@@ -1,35 +1,39 @@
 """Function instances crash or freeze, the gateway restarts: nothing accepted is lost or
 counted twice.
 
-Non-disruptive — only the test's own tenants' instances and its own in-process gateway are
-touched — so part of the normal suite. Each scenario runs the protected pipeline and its
-control side by side through the same fault; the control (materialize without its ledger;
-for client retries also dedupe without a window) must double-count, or the test proves
-nothing. The three scenarios run concurrently (about 1.5 minutes instead of 4).
+Non-disruptive — only the test's own tenants' instances and its own gateway are touched — so
+part of the default run. Each scenario runs the protected pipeline and its control side by
+side through the same fault; the control (materialize without its ledger; for client
+retries also dedupe without a window) must double-count, or the test proves nothing.
+
+Each scenario runs in a process of its own with a hard limit (`tests.faults.isolated`): a
+hang fails the test with the scenario's stacks instead of holding the run. They run one
+after the other, never side by side: a pipeline deployed while a killed instance waits for
+the worker's restart can take that instance's ports (see `scenarios.kill_stages`). About
+4 minutes in all on a quiet 2-core machine.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 import pytest
 
-from magnetar.pulsar_admin import PulsarAdmin
 from magnetar.settings import Settings
-from tests.faults.gateway_restart import gateway_restart
-from tests.faults.scenarios import (
-    RunOptions,
-    ScenarioResult,
-    function_kill,
-    materialize_pause,
-)
+from tests.faults.isolated import run_isolated
+from tests.faults.scenarios import SCENARIO_OPTIONS, RunOptions, ScenarioResult
 
-# Out of the default run for now: in a CI dry run on a loaded machine the three concurrent
-# scenarios stalled past 15 minutes; run them with `pytest -m faults` (docs/faults.md).
-pytestmark = [pytest.mark.integration, pytest.mark.faults]
+pytestmark = pytest.mark.integration
 
-Outcome = list[ScenarioResult] | BaseException
+# Per scenario: the child's hard limit; its own budget for streaming, fault and drain leaves
+# a minute of that for deploying and removing the two pipelines.
+KILL_LIMIT_S = 300
+SIGSTOP_LIMIT_S = 270
+GATEWAY_LIMIT_S = 200
+SETUP_S = 60
+
+# Rows for the terminal summary (tests/faults/conftest.py): what each scenario measured.
+REPORTED: list[str] = []
 
 
 def check(results: list[ScenarioResult]) -> None:
@@ -48,51 +52,47 @@ def check(results: list[ScenarioResult]) -> None:
         assert result.audit.unexpected == 0, result.describe()
 
 
-@pytest.fixture(scope="module")
-def outcomes(settings: Settings, pulsar_admin: PulsarAdmin) -> dict[str, Outcome]:
-    jobs: dict[str, Callable[[], list[ScenarioResult]]] = {
-        # Three rounds of kills while 600 events/s flow (see `kill_stages`).
-        "kill": lambda: function_kill(
-            settings, pulsar_admin, RunOptions(events=9_000, rate_per_s=600, fault_at=0.2)
-        ),
-        # Stopped past the 10 s ack timeout and the broker's keepalive (62 s).
-        "sigstop": lambda: materialize_pause(
-            settings, pulsar_admin, RunOptions(events=3_000, rate_per_s=300)
-        ),
-        # Restarted twice while two clients stream batches and resend what was not answered.
-        "gateway": lambda: gateway_restart(
-            settings, pulsar_admin, RunOptions(events=2_000, rate_per_s=300)
-        ),
-    }
-    with ThreadPoolExecutor(len(jobs)) as pool:
-        futures = {name: pool.submit(job) for name, job in jobs.items()}
-        done: dict[str, Outcome] = {}
-        for name, future in futures.items():
-            error = future.exception()
-            done[name] = error if error is not None else future.result()
-    return done
+def report(results: list[ScenarioResult]) -> None:
+    for result in results:
+        row = result.row()
+        REPORTED.append(
+            f"{row['scenario']}: accepted {row['events']}, lost {row['lost']}, "
+            f"duplicated {row['duplicated']}, unexpected {row['unexpected']}, "
+            f"recovered {row['recovered']}, fault {_s(row['fault s'])}, "
+            f"catch-up {_s(row['catch-up s'])} ({row['notes']})"
+        )
 
 
-def result_of(outcomes: dict[str, Outcome], name: str) -> list[ScenarioResult]:
-    outcome = outcomes[name]
-    if isinstance(outcome, BaseException):
-        raise outcome
-    return outcome
+def _s(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}s"
 
 
+def run(settings: Settings, name: str, options: RunOptions, limit_s: float) -> None:
+    results = run_isolated(settings, name, options, limit_s)
+    report(results)
+    check(results)
+
+
+def options(name: str, limit_s: float) -> RunOptions:
+    return replace(SCENARIO_OPTIONS[name], budget_s=limit_s - SETUP_S)
+
+
+@pytest.mark.timeout(KILL_LIMIT_S + 90)
 def test_kill_9_of_every_stage_mid_stream_loses_and_double_counts_nothing(
-    outcomes: dict[str, Outcome],
+    settings: Settings,
 ) -> None:
-    check(result_of(outcomes, "kill"))
+    run(settings, "kill", options("kill", KILL_LIMIT_S), KILL_LIMIT_S)
 
 
+@pytest.mark.timeout(SIGSTOP_LIMIT_S + 90)
 def test_materialize_stopped_past_its_ack_timeout_and_keepalive_counts_everything_once(
-    outcomes: dict[str, Outcome],
+    settings: Settings,
 ) -> None:
-    check(result_of(outcomes, "sigstop"))
+    run(settings, "sigstop", options("sigstop", SIGSTOP_LIMIT_S), SIGSTOP_LIMIT_S)
 
 
+@pytest.mark.timeout(GATEWAY_LIMIT_S + 90)
 def test_gateway_restarts_during_stream_uploads_with_client_retries_count_once(
-    outcomes: dict[str, Outcome],
+    settings: Settings,
 ) -> None:
-    check(result_of(outcomes, "gateway"))
+    run(settings, "gateway", options("gateway", GATEWAY_LIMIT_S), GATEWAY_LIMIT_S)
