@@ -1,31 +1,35 @@
-"""The state reader the gateway serves from: one transaction and few round trips per request.
+"""The state reader the gateway serves from: few statements and round trips per request.
 
 `PostgresStateReader` runs each read in its own tenant-scoped transaction, which costs a
 BEGIN, a `set_config` and a COMMIT around every query: a recommendation makes about seven
 reads, each waiting for PostgreSQL in turn. Inside `ServingStateReader.request(tenant)`:
 
-* the reads share one read-only transaction scoped to the tenant, begun with the first
-  read in the same round trip;
+* the request holds one pooled connection, scoped to the tenant for the session (row-level
+  security reads `magnetar.tenant`) by a `set_config` sent in the same round trip as the
+  first read. Every request sets it again before its first read, whatever the connection
+  served before, so no request can read with another tenant's scope; and no BEGIN/COMMIT
+  is needed around the reads (each is a statement of its own, in autocommit);
 * the four questions about the user (recent items, item and category affinities,
   purchases) are answered from the user's rows, read in one pipelined round trip
   (`magnetar.db.user_snapshot`), with the reader's arithmetic and order;
 * neighbours are ranked per seed with a bounded sort (see `neighbours`).
 
 So a recommendation whose shared lists are in memory (`magnetar.serving.shared_reads`)
-costs three round trips: the user's rows with the transaction's start, the catalog facts,
-the commit. Outside a request every read is the base reader's own.
+costs two round trips: the user's rows (with the scope), then the catalog facts. The reads
+of one request are not one snapshot: a catalog change committed between them shows in the
+second, which is what the next request would see anyway. Outside a request every read is
+the base reader's own.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
-from psycopg import sql
 from psycopg_pool import ConnectionPool
 
 from magnetar.db.availability import unavailable_on_failure
@@ -56,22 +60,8 @@ ORDER BY seed.position, n.s DESC, n.other_item_id COLLATE "C"
 """
 
 
-_BEGIN = sql.SQL("BEGIN READ ONLY; SELECT set_config('magnetar.tenant', {}, true)")
-
-
-def _begin_statements(tenant_id: str) -> list[tuple[str, Any]]:
-    """`_BEGIN` as separate statements, for a pipeline (which takes one per message)."""
-    return [
-        ("BEGIN READ ONLY", None),
-        ("SELECT set_config('magnetar.tenant', %s, true)", (tenant_id,)),
-    ]
-
-
-def _rollback(conn: psycopg.Connection[Any]) -> None:
-    """End the request's transaction after a failure; a broken connection has none left
-    (the pool discards it), and the failure being raised is the one to report."""
-    with suppress(psycopg.Error):
-        conn.execute("ROLLBACK")
+# Session-level (false): the scope outlives the statement, for the request's later reads.
+_SCOPE = "SELECT set_config('magnetar.tenant', %s, false)"
 
 
 def open_serving_pool(
@@ -103,11 +93,11 @@ def open_serving_pool(
 
 @dataclass
 class _Request:
-    """The transaction of one request: begun lazily, with the first read, in its round trip."""
+    """One request's connection: scoped to its tenant with the first read, in its round trip."""
 
     tenant_id: str
     conn: psycopg.Connection[Any]
-    begun: bool = False
+    scoped: bool = False
     users: dict[str, UserRows] = field(default_factory=dict)
 
 
@@ -124,21 +114,14 @@ class ServingStateReader(PostgresStateReader):
     @contextmanager
     def request(self, tenant_id: str) -> Iterator[None]:
         with unavailable_on_failure(), self._pool.connection() as conn:
-            # The transaction is ours to begin (read-only, scoped to the tenant, sent with
-            # the first read): psycopg must not begin one of its own.
+            # Autocommit: each read is a statement of its own; psycopg must not begin a
+            # transaction the request would then have to end.
             conn.autocommit = True
-            current = _Request(tenant_id, conn)
-            token = self._current.set(current)
+            token = self._current.set(_Request(tenant_id, conn))
             try:
                 yield
-            except BaseException:
-                if current.begun:
-                    _rollback(conn)
-                raise
             finally:
                 self._current.reset(token)
-            if current.begun:
-                conn.execute("COMMIT")
 
     def _in_request(self, tenant_id: str) -> _Request | None:
         current = self._current.get()
@@ -151,10 +134,15 @@ class ServingStateReader(PostgresStateReader):
             with unavailable_on_failure(), super()._tenant(tenant_id) as conn:
                 yield conn
             return
-        if not current.begun:
-            current.conn.execute(_BEGIN.format(sql.Literal(tenant_id)))
-            current.begun = True
-        yield current.conn
+        if current.scoped:
+            yield current.conn
+            return
+        # The scope goes in the same round trip as the caller's read: fetching its result
+        # inside the pipeline sends both.
+        with current.conn.pipeline():
+            current.conn.execute(_SCOPE, (tenant_id,))
+            current.scoped = True
+            yield current.conn
 
     def _user(self, tenant_id: str, user_id: str) -> UserRows | None:
         """The user's rows, read once per request; None outside a request."""
@@ -163,9 +151,9 @@ class ServingStateReader(PostgresStateReader):
             return None
         rows = current.users.get(user_id)
         if rows is None:
-            begin = [] if current.begun else _begin_statements(tenant_id)
-            rows = read_user(current.conn, tenant_id, user_id, begin)
-            current.begun = True
+            scope = [] if current.scoped else [(_SCOPE, (tenant_id,))]
+            rows = read_user(current.conn, tenant_id, user_id, scope)
+            current.scoped = True
             current.users[user_id] = rows
         return rows
 

@@ -2,8 +2,8 @@
 
 `PersonalizationServing` is the domain side of `PersonalizationService`: it checks a request
 against the documented limits, runs the personalization core over the tenant's state inside
-one read scope (one PostgreSQL transaction in production), leaves out what the catalog hides
-(deleted or unavailable items), and names related items by their catalog titles.
+one read scope (one tenant-scoped PostgreSQL connection in production), leaves out what the
+catalog hides (deleted or unavailable items), and names related items by their catalog titles.
 
 Who is "the user": the state counts an event under its user id, else its anonymous id, so
 `user_id or anonymous_id` finds the same state. State is kept per user, not per session: a
@@ -64,8 +64,8 @@ class ServingState(StateReader, Protocol):
     """The personalization state plus the catalog, read in one scope per request."""
 
     def request(self, tenant_id: str) -> AbstractContextManager[None]:
-        """Reads inside share one consistent, tenant-scoped scope; store failures raise
-        `magnetar.errors.Unavailable`."""
+        """Reads inside share one tenant-scoped scope (one connection, not one snapshot);
+        store failures raise `magnetar.errors.Unavailable`."""
         ...
 
     def catalog_facts(self, tenant_id: str, item_ids: Sequence[str]) -> Mapping[str, CatalogFact]:

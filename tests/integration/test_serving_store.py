@@ -1,4 +1,5 @@
-"""The serving side's PostgreSQL: schema, one transaction per request, erasure semantics."""
+"""The serving side's PostgreSQL: schema, one connection per request scoped to its tenant,
+erasure semantics."""
 
 from __future__ import annotations
 
@@ -117,7 +118,7 @@ class CountingPool(ConnectionPool[Any]):
             yield conn
 
 
-def test_a_recommendation_reads_everything_in_one_transaction(settings: Settings) -> None:
+def test_a_recommendation_reads_everything_on_one_connection(settings: Settings) -> None:
     tenant = _tenant()
     with psycopg.connect(settings.database_url, autocommit=True) as conn:
         events = [_event(tenant, f"u{n % 4}", f"i{n % 6}", NOW - n * 1000, n) for n in range(40)]
@@ -128,6 +129,45 @@ def test_a_recommendation_reads_everything_in_one_transaction(settings: Settings
         result = serving.recommend(tenant, RecommendQuery(k=3, user_id="u1"))
         assert len(result.items) == 3
         assert CountingPool.checkouts == 1
+
+
+def test_a_connection_serving_one_tenant_then_another_reads_only_the_current_ones(
+    settings: Settings,
+) -> None:
+    """The request scope is set on the pooled connection for the session: every request must
+    set it again before its first read, whichever read comes first, even after a request
+    that failed half-way."""
+    first, second = _tenant(), _tenant()
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        for tenant, item in ((first, "only-first"), (second, "only-second")):
+            # Two items viewed together, so each is the other's neighbour.
+            events = [
+                _event(tenant, "shared-user", f"{item}{n % 2 or ''}", NOW - n * 1000, n)
+                for n in range(4)
+            ]
+            commit_batch(conn, tenant, events, SIGNALS, now_ms=NOW)
+    with ConnectionPool(settings.database_url, min_size=1, max_size=1) as pool:
+        reader = ServingStateReader(pool)
+
+        def user_items(tenant: str) -> set[str]:
+            with reader.request(tenant):
+                return {
+                    s.item_id for s in reader.user_item_affinities(tenant, "shared-user", NOW, 10)
+                }
+
+        def neighbour_seeds(tenant: str) -> set[str]:
+            with reader.request(tenant):
+                return set(reader.neighbours(tenant, ["only-first", "only-second"], NOW, 5))
+
+        assert user_items(first) == {"only-first", "only-first1"}
+        # The same connection, first read not about a user: still the second tenant's scope.
+        assert neighbour_seeds(second) == {"only-second"}
+        assert user_items(second) == {"only-second", "only-second1"}
+        with pytest.raises(RuntimeError), reader.request(first):
+            reader.user_item_affinities(first, "shared-user", NOW, 10)
+            raise RuntimeError("the request fails after its first read")
+        assert neighbour_seeds(second) == {"only-second"}
+        assert user_items(second) == {"only-second", "only-second1"}
 
 
 def _closed_port() -> int:
