@@ -46,6 +46,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -132,8 +133,19 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@dataclass(frozen=True)
+class GatewayProcess:
+    address: str
+    pid: int
+
+    def cpu_s(self) -> float:
+        """CPU seconds the gateway process has used (user + system, all its threads)."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @contextmanager
-def gateway_process() -> Iterator[str]:
+def gateway_process() -> Iterator[GatewayProcess]:
     port = _free_port()
     env = {**os.environ, "MAGNETAR_GATEWAY_INSTANCE": f"bench-recommend-{port}"}
     process = subprocess.Popen(
@@ -153,7 +165,7 @@ def gateway_process() -> Iterator[str]:
                 stderr = process.stderr.read() if process.stderr else ""
                 raise SystemExit(f"gateway did not start: {stderr}")
             time.sleep(0.1)
-        yield f"127.0.0.1:{port}"
+        yield GatewayProcess(f"127.0.0.1:{port}", process.pid)
     finally:
         process.send_signal(signal.SIGTERM)
         try:
@@ -252,6 +264,13 @@ class Phase:
     ingested: int
     # The machine's 1-minute load average when the phase began.
     load: float
+    # CPU seconds the gateway process used during the phase.
+    gateway_cpu_s: float
+
+    @property
+    def gateway_cpu_ms_per_call(self) -> float:
+        calls = len(self.latencies_ms) + self.errors
+        return self.gateway_cpu_s / calls * 1000 if calls else 0.0
 
     @property
     def achieved(self) -> float:
@@ -306,8 +325,11 @@ async def warm_shared_reads(clients: Clients, concurrency: int = 8) -> None:
 
 
 class Clients:
-    def __init__(self, address: str, read_key: str, ingest_key: str, workload: Workload) -> None:
-        self._channel = grpc.aio.insecure_channel(address)
+    def __init__(
+        self, gateway: GatewayProcess, read_key: str, ingest_key: str, workload: Workload
+    ) -> None:
+        self.gateway = gateway
+        self._channel = grpc.aio.insecure_channel(gateway.address)
         self._read = (("authorization", f"Bearer {read_key}"),)
         self._write = (("authorization", f"Bearer {ingest_key}"),)
         self.personalization = pb_grpc.PersonalizationServiceStub(self._channel)
@@ -367,6 +389,7 @@ async def measure(
     call = clients.recommend if handler == "Recommend" else clients.call_empty
     before = clients.ingested
     load = os.getloadavg()[0]
+    cpu_before = clients.gateway.cpu_s()
     ingest = asyncio.ensure_future(
         open_loop(clients.ingest, ingest_rate / INGEST_BATCH, seconds)
         if ingest_rate > 0
@@ -375,7 +398,8 @@ async def measure(
     latencies, errors, elapsed = await open_loop(call, rate, seconds)
     await ingest
     ingested = clients.ingested - before
-    return Phase(label, handler, rate, elapsed, latencies, errors, ingested, load)
+    cpu = clients.gateway.cpu_s() - cpu_before
+    return Phase(label, handler, rate, elapsed, latencies, errors, ingested, load, cpu)
 
 
 async def drive(args: argparse.Namespace, clients: Clients, workload: Workload) -> list[Phase]:
@@ -418,6 +442,7 @@ def report(phases: Sequence[Phase], args: argparse.Namespace) -> BenchReport:
             "p99 ms",
             "errors",
             "ingested/s",
+            "gateway cpu ms/call",
             "load",
         ),
     )
@@ -432,6 +457,8 @@ def report(phases: Sequence[Phase], args: argparse.Namespace) -> BenchReport:
                 "p99 ms": percentile(phase.latencies_ms, 99),
                 "errors": phase.errors,
                 "ingested/s": phase.ingested / phase.seconds if phase.seconds else 0.0,
+                # With ingest, the gateway's Ingest calls are in it too.
+                "gateway cpu ms/call": phase.gateway_cpu_ms_per_call,
                 "load": phase.load,
             },
         )
@@ -483,10 +510,10 @@ def run(
         ):
             history, workload = build_workload(topics.tenant)
             seed_state(settings, topics.tenant, history)
-            with gateway_process() as address:
+            with gateway_process() as gateway:
 
                 async def go() -> list[Phase]:
-                    clients = Clients(address, read_key, ingest_key, workload)
+                    clients = Clients(gateway, read_key, ingest_key, workload)
                     try:
                         return await drive(args, clients, workload)
                     finally:

@@ -6,6 +6,7 @@ import json
 import os
 import platform
 import subprocess
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -62,7 +63,8 @@ class BenchReport:
         self.rows.append(row)
 
     def print(self, console: Console | None = None) -> None:
-        console = console or Console()
+        # Logged to a file or a pipe, rich would fold the table into 80 columns.
+        console = console or Console(width=None if sys.stdout.isatty() else 160)
         table = Table(title=f"magnetar bench {self.scenario}")
         for column in self.columns:
             table.add_column(column, justify="left" if column == self.columns[0] else "right")
