@@ -94,18 +94,23 @@ class TenantProducer:
         self._producer = producer
         self._options = options
         self.budget = PendingBudget(options.max_pending_events)
+        self._closing = False
 
     @property
     def name(self) -> str:
         return str(self._producer.producer_name())
 
     async def publish(self, events: Sequence[EventLike], timeout_s: float | None) -> None:
+        self._refuse_if_closing()
         if not self._producer.is_connected():
             # Fail fast: queued sends would wait for a reconnect until the send timeout.
             raise Unavailable("Pulsar is not reachable", reason="PULSAR_DISCONNECTED")
         count = len(events)
         wait_s = self._options.admission_wait_s
         await self.budget.acquire(count, wait_s if timeout_s is None else min(wait_s, timeout_s))
+        # Closing may have begun while this call waited for room. From here to the last
+        # send_async nothing awaits, so no close can begin in between.
+        self._refuse_if_closing()
         ack = BatchAck(
             asyncio.get_running_loop(),
             count,
@@ -149,7 +154,24 @@ class TenantProducer:
                 "Pulsar did not acknowledge in time", reason="PULSAR_TIMEOUT"
             ) from None
 
+    def begin_close(self) -> None:
+        """Refuse sends from now on. Called on the event loop before `close` runs in a
+        worker thread: the client's calls that wait for the C++ producer's lock
+        (`is_connected`, `send_async`) hold the GIL while they wait, and `flush` holds that
+        lock while the client's I/O thread waits for the GIL to run a send callback — a
+        publish on the loop during a flush would stop the whole process for good."""
+        self._closing = True
+
+    def _refuse_if_closing(self) -> None:
+        if self._closing:
+            raise Unavailable(
+                "the gateway is closing this tenant's producer; send again (to another replica)",
+                reason="GATEWAY_CLOSING",
+            )
+
     def close(self) -> None:
+        """Flush and close; blocking, so for a worker thread, after `begin_close`."""
+        self._closing = True
         try:
             self._producer.flush()
             self._producer.close()
@@ -258,7 +280,9 @@ class EventPublisher:
         """Flush and close one tenant's producer (offboarding); the next call reopens it."""
         task = self._producers.pop(tenant_id, None)
         if task is not None and task.done() and not task.cancelled() and task.exception() is None:
-            await asyncio.to_thread(task.result().close)
+            producer = task.result()
+            producer.begin_close()
+            await asyncio.to_thread(producer.close)
 
     async def close(self) -> None:
         """Flush and close every producer (graceful shutdown)."""
@@ -271,5 +295,7 @@ class EventPublisher:
         producers = [
             t.result() for t in tasks if t.done() and not t.cancelled() and t.exception() is None
         ]
+        for producer in producers:
+            producer.begin_close()
         for producer in producers:
             await asyncio.to_thread(producer.close)
