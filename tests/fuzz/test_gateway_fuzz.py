@@ -45,6 +45,7 @@ from magnetar.v1 import (
     user_service_pb2,
 )
 from tenants.pulsar_setup import provision_pulsar
+from tests.faults.harness import remove_tenant
 from tests.integration.gateway_harness import RunningGateway, add_tenant_row, remove_tenant_row
 
 pytestmark = pytest.mark.integration
@@ -214,9 +215,8 @@ def target(settings: Settings, pulsar_admin: PulsarAdmin) -> Iterator[Target]:
         running.channel.close()
         gateway.stop()
         remove_tenant_row(settings, tenant)
-        for namespace in pulsar_admin.namespaces(tenant):
-            pulsar_admin.delete_namespace(namespace)
-        pulsar_admin.delete_tenant(tenant)
+        # Retries while the broker still answers "Directory not empty" for the namespace.
+        remove_tenant(pulsar_admin, tenant)
 
 
 def _harmless(method: d.MethodDescriptor, message: Message, who: str) -> Message:
