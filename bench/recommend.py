@@ -404,8 +404,8 @@ async def measure(
 
 async def drive(args: argparse.Namespace, clients: Clients, workload: Workload) -> list[Phase]:
     """Without ingest first (what the machine gives the gateway alone), then under ingest
-    (the target): each handler at the steady rate, then the peak search. Quiet pauses
-    between phases let the previous one's queues drain."""
+    (the target): the peak search for each handler, then each at the steady rate. Quiet
+    pauses between phases let the previous one's queues drain."""
     await clients.upsert_catalog(workload.catalog)
     handlers = ("empty handler", "Recommend")
     for handler in handlers:  # warm-up: connections, auth cache, prepared statements
@@ -413,11 +413,8 @@ async def drive(args: argparse.Namespace, clients: Clients, workload: Workload) 
     await warm_shared_reads(clients)
     phases = []
     for condition, ingest_rate in (("no ingest", 0.0), ("under ingest", args.ingest_rate)):
-        for handler in handlers:
-            await asyncio.sleep(PAUSE_S)
-            phases.append(
-                await measure(clients, condition, handler, args.rate, args.seconds, ingest_rate)
-            )
+        # The peak search before the steady rate: a steady phase past what the machine
+        # serves leaves queued work behind it that would count against the next phase.
         for handler in handlers:
             for rate in args.peak_rates:
                 await asyncio.sleep(PAUSE_S)
@@ -427,6 +424,11 @@ async def drive(args: argparse.Namespace, clients: Clients, workload: Workload) 
                 phases.append(phase)
                 if not phase.within_budget():
                     break
+        for handler in handlers:
+            await asyncio.sleep(PAUSE_S)
+            phases.append(
+                await measure(clients, condition, handler, args.rate, args.seconds, ingest_rate)
+            )
     return phases
 
 

@@ -12,12 +12,15 @@ is still served, and refreshed once in the background, so no request waits for a
 re-ranking (the cost that would otherwise land on one unlucky request per list and TTL); an
 entry older than `max_stale_ms` (a list nobody asked for in a while) is read again before
 answering. A user's own signals (recent items, affinities, purchases) are always read live,
-so a user's own events show at once. Trending lists lag by up to 5 s, neighbour lists by
-up to a minute: next to their half-lives (an hour for the shortest trending window, 60
-days for co-visitation) that changes nothing a user could see, and neighbour lists are
-many (one per item), so refreshing each every few seconds would cost PostgreSQL about
-what the cache saves. Empty lists are not kept: they cost nothing to read, and keeping one
-would hide a new tenant's (or item's) first entries.
+so a user's own events show at once. Trending lists lag by 30 s to a few minutes, neighbour
+lists by 10 minutes to an hour: next to their half-lives (an hour for the shortest trending
+window, 60 days for co-visitation) that changes nothing a user could see. The refreshes are
+the cache's own load on PostgreSQL and on the gateway, and it is bounded whatever the
+traffic: one at a time, at most `max_per_second` (a tenant with thousands of items has
+thousands of neighbour lists; refreshing each every minute kept a core busy, measured).
+Under more staleness than that rate clears, lists are served staler, up to `max_stale_ms`.
+Empty lists are not kept: they cost nothing to read, and keeping one would hide a new
+tenant's (or item's) first entries.
 
 Everything else passes through to the wrapped state unchanged.
 """
@@ -77,16 +80,18 @@ class _Entries:
 
 
 class BackgroundRefresh:
-    """Runs refreshes one at a time on a daemon thread, each key at most once in the queue.
+    """Runs refreshes one at a time on a daemon thread, each key at most once in the queue,
+    at most `max_per_second` of them.
 
     One thread on purpose: refreshes are the cache's own load on PostgreSQL, kept to one
-    query at a time whatever the request rate. A failed refresh is logged and dropped: the
-    stale entry stays until `max_stale_ms`, when a request reads it again itself (and sees
-    the failure).
+    query at a time and a bounded rate whatever the request rate. A failed refresh is logged
+    and dropped: the stale entry stays until `max_stale_ms`, when a request reads it again
+    itself (and sees the failure).
     """
 
-    def __init__(self, max_queued: int = 10_000) -> None:
+    def __init__(self, max_queued: int = 10_000, max_per_second: float = 20.0) -> None:
         self._max_queued = max_queued
+        self._gap_s = 1.0 / max_per_second
         self._queued: set[Hashable] = set()
         self._jobs: queue.SimpleQueue[tuple[Hashable, Callable[[], None]]] = queue.SimpleQueue()
         self._lock = threading.Lock()
@@ -107,6 +112,7 @@ class BackgroundRefresh:
     def _run(self) -> None:
         while True:
             key, job = self._jobs.get()
+            started = time.monotonic()
             try:
                 job()
             except Exception:
@@ -116,6 +122,7 @@ class BackgroundRefresh:
             finally:
                 with self._lock:
                     self._queued.discard(key)
+            time.sleep(max(0.0, started + self._gap_s - time.monotonic()))
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,8 +133,8 @@ class Freshness:
     max_stale_ms: int
 
 
-TRENDING = Freshness(ttl_ms=5_000, max_stale_ms=60_000)
-NEIGHBOURS = Freshness(ttl_ms=60_000, max_stale_ms=600_000)
+TRENDING = Freshness(ttl_ms=30_000, max_stale_ms=300_000)
+NEIGHBOURS = Freshness(ttl_ms=600_000, max_stale_ms=3_600_000)
 
 
 def _monotonic_ms() -> int:

@@ -3,7 +3,9 @@ ones are read again; personal reads always go through."""
 
 from __future__ import annotations
 
+import itertools
 import threading
+import time
 from collections.abc import Callable, Hashable, Mapping, Sequence
 
 from magnetar.personalization.state import RecentItem, ScoredItem
@@ -143,6 +145,24 @@ def test_the_background_refresh_runs_each_key_once_and_survives_a_failure() -> N
     gate.set()
     assert done.wait(5)
     assert ran == ["a", "c"]
+
+
+def test_the_background_refresh_runs_at_most_its_rate_however_many_are_stale() -> None:
+    # Whatever the traffic makes stale, the refreshes' own load stays bounded.
+    refresh = BackgroundRefresh(max_per_second=50)
+    started: list[float] = []
+    done = threading.Event()
+
+    def job() -> None:
+        started.append(time.monotonic())
+        if len(started) == 6:
+            done.set()
+
+    for key in range(6):
+        refresh(key, job)
+    assert done.wait(5)
+    gaps = [later - earlier for earlier, later in itertools.pairwise(started)]
+    assert min(gaps) >= 0.019, gaps
 
 
 def test_neighbour_lists_stay_fresh_longer_than_trending_lists() -> None:
