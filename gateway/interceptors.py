@@ -22,7 +22,7 @@ from gateway.limits import ConcurrencyLimiter
 from gateway.method_scopes import is_public
 from gateway.status import to_grpc_status
 from magnetar.api_keys import Principal, Scope
-from magnetar.errors import MagnetarError, PermissionDenied
+from magnetar.errors import InvalidArgument, MagnetarError, PermissionDenied
 
 log = logging.getLogger(__name__)
 
@@ -45,53 +45,114 @@ def current_tenant() -> str:
 Around = Callable[[str, Mapping[str, str], Any], AbstractAsyncContextManager[None]]
 
 
-def _wrap(handler: Any, method: str, metadata: Mapping[str, str], around: Around) -> Any:
-    """The same handler, its behaviour run inside `around(...)`."""
+class _Undecodable:
+    """A request message that did not parse, in place of the message.
+
+    grpc.aio answers a request its deserializer rejects with UNKNOWN before any interceptor
+    runs; the error mapping's deserializer returns this instead, and the handler raises
+    INVALID_ARGUMENT for it inside the error mapping (see `ErrorMappingInterceptor`).
+    """
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: str) -> None:
+        self.error = error
+
+
+def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserializer is None:
+        return None
+
+    def deserialize(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except Exception as error:
+            return _Undecodable(str(error) or type(error).__name__)
+
+    return deserialize
+
+
+def _decoded(request: Any) -> Any:
+    if isinstance(request, _Undecodable):
+        raise InvalidArgument(
+            f"the request message does not parse as this method's request: {request.error}",
+            reason="REQUEST_UNDECODABLE",
+        )
+    return request
+
+
+async def _decoded_stream(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    async for request in requests:
+        yield _decoded(request)
+
+
+def _wrap(
+    handler: Any,
+    method: str,
+    metadata: Mapping[str, str],
+    around: Around,
+    *,
+    check_decoding: bool = False,
+) -> Any:
+    """The same handler, its behaviour run inside `around(...)`; with `check_decoding`,
+    requests that do not parse reach it as INVALID_ARGUMENT raised inside `around`."""
+    deserializer = handler.request_deserializer
+    if check_decoding:
+        deserializer = _tolerant(deserializer)
+
+    def one(request: Any) -> Any:
+        return _decoded(request) if check_decoding else request
+
+    def many(requests: Any) -> Any:
+        return _decoded_stream(requests) if check_decoding else requests
+
     if handler.unary_unary:
         inner_uu = handler.unary_unary
 
         async def unary_unary(request: Any, context: Any) -> Any:
             async with around(method, metadata, context):
-                return await inner_uu(request, context)
+                return await inner_uu(one(request), context)
 
         return grpc.unary_unary_rpc_method_handler(
-            unary_unary, handler.request_deserializer, handler.response_serializer
+            unary_unary, deserializer, handler.response_serializer
         )
     if handler.unary_stream:
         inner_us = handler.unary_stream
 
         async def unary_stream(request: Any, context: Any) -> AsyncIterator[Any]:
             async with around(method, metadata, context):
-                async for response in inner_us(request, context):
+                async for response in inner_us(one(request), context):
                     yield response
 
         return grpc.unary_stream_rpc_method_handler(
-            unary_stream, handler.request_deserializer, handler.response_serializer
+            unary_stream, deserializer, handler.response_serializer
         )
     if handler.stream_unary:
         inner_su = handler.stream_unary
 
         async def stream_unary(requests: Any, context: Any) -> Any:
             async with around(method, metadata, context):
-                return await inner_su(requests, context)
+                return await inner_su(many(requests), context)
 
         return grpc.stream_unary_rpc_method_handler(
-            stream_unary, handler.request_deserializer, handler.response_serializer
+            stream_unary, deserializer, handler.response_serializer
         )
     inner_ss = handler.stream_stream
 
     async def stream_stream(requests: Any, context: Any) -> AsyncIterator[Any]:
         async with around(method, metadata, context):
-            async for response in inner_ss(requests, context):
+            async for response in inner_ss(many(requests), context):
                 yield response
 
     return grpc.stream_stream_rpc_method_handler(
-        stream_stream, handler.request_deserializer, handler.response_serializer
+        stream_stream, deserializer, handler.response_serializer
     )
 
 
 class _AroundInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     """Base: wraps every non-public method's behaviour in `self.around`."""
+
+    check_decoding = False
 
     def around(
         self, method: str, metadata: Mapping[str, str], context: Any
@@ -110,11 +171,16 @@ class _AroundInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         metadata = {
             k: v for k, v in handler_call_details.invocation_metadata or () if isinstance(v, str)
         }
-        return _wrap(handler, method, metadata, self.around)
+        return _wrap(handler, method, metadata, self.around, check_decoding=self.check_decoding)
 
 
 class ErrorMappingInterceptor(_AroundInterceptor):
-    """MagnetarError → its status and details; anything unexpected → INTERNAL, logged."""
+    """MagnetarError → its status and details; anything unexpected → INTERNAL, logged; a
+    request that does not parse → INVALID_ARGUMENT (`REQUEST_UNDECODABLE`)."""
+
+    # Checked here, outermost: a request that does not parse is answered before
+    # authentication, as grpc itself answers it before any interceptor.
+    check_decoding = True
 
     @asynccontextmanager
     async def around(

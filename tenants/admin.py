@@ -69,8 +69,13 @@ def _invalid(violations: list[FieldViolation], reason: str = "TENANT_INVALID") -
 
 
 def _required_id(tenant_id: str) -> str:
+    """The id of an existing tenant to act on: required, and a valid slug — an id no tenant
+    can have is the caller's mistake, answered before it reaches a store (PostgreSQL refuses
+    some of them outright, a NUL for one)."""
     if not tenant_id:
         raise _invalid([FieldViolation("tenant_id", "required")])
+    if problem := slug_problem(tenant_id):
+        raise _invalid([FieldViolation("tenant_id", problem)])
     return tenant_id
 
 
