@@ -26,11 +26,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from magnetar.api_key_store import ApiKeyStore
 from magnetar.api_keys import Scope
 from magnetar.db.engine import make_engine, make_sessionmaker
+from magnetar.dev import gateway_process
 from magnetar.pulsar_admin import PulsarAdmin
 from magnetar.settings import Settings
 from magnetar.v1 import event_service_pb2 as pb
@@ -44,7 +44,7 @@ from tests.faults.harness import (
     fault_pipeline,
     progress,
 )
-from tests.faults.scenarios import RunOptions, ScenarioResult
+from tests.faults.scenarios import RunOptions, ScenarioResult, budget
 from tests.integration.gateway_harness import add_tenant_row, remove_tenant_row
 from tests.integration.pipeline_support import Pipeline
 
@@ -103,22 +103,16 @@ class Gateway:
                 start_new_session=True,
             )
         deadline = time.monotonic() + timeout_s
-        with grpc.insecure_channel(self.address) as channel:
-            health = health_pb2_grpc.HealthStub(channel)
-            while True:
-                if self._process.poll() is not None:
-                    raise AssertionError(
-                        f"gateway exited with {self._process.returncode}: {self._log_tail()}"
-                    )
-                try:
-                    reply = health.Check(health_pb2.HealthCheckRequest(service=""), timeout=1)
-                    if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                        return
-                except grpc.RpcError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise AssertionError(f"gateway not serving in {timeout_s:.0f}s")
-                time.sleep(0.1)
+        while True:
+            if self._process.poll() is not None:
+                raise AssertionError(
+                    f"gateway exited with {self._process.returncode}: {self._log_tail()}"
+                )
+            if gateway_process.serving(self.address):
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"gateway not serving in {timeout_s:.0f}s")
+            time.sleep(0.1)
 
     def _log_tail(self) -> str:
         return self._log_path.read_text(errors="replace")[-1500:]
@@ -338,13 +332,7 @@ def gateway_restart(
         scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="fault-gw-")))
         gateway = Gateway(settings, scratch / "gateway.log")
         stack.callback(gateway.kill)
-        deadline = time.monotonic() + options.budget_s
-
-        def remaining() -> float:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise AssertionError(f"{name}: over its {options.budget_s:.0f}s budget")
-            return left
+        remaining = budget(name, options.budget_s)
 
         uploads = []
         for pipe, control in runs:

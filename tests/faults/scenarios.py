@@ -127,6 +127,19 @@ class _Run:
     probe: RecoveryProbe
 
 
+def budget(name: str, budget_s: float) -> Callable[[], float]:
+    """Seconds left of a scenario's budget, from now; raises once it is spent."""
+    deadline = time.monotonic() + budget_s
+
+    def remaining() -> float:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError(f"{name}: over its {budget_s:.0f}s budget")
+        return left
+
+    return remaining
+
+
 def run_with_fault(
     pipes: Sequence[tuple[Pipeline, bool]],
     name: str,
@@ -137,13 +150,7 @@ def run_with_fault(
 ) -> list[ScenarioResult]:
     """Stream `options.events` tagged events into each pipeline, call `fault` once all of
     them reached `fault_at`, then drain and audit each."""
-    deadline = time.monotonic() + options.budget_s
-
-    def remaining() -> float:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise AssertionError(f"{name}: over its {options.budget_s:.0f}s budget")
-        return left
+    remaining = budget(name, options.budget_s)
 
     runs: list[_Run] = []
     for pipe, control in pipes:
