@@ -156,6 +156,8 @@ def preflight(layout: PostgresLayout) -> None:
 def start(layout: PostgresLayout) -> float:
     """initdb (once), start, create roles and database. Returns seconds taken."""
     started = time.monotonic()
+    if orphaned(layout):
+        _discard(layout)
     if running(layout):
         return 0.0
     if port_in_use(layout.port):
@@ -193,6 +195,23 @@ def start(layout: PostgresLayout) -> float:
     if fresh:
         _create_roles(layout, binaries)
     return time.monotonic() - started
+
+
+def orphaned(layout: PostgresLayout) -> bool:
+    """A cluster whose passwords are gone: under root it lives outside the checkout, so a
+    fresh clone at the same path finds the previous clone's cluster but not its passwords,
+    and no role could ever log in to it again."""
+    return (layout.data / "PG_VERSION").exists() and not layout.secrets_file.exists()
+
+
+def _discard(layout: PostgresLayout) -> None:
+    print(
+        f"removing the PostgreSQL cluster at {layout.root}: it was made for an earlier "
+        "checkout at this path and its passwords went with it…",
+        flush=True,
+    )
+    stop(layout)
+    shutil.rmtree(layout.root)
 
 
 def _init_cluster(layout: PostgresLayout, binaries: Path) -> None:
