@@ -392,9 +392,12 @@ def _subscription_lag(admin: PulsarAdmin, topics: TenantTopics) -> dict[str, int
         if subscription is None:
             lag[stage] = -1
             continue
-        lag[stage] = int(subscription.get("msgBacklog", 0)) + int(
-            subscription.get("unackedMessages", 0)
-        )
+        # The backlog alone: it counts every message after the cursor's mark-delete position
+        # that is not acknowledged, delivered or not. The broker's per-consumer
+        # `unackedMessages` can stay above 0 after everything was acknowledged (seen after a
+        # PostgreSQL restart: 416 "unacked" with the cursor's mark-delete position at the
+        # last entry), and a drain waiting for it never ends.
+        lag[stage] = int(subscription.get("msgBacklog", 0))
     return lag
 
 

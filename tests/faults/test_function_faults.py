@@ -67,10 +67,14 @@ def _s(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}s"
 
 
-def run(settings: Settings, name: str, options: RunOptions, limit_s: float) -> None:
-    results = run_isolated(settings, name, options, limit_s)
+def report_and_check(results: list[ScenarioResult]) -> None:
+    """Figures first, into the run's summary, so a failing run still shows them."""
     report(results)
     check(results)
+
+
+def run(settings: Settings, name: str, options: RunOptions, limit_s: float) -> None:
+    report_and_check(run_isolated(settings, name, options, limit_s))
 
 
 def options(name: str, limit_s: float) -> RunOptions:

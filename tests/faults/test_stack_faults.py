@@ -14,7 +14,7 @@ import pytest
 from magnetar.pulsar_admin import PulsarAdmin
 from magnetar.settings import Settings
 from tests.faults.scenarios import RunOptions, broker_kill, postgres_restart
-from tests.faults.test_function_faults import check
+from tests.faults.test_function_faults import report_and_check
 
 # Only `faults`: a run selecting `-m integration` must not take the stack down.
 pytestmark = pytest.mark.faults
@@ -26,7 +26,7 @@ def test_broker_kill_9_in_the_middle_of_a_100k_replay_then_restart(
     settings: Settings, pulsar_admin: PulsarAdmin
 ) -> None:
     options = RunOptions(events=100_000, rate_per_s=None, fault_at=0.3, drain_timeout_s=900)
-    check(broker_kill(settings, pulsar_admin, options))
+    report_and_check(broker_kill(settings, pulsar_admin, options))
 
 
 @pytest.mark.timeout(1200)
@@ -35,4 +35,4 @@ def test_postgres_immediate_stop_and_restart_mid_stream(
     settings: Settings, pulsar_admin: PulsarAdmin
 ) -> None:
     options = RunOptions(events=10_000, rate_per_s=500, drain_timeout_s=600)
-    check(postgres_restart(settings, pulsar_admin, options))
+    report_and_check(postgres_restart(settings, pulsar_admin, options))
