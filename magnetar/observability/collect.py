@@ -46,7 +46,19 @@ def _stage(admin: PulsarAdmin, tenant: str, stage: str) -> StageHealth | None:
     return StageHealth(int(status.get("numRunning", 0)), int(status.get("numInstances", 0)), errors)
 
 
-def snapshot(admin: PulsarAdmin, database_url: str, tenant: str) -> PipelineSnapshot:
+def _stages(admin: PulsarAdmin, tenant: str) -> dict[str, StageHealth]:
+    return {stage: health for stage in STAGES if (health := _stage(admin, tenant, stage))}
+
+
+def snapshot(
+    admin: PulsarAdmin, database_url: str, tenant: str, *, counts_only: bool = False
+) -> PipelineSnapshot:
+    """Counts and backlog, then (unless `counts_only`) freshness and function health.
+
+    `counts_only` is what the gateway's exporter needs every few seconds for every tenant:
+    a function's status makes the worker ask each of its instances over gRPC, three
+    functions per tenant, and the exporter would throw the answers away.
+    """
     topics = TenantTopics(tenant)
     inputs = {"dedupe": topics.raw, "enrich": topics.deduped, "materialize": topics.enriched}
     backlog: dict[str, int] = {}
@@ -66,8 +78,10 @@ def snapshot(admin: PulsarAdmin, database_url: str, tenant: str) -> PipelineSnap
         counted = conn.execute(
             "SELECT count(*) FROM processed_events WHERE tenant_id = %s", (tenant,)
         ).fetchone()
-        p50, p99 = conn.execute(_FRESHNESS, {"tenant": tenant}).fetchone() or (None, None)
-    stages = {stage: health for stage in STAGES if (health := _stage(admin, tenant, stage))}
+        p50 = p99 = None
+        if not counts_only:
+            p50, p99 = conn.execute(_FRESHNESS, {"tenant": tenant}).fetchone() or (None, None)
+    stages = {} if counts_only else _stages(admin, tenant)
     return PipelineSnapshot(
         tenant=tenant,
         at_s=time.monotonic(),

@@ -87,7 +87,9 @@ class PipelineMetrics:
         settings = self._settings
         with PulsarAdmin(settings.pulsar_admin_url, settings.pulsar_admin_token) as admin:
             tenants = pipeline_tenants(admin)
-            fresh = {t: snapshot(admin, settings.database_url, t) for t in tenants}
+            fresh = {
+                t: snapshot(admin, settings.database_url, t, counts_only=True) for t in tenants
+            }
         with psycopg.connect(settings.database_url, autocommit=True, connect_timeout=5) as conn:
             for tenant in tenants:
                 self._observe_freshness(conn, tenant)
