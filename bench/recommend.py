@@ -116,6 +116,7 @@ async def serve_with_empty_handler(port: int) -> None:
     # table when it is built: this process (and only it) builds it with one more entry.
     vars(gateway_server)["method_scopes"] = lambda: {**method_scopes(), EMPTY_METHOD: Scope.READ}
     settings = Settings.load().merged({"grpc_port": port})
+    gateway_server.tune_interpreter(settings)
     gateway, _ = gateway_server.create_server(
         settings, services=[*gateway_server.DEFAULT_SERVICES, mount_empty_handler]
     )

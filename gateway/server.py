@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -179,9 +180,15 @@ def create_server(
     return GatewayServer(server, health_servicer, deps, engine, names), port
 
 
+def tune_interpreter(settings: Settings) -> None:
+    """Process-wide: a gateway process serves calls from many threads that share the GIL."""
+    sys.setswitchinterval(settings.gil_switch_interval_us / 1_000_000)
+
+
 async def serve(settings: Settings, options: GatewayOptions | None = None) -> None:
     """Run until SIGTERM/SIGINT, then shut down gracefully."""
     options = options or GatewayOptions()
+    tune_interpreter(settings)
     registry = CollectorRegistry()
     gateway, port = create_server(settings, options=options, registry=registry)
     await gateway.start()

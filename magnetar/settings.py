@@ -47,6 +47,10 @@ class Settings:
     # Platform admin API key (plain text only in the local state file / a Secret).
     admin_api_key: str = ""
     pulsar_version: str = PULSAR_VERSION
+    # How long a gateway thread may hold the GIL while others wait (CPython's default is
+    # 5,000 µs): the event loop, the serving threads and the Pulsar client's callbacks take
+    # turns, and every wait for a turn lands in some call's latency (BENCHMARKS.md).
+    gil_switch_interval_us: int = 500
 
     @property
     def pulsar_admin_token(self) -> str:
