@@ -14,6 +14,8 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from magnetar.dev.problems import EnvironmentProblem
+
 PULSAR_VERSION = "4.0.8"
 
 
@@ -52,6 +54,15 @@ class Settings:
     # turns, and every wait for a turn lands in some call's latency (BENCHMARKS.md).
     gil_switch_interval_us: int = 500
 
+    def __post_init__(self) -> None:
+        # Checked here, not where used: a gateway pod with a bad value must fail at start
+        # with the variable's name, not later inside grpc or `sys.setswitchinterval`.
+        for name in ("grpc_port", "metrics_port"):
+            if not 0 <= getattr(self, name) <= 65_535:
+                raise _bad(name, getattr(self, name), "a port number from 0 to 65535")
+        if self.gil_switch_interval_us <= 0:
+            raise _bad("gil_switch_interval_us", self.gil_switch_interval_us, "a number above 0")
+
     @property
     def pulsar_admin_token(self) -> str:
         if not self.pulsar_admin_token_file:
@@ -78,5 +89,19 @@ class Settings:
         for name, value in values.items():
             if name not in known:
                 continue
-            typed[name] = int(value) if known[name].type == "int" else value
+            if known[name].type == "int":
+                try:
+                    value = int(value)
+                except (TypeError, ValueError):
+                    raise _bad(name, value, "a whole number") from None
+            typed[name] = value
         return replace(self, **typed)
+
+
+def _bad(name: str, value: object, expected: str) -> EnvironmentProblem:
+    """A setting that cannot work, named as a user sets it."""
+    return EnvironmentProblem(
+        f"setting {name} is {value!r}, not {expected}",
+        f"set MAGNETAR_{name.upper()} to {expected} (or unset it to use the default), "
+        "or correct it in the stack's dev.json",
+    )
