@@ -2,13 +2,16 @@
 
 Each module in `magnetar.commands` exposes ``register(subparsers)``, adding its sub-commands
 with a ``handler(args) -> int`` default. Problems with the environment end in one line that
-names the fix and exit code 2; nothing prints a traceback at a user.
+names the fix and exit code 2; nothing prints a traceback at a user. SIGTERM ends a command
+as Ctrl-C does, unwinding it, so what it set up for itself (a benchmark's scratch tenant, a
+demo's clients) is removed on the way out instead of left behind.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -37,15 +40,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the command is, to unwind it like an interrupt."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # Python's default for SIGTERM ends the process at once, skipping every `finally`.
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         return int(args.handler(args))
     except EnvironmentProblem as problem:
         print(f"magnetar: error: {problem}", file=sys.stderr)
         return 2
+    except Terminated:
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":
