@@ -48,6 +48,7 @@ from magnetar.api_keys import Scope
 from magnetar.db.engine import make_engine, make_sessionmaker
 from magnetar.db.models import Tenant
 from magnetar.pulsar_admin import PulsarAdmin
+from magnetar.pulsar_client import quiet_logger
 from magnetar.raw_events import SerializedEventSchema, provision_raw_topic
 from magnetar.settings import Settings
 from magnetar.v1 import event_service_pb2, event_service_pb2_grpc, events_pb2
@@ -183,7 +184,7 @@ class PlainProducer:
         self._client = pulsar.Client(
             settings.pulsar_service_url,
             authentication=pulsar.AuthenticationToken(settings.pulsar_admin_token),
-            logger=pulsar.ConsoleLogger(pulsar.LoggerLevel.Warn),  # as the gateway does
+            logger=quiet_logger(),  # as the gateway does
         )
         self._producer = self._client.create_producer(
             topic,

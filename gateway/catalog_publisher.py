@@ -21,6 +21,7 @@ from gateway.catalog_proto import item_to_proto
 from gateway.event_publisher import PulsarCredentials
 from magnetar.errors import FailedPrecondition, Unavailable
 from magnetar.protobuf_schema import ProtobufNativeSchema
+from magnetar.pulsar_client import quiet_logger
 from magnetar.serving.catalog import CatalogItem
 from magnetar.topics import TenantTopics
 from magnetar.v1 import catalog_service_pb2
@@ -109,7 +110,7 @@ class PulsarCatalogTopic:
                     ),
                     operation_timeout_seconds=self._operation_timeout_s,
                     connection_timeout_ms=3_000,
-                    logger=pulsar.ConsoleLogger(pulsar.LoggerLevel.Warn),
+                    logger=quiet_logger(),
                 )
             return client
 

@@ -31,6 +31,7 @@ from gateway.event_validation import EventLike, partition_key
 from gateway.limits import PendingBudget
 from gateway.pulsar_bridge import BatchAck, PublishFailed
 from magnetar.errors import DeadlineExceeded, FailedPrecondition, Unavailable
+from magnetar.pulsar_client import quiet_logger
 from magnetar.raw_events import SerializedEventSchema, raw_events_topic
 
 log = logging.getLogger(__name__)
@@ -71,12 +72,6 @@ class PublisherOptions:
     # Bounds producer creation and lookups when the broker does not answer.
     operation_timeout_s: int = 10
     connection_timeout_ms: int = 3_000
-
-
-def _pulsar_logger() -> pulsar.ConsoleLogger:
-    # Filtered in C++: a Python `logging.Logger` here would take the GIL for every debug line
-    # of the client (two per message sent), only to drop them, on the ingest path.
-    return pulsar.ConsoleLogger(pulsar.LoggerLevel.Warn)
 
 
 def _reason(error: BaseException | Any) -> str:
@@ -233,7 +228,7 @@ class EventPublisher:
             authentication=pulsar.AuthenticationToken(self._credentials.token_for(tenant_id)),
             operation_timeout_seconds=options.operation_timeout_s,
             connection_timeout_ms=options.connection_timeout_ms,
-            logger=_pulsar_logger(),
+            logger=quiet_logger(),
         )
         try:
             partitions = client.get_topic_partitions(topic)

@@ -555,12 +555,8 @@ def fault_pipeline(
     )
     try:
         wait_running(admin, tenant, deploy(admin, tenant, options))
-        # Warnings only: the C++ client logs every reconnect at INFO, which buries the report.
-        client = make_client(
-            settings.pulsar_service_url,
-            settings.pulsar_admin_token,
-            logger=pulsar.ConsoleLogger(pulsar.LoggerLevel.Warn),
-        )
+        # Warnings only (make_client's default): INFO would bury the report in reconnects.
+        client = make_client(settings.pulsar_service_url, settings.pulsar_admin_token)
         try:
             yield Pipeline(settings, admin, topics, client)
         finally:
