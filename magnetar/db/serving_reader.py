@@ -33,6 +33,7 @@ import psycopg
 from psycopg_pool import ConnectionPool
 
 from magnetar.db.availability import unavailable_on_failure
+from magnetar.db.decay_sql import decayed_sql
 from magnetar.db.state_reader import PostgresStateReader
 from magnetar.db.user_snapshot import UserRows, read_user
 from magnetar.personalization.settings import SignalSettings
@@ -45,11 +46,11 @@ from magnetar.personalization.state import (
 from magnetar.serving.personalization import CatalogFact
 
 # Ties rank by ascending id in code-point order, as in the in-memory reader.
-_NEIGHBOURS = """
+_NEIGHBOURS = f"""
 SELECT seed.item_id, n.other_item_id, n.s
 FROM unnest(%(items)s::text[]) WITH ORDINALITY AS seed(item_id, position)
 CROSS JOIN LATERAL (
-  SELECT other_item_id, score * power(2.0, -GREATEST(0, %(now)s - as_of)::float8 / %(h)s) AS s
+  SELECT other_item_id, {decayed_sql("score", "%(now)s - as_of", "%(h)s")} AS s
   FROM item_covisitation c
   WHERE c.tenant_id = %(tenant)s AND c.item_id = seed.item_id
   ORDER BY s DESC, other_item_id COLLATE "C"

@@ -15,6 +15,7 @@ from typing import Any
 import psycopg
 from psycopg_pool import ConnectionPool
 
+from magnetar.db.decay_sql import decayed_sql
 from magnetar.db.state_writer import recent_from_json
 from magnetar.personalization.settings import SignalSettings
 from magnetar.personalization.state import (
@@ -28,7 +29,7 @@ from magnetar.personalization.state import (
 
 def _decayed(h_param: str, alias: str = "") -> str:
     column = f"{alias}." if alias else ""
-    return f"{column}score * power(2.0, -GREATEST(0, %(now)s - {column}as_of)::float8 / {h_param})"
+    return decayed_sql(f"{column}score", f"%(now)s - {column}as_of", h_param)
 
 
 class PostgresStateReader:

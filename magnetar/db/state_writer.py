@@ -23,6 +23,7 @@ from typing import Any
 
 import psycopg
 
+from magnetar.db.decay_sql import decayed_sql
 from magnetar.personalization.fold import fold_events
 from magnetar.personalization.records import EnrichedEvent
 from magnetar.personalization.settings import SignalSettings
@@ -44,14 +45,10 @@ class BatchOutcome:
 
 def _decayed_merge(table: str, half_life_param: str) -> str:
     """SQL for `DecayedScore.merge` of the stored row (`table`) with EXCLUDED."""
-    h = half_life_param
-    return (
-        f"score = {table}.score * power(2.0, -GREATEST(0, GREATEST({table}.as_of, EXCLUDED.as_of)"
-        f" - {table}.as_of)::float8 / {h})"
-        f" + EXCLUDED.score * power(2.0, -GREATEST(0, GREATEST({table}.as_of, EXCLUDED.as_of)"
-        f" - EXCLUDED.as_of)::float8 / {h}),"
-        f" as_of = GREATEST({table}.as_of, EXCLUDED.as_of)"
-    )
+    as_of = f"GREATEST({table}.as_of, EXCLUDED.as_of)"
+    stored = decayed_sql(f"{table}.score", f"{as_of} - {table}.as_of", half_life_param)
+    added = decayed_sql("EXCLUDED.score", f"{as_of} - EXCLUDED.as_of", half_life_param)
+    return f"score = {stored} + {added}, as_of = {as_of}"
 
 
 # committed_at is the insert's own clock (not the transaction's start), the closest a row

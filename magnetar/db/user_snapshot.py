@@ -21,6 +21,7 @@ from typing import Any
 import psycopg
 
 from magnetar.db.state_writer import recent_from_json
+from magnetar.personalization.decay import decayed
 from magnetar.personalization.state import (
     RecentItem,
     ScoredCategory,
@@ -47,8 +48,8 @@ WHERE tenant_id = %(tenant)s AND user_id = %(user)s
 
 
 def _decayed(score: float, as_of: int, now_ms: int, half_life_ms: int) -> float:
-    # As PostgreSQL computes it in the reader: power(2.0, -GREATEST(0, now - as_of) / h).
-    return float(score * 2.0 ** (-max(0, now_ms - as_of) / half_life_ms))
+    # As PostgreSQL computes it in the reader (magnetar.db.decay_sql).
+    return decayed(float(score), now_ms - as_of, half_life_ms)
 
 
 def _top(rows: Sequence[tuple[str, float]], limit: int) -> list[tuple[str, float]]:

@@ -24,6 +24,14 @@ MINUTE_MS = 60_000
 HOUR_MS = 60 * MINUTE_MS
 DAY_MS = 24 * HOUR_MS
 
+# Beyond this many half-lives a score counts as gone (2 ** -1000 is about 1e-301). PostgreSQL
+# raises "value out of range: underflow" where a float8 result rounds to zero, so the SQL
+# decay (`magnetar.db.decay_sql`) must never compute one; Python agrees with it exactly.
+MAX_HALF_LIVES = 1_000
+# A magnitude below which a score counts as zero: the smallest value whose product with
+# 2 ** -MAX_HALF_LIVES is still a non-zero float8 is about 3e-23.
+NEGLIGIBLE_SCORE = 1e-20
+
 
 def decay_factor(elapsed_ms: int, half_life_ms: int) -> float:
     """How much of a score survives `elapsed_ms`; never more than all of it.
@@ -36,7 +44,16 @@ def decay_factor(elapsed_ms: int, half_life_ms: int) -> float:
         raise ValueError(f"half-life must be positive, got {half_life_ms} ms")
     if elapsed_ms <= 0:
         return 1.0
-    return math.exp2(-elapsed_ms / half_life_ms)
+    half_lives = elapsed_ms / half_life_ms
+    return 0.0 if half_lives >= MAX_HALF_LIVES else math.exp2(-half_lives)
+
+
+def decayed(value: float, elapsed_ms: int, half_life_ms: int) -> float:
+    """`value` after `elapsed_ms`, zero beyond MAX_HALF_LIVES or below NEGLIGIBLE_SCORE:
+    the same figure as the SQL of `magnetar.db.decay_sql.decayed_sql`."""
+    if abs(value) < NEGLIGIBLE_SCORE:
+        return 0.0
+    return value * decay_factor(elapsed_ms, half_life_ms)
 
 
 class DecayedScore(NamedTuple):
@@ -52,13 +69,13 @@ class DecayedScore(NamedTuple):
 
     def at(self, now_ms: int, half_life_ms: int) -> float:
         """The value decayed to `now_ms` (undecayed if `now_ms` is not after `as_of`)."""
-        return self.value * decay_factor(now_ms - self.as_of, half_life_ms)
+        return decayed(self.value, now_ms - self.as_of, half_life_ms)
 
     def merge(self, other: DecayedScore, half_life_ms: int) -> DecayedScore:
         """The sum of two scores, expressed as of the later of their instants."""
         as_of = max(self.as_of, other.as_of)
-        value = self.value * decay_factor(as_of - self.as_of, half_life_ms) + (
-            other.value * decay_factor(as_of - other.as_of, half_life_ms)
+        value = decayed(self.value, as_of - self.as_of, half_life_ms) + decayed(
+            other.value, as_of - other.as_of, half_life_ms
         )
         return DecayedScore(value, as_of)
 

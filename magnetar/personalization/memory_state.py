@@ -8,11 +8,10 @@ the value types, exactly as the PostgreSQL upserts must.
 from __future__ import annotations
 
 import heapq
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from magnetar.personalization.decay import DecayedScore, merge_optional
+from magnetar.personalization.decay import DecayedScore, decayed, merge_optional
 from magnetar.personalization.settings import SignalSettings
 from magnetar.personalization.state import (
     ItemCategories,
@@ -36,12 +35,12 @@ def _top(
     Written as one comprehension over plain tuples because it scans whole neighbour lists
     and the whole catalog for trending on every request.
     """
-    decayed = [
-        (-value * math.exp2(min(0, as_of - now_ms) / half_life_ms), key)
+    ranked = [
+        (-now_value, key)
         for key, (value, as_of) in scores.items()
-        if value > 0
+        if value > 0 and (now_value := decayed(value, now_ms - as_of, half_life_ms)) > 0
     ]
-    return [(key, -negated) for negated, key in heapq.nsmallest(limit, decayed)]
+    return [(key, -negated) for negated, key in heapq.nsmallest(limit, ranked)]
 
 
 @dataclass

@@ -6,7 +6,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from magnetar.personalization.decay import DAY_MS, DecayedScore, decay_factor
+from magnetar.personalization.decay import (
+    DAY_MS,
+    HOUR_MS,
+    MAX_HALF_LIVES,
+    NEGLIGIBLE_SCORE,
+    DecayedScore,
+    decay_factor,
+    decayed,
+)
 
 H = 7 * DAY_MS
 
@@ -85,3 +93,21 @@ def test_merge_is_associative(
     left, right = x.merge(y, H).merge(z, H), x.merge(y.merge(z, H), H)
     assert left.as_of == right.as_of
     assert math.isclose(left.value, right.value, rel_tol=1e-9, abs_tol=1e-6)
+
+
+def test_beyond_the_cut_off_a_score_is_gone_and_before_it_is_not() -> None:
+    # PostgreSQL cannot represent what a plain 2 ** -x gives past ~1,075 half-lives: the
+    # Python decay stops at the same cut-off as the SQL one.
+    assert decay_factor(MAX_HALF_LIVES * HOUR_MS, HOUR_MS) == 0.0
+    assert decay_factor(60 * DAY_MS, HOUR_MS) == 0.0
+    assert decay_factor((MAX_HALF_LIVES - 1) * HOUR_MS, HOUR_MS) == 2.0 ** -(MAX_HALF_LIVES - 1)
+    assert DecayedScore(5.0, 0).at(60 * DAY_MS, HOUR_MS) == 0.0
+    assert DecayedScore(5.0, 0).merge(DecayedScore(1.0, 60 * DAY_MS), HOUR_MS) == DecayedScore(
+        1.0, 60 * DAY_MS
+    )
+
+
+def test_a_negligible_score_reads_as_zero() -> None:
+    assert decayed(NEGLIGIBLE_SCORE / 2, 0, HOUR_MS) == 0.0
+    assert decayed(-NEGLIGIBLE_SCORE / 2, HOUR_MS, HOUR_MS) == 0.0
+    assert decayed(1e-15, HOUR_MS, HOUR_MS) == 0.5e-15
