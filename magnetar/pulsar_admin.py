@@ -2,18 +2,27 @@
 v3 for functions).
 
 Every create is idempotent: "already exists" (HTTP 409) counts as success when what exists
-matches what was asked, so the tenant reconciler can repeat any step after a crash.
+matches what was asked, so the tenant reconciler can repeat any step after a crash. Every
+delete of a tenant or namespace rides out the broker's metadata race (see `DELETE_BACKOFF`)
+and checks that the thing is gone.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import httpx
+
+from magnetar.retry import Backoff, retry_transient
+
+# Deleting a tenant or namespace that was just in use races with the broker's own clean-up of
+# its metadata (apache/pulsar#12553): it answers 500 "Directory not empty" for a few seconds.
+DELETE_BACKOFF = Backoff(first_s=0.2, factor=2.0, max_s=2.0, budget_s=30.0)
 
 
 class PulsarAdminError(Exception):
@@ -28,6 +37,15 @@ class PulsarAdminError(Exception):
         self.reason = reason
 
 
+def is_metadata_race(error: Exception) -> bool:
+    """The broker's transient answer to deleting a recently used tenant or namespace."""
+    return (
+        isinstance(error, PulsarAdminError)
+        and error.status == 500
+        and "not empty" in str(error.reason).lower()
+    )
+
+
 def topic_path(topic: str) -> str:
     """`persistent://t/ns/name` → `persistent/t/ns/name` (the REST path form)."""
     domain, _, rest = topic.partition("://")
@@ -39,9 +57,22 @@ def topic_path(topic: str) -> str:
 class PulsarAdmin:
     """Synchronous admin client authenticated with a (superuser) token."""
 
-    def __init__(self, base_url: str, token: str = "", *, timeout_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        token: str = "",
+        *,
+        timeout_s: float = 30.0,
+        delete_backoff: Backoff = DELETE_BACKOFF,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._http = httpx.Client(base_url=base_url.rstrip("/"), headers=headers, timeout=timeout_s)
+        self._http = httpx.Client(
+            base_url=base_url.rstrip("/"), headers=headers, timeout=timeout_s, transport=transport
+        )
+        self._delete_backoff = delete_backoff
+        self._sleep = sleep
 
     def close(self) -> None:
         self._http.close()
@@ -96,10 +127,19 @@ class PulsarAdmin:
             if sorted(current.get("adminRoles", [])) != body["adminRoles"]:
                 self._call("POST", f"/admin/v2/tenants/{tenant}", json_body=body)
 
+    def _delete_settled(self, path: str, what: str) -> None:
+        """DELETE `path` (forced), retried through the metadata race; then it must be gone."""
+
+        def delete() -> None:
+            self._call("DELETE", path, params={"force": "true"}, ok_missing=True)
+
+        retry_transient(delete, is_metadata_race, self._delete_backoff, sleep=self._sleep)
+        if self._call("GET", path, ok_missing=True).status_code != 404:
+            raise PulsarAdminError(500, "DELETE", path, f"{what} still exists after its deletion")
+
     def delete_tenant(self, tenant: str) -> None:
-        self._call(
-            "DELETE", f"/admin/v2/tenants/{tenant}", params={"force": "true"}, ok_missing=True
-        )
+        """Delete `tenant` with its namespaces, topics and functions; absent is fine."""
+        self._delete_settled(f"/admin/v2/tenants/{tenant}", f"tenant {tenant}")
 
     # -- namespaces and their policies ----------------------------------------------------
 
@@ -111,9 +151,8 @@ class PulsarAdmin:
         self._call("PUT", f"/admin/v2/namespaces/{namespace}", ok_conflict=True)
 
     def delete_namespace(self, namespace: str) -> None:
-        self._call(
-            "DELETE", f"/admin/v2/namespaces/{namespace}", params={"force": "true"}, ok_missing=True
-        )
+        """Delete `namespace` with its topics; absent is fine."""
+        self._delete_settled(f"/admin/v2/namespaces/{namespace}", f"namespace {namespace}")
 
     def namespace_policies(self, namespace: str) -> dict[str, Any]:
         return dict(self._get_json(f"/admin/v2/namespaces/{namespace}"))

@@ -17,7 +17,6 @@ Pure logic over `tenants.ports`; no I/O of its own.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Sequence
 
 from magnetar.api_keys import Scope, mint_key
@@ -53,7 +52,6 @@ FIRST_INGEST_KEY = "first ingest key (CreateTenant)"
 FIRST_READ_KEY = "first read key (CreateTenant)"
 # How long Update and Delete wait for a tenant's lease before answering UNAVAILABLE.
 BUSY_WAIT_S = 30.0
-TENANT_DELETE_ATTEMPTS = 5
 
 
 def _tenant_missing(tenant_id: str) -> NotFound:
@@ -80,14 +78,12 @@ class Reconciler:
         *,
         role_for: Callable[[str], str] = tenant_role,
         before_offboarding: Sequence[OffboardingHook] = (),
-        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._pulsar = pulsar
         self._store = store
         self._functions = functions
         self._role_for = role_for
         self._before_offboarding = tuple(before_offboarding)
-        self._sleep = sleep
 
     # -- onboarding -------------------------------------------------------------------
 
@@ -262,15 +258,7 @@ class Reconciler:
             self._pulsar.delete_namespace(namespace)
             removed += [f"topic {topic}" for topic in topics if "-partition-" not in topic]
             removed.append(f"namespace {namespace}")
-        for attempt in range(1, TENANT_DELETE_ATTEMPTS + 1):
-            try:
-                self._pulsar.delete_tenant(tenant_id)
-                break
-            except Unavailable:
-                # Right after its namespaces go, the broker may still be tidying their
-                # metadata ("Directory not empty"); it settles within a second or two.
-                if attempt == TENANT_DELETE_ATTEMPTS:
-                    raise
-                self._sleep(1.0)
+        # The admin client rides out the broker's metadata race on deletes.
+        self._pulsar.delete_tenant(tenant_id)
         removed.append(f"pulsar tenant {tenant_id}")
         return removed

@@ -214,7 +214,6 @@ def target(settings: Settings, pulsar_admin: PulsarAdmin) -> Iterator[Target]:
         running.channel.close()
         gateway.stop()
         remove_tenant_row(settings, tenant)
-        # Retries while the broker still answers "Directory not empty" for the namespace.
         remove_tenant(pulsar_admin, tenant)
 
 

@@ -31,7 +31,7 @@ from magnetar.db.user_erasure import user_tables
 from magnetar.personalization import records
 from magnetar.personalization.records import EnrichedEvent
 from magnetar.personalization.settings import SignalSettings
-from magnetar.pulsar_admin import PulsarAdmin, PulsarAdminError
+from magnetar.pulsar_admin import PulsarAdmin
 from magnetar.settings import Settings
 from magnetar.topics import TenantTopics
 from magnetar.v1 import catalog_service_pb2 as cat
@@ -82,22 +82,7 @@ def serving_tenant(
         yield ServingTenant(tenant, read.secret, ingest.secret)
     finally:
         remove_tenant_row(settings, tenant)
-        remove_pulsar_tenant(admin, tenant)
-
-
-def remove_pulsar_tenant(admin: PulsarAdmin, tenant: str, attempts: int = 5) -> None:
-    """Namespaces, then the tenant; the broker may still be tidying a namespace's metadata
-    a moment after deleting it ("Directory not empty"), so the tenant is retried."""
-    for namespace in admin.namespaces(tenant):
-        admin.delete_namespace(namespace)
-    for attempt in range(attempts):
-        try:
-            admin.delete_tenant(tenant)
-            return
-        except PulsarAdminError:
-            if attempt == attempts - 1:
-                raise
-            time.sleep(1)
+        admin.delete_tenant(tenant)
 
 
 @pytest.fixture

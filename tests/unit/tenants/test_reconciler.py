@@ -286,14 +286,3 @@ def test_a_view_shows_functions_and_the_backlog_of_every_subscription(world: Wor
     assert [(b.topic, b.subscription, b.backlog) for b in view.backlogs] == [
         ("persistent://acme/events/raw", "magnetar-dedupe", 7)
     ]
-
-
-def test_a_pulsar_tenant_still_settling_after_its_namespaces_is_deleted_on_a_retry() -> None:
-    world = World()
-    slept: list[float] = []
-    world.reconciler = Reconciler(world.pulsar, world.store, world.functions, sleep=slept.append)
-    world.reconciler.onboard(SPEC)
-    world.pulsar.faults.fail("delete_tenant", Unavailable("Directory not empty"), times=2)
-
-    assert "pulsar tenant acme" in world.reconciler.offboard("acme")
-    assert slept == [1.0, 1.0] and "acme" not in world.pulsar.tenants()
