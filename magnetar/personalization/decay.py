@@ -17,7 +17,6 @@ The same merge in SQL, for an upsert of `excluded` into an existing row (`h` in 
 
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 MINUTE_MS = 60_000
@@ -45,7 +44,9 @@ def decay_factor(elapsed_ms: int, half_life_ms: int) -> float:
     if elapsed_ms <= 0:
         return 1.0
     half_lives = elapsed_ms / half_life_ms
-    return 0.0 if half_lives >= MAX_HALF_LIVES else math.exp2(-half_lives)
+    # pow(2, -x), as PostgreSQL's power() computes it: the SQL and Python figures agree to the
+    # last bit (exp2 may differ in the last place).
+    return 0.0 if half_lives >= MAX_HALF_LIVES else float(2.0**-half_lives)
 
 
 def decayed(value: float, elapsed_ms: int, half_life_ms: int) -> float:
