@@ -53,7 +53,7 @@ def _scenarios() -> dict[str, Callable[..., Any]]:
 
     return {
         "kill": scenarios.function_kill,
-        "sigstop": scenarios.materialize_pause,
+        "sigstop": scenarios.pipeline_pause,
         "gateway": gateway_restart,
         "postgres": scenarios.postgres_restart,
         "broker": scenarios.broker_kill,
@@ -110,7 +110,7 @@ def run(args: argparse.Namespace) -> BenchReport:
                     **{k: v for k, v in row.items() if k in COLUMNS},
                 )
     report.notes.append(
-        "control = materialize without its processed-event ledger (user config ledger=off; "
+        "control = the pipeline without its processed-event ledger (user config ledger=off; "
         "for the gateway also dedupe with a 1 ms window): it must show duplicates; "
         "the protected runs must show lost = duplicated = unexpected = 0"
     )

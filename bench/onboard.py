@@ -8,11 +8,11 @@ checkout) and gRPC only:
    policies, role grants, topics, schemas, function registrations, PostgreSQL rows, keys;
 2. at once, `Ingest` of one view of a fresh item by a fresh user, with the new ingest key;
 3. `Recommend` for that user, polled every 50 ms with the new read key, until the item is
-   among the recommendations: the event went raw → dedupe → enrich → materialize →
+   among the recommendations: the event went raw → pipeline (dedupe, enrich, materialize) →
    PostgreSQL, through functions that were not running when step 1 returned.
 
 Reported: p50 / p95 / max of the metadata part, of the whole (step 1 to 3), and of the time
-until the three functions report running; then the tenant is deleted (timed too). The first
+until the pipeline Function reports running; then the tenant is deleted (timed too). The first
 run of a fresh gateway (first producer, first use of each client) is a warm-up, shown in
 the notes and not counted. Target: whole p95 <= 5 s on the 2-core development machine.
 """

@@ -1,4 +1,4 @@
-"""`magnetar bench pipeline`: throughput and freshness through dedupe → enrich → materialize.
+"""`magnetar bench pipeline`: throughput and freshness through the pipeline Function.
 
 Three measurements on one freshly provisioned tenant, in one run:
 
@@ -305,7 +305,7 @@ def run(
     )
     report.add(
         **{
-            "measurement": "pipeline burst (all 3 stages → Postgres)",
+            "measurement": "pipeline burst (raw → Postgres)",
             "events": flood.sent,
             "events/s": flood.rate,
             "vs baseline": f"{flood.rate / burst_base.rate:.0%} of throughput"

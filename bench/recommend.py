@@ -3,7 +3,7 @@
     .venv/bin/magnetar bench recommend [--seconds 10] [--rate 500] [--ingest-rate 1000]
                                        [--peak-rates 250,500,750,1000] [--step-seconds 5]
 
-One run, one scratch tenant with its pipeline deployed (dedupe → enrich → materialize):
+One run, one scratch tenant with its pipeline deployed (one Function: dedupe, enrich, materialize):
 
 1. state: generated shoppers' history (Zipf items, sessions, funnel) folded into PostgreSQL
    with the materializer's own `commit_batch`, and the catalog written through

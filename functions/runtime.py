@@ -25,7 +25,7 @@ M = TypeVar("M")
 
 # Names of message properties the platform sets.
 # When the gateway's send reached Pulsar (ms): the raw message's publish time, carried along
-# each stage so lateness and freshness are judged from acceptance, not from processing.
+# on so lateness and freshness are judged from acceptance, not from processing.
 ACCEPTED_AT_PROPERTY = "magnetar-accepted-at"
 # Dead letters carry why, as `functions.logic.enrichment.DeadLetter.properties` names it.
 REASON_PROPERTY = "dlq_reason"

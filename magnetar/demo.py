@@ -60,7 +60,7 @@ def onboard(settings: Settings, console: Console) -> str:
     with PulsarAdmin(settings.pulsar_admin_url, settings.pulsar_admin_token) as admin:
         console.print(f"provisioning tenant [bold]{TENANT}[/bold] in Pulsar…")
         provision_pulsar(admin, TENANT)
-        console.print("deploying dedupe → enrich → materialize…")
+        console.print("deploying the pipeline (dedupe, enrich, materialize)…")
         options = PipelineOptions(database_url_file=settings.functions_database_url_file)
         wait_running(admin, TENANT, deploy_pipeline(admin, TENANT, options))
     with psycopg.connect(settings.database_owner_url, autocommit=True) as conn:

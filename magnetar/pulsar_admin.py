@@ -244,6 +244,15 @@ class PulsarAdmin:
                 found.update(response.json())
         return sorted(found)
 
+    def delete_subscription(self, topic: str, subscription: str) -> None:
+        """Delete `subscription` of `topic` (partitioned or not), consumers or not; absent is fine."""
+        self._call(
+            "DELETE",
+            f"/admin/v2/{topic_path(topic)}/subscription/{subscription}",
+            params={"force": "true"},
+            ok_missing=True,
+        )
+
     def topic_stats(self, topic: str, *, partitioned: bool) -> dict[str, Any]:
         suffix = "partitioned-stats" if partitioned else "stats"
         return dict(self._get_json(f"/admin/v2/{topic_path(topic)}/{suffix}"))
@@ -312,6 +321,18 @@ class PulsarAdmin:
 
     def function_status(self, tenant: str, namespace: str, name: str) -> dict[str, Any]:
         return dict(self._get_json(self._function_path(tenant, namespace, name) + "/status"))
+
+    def function_user_metrics(self, tenant: str, namespace: str, name: str) -> dict[str, float]:
+        """Each metric the Function recorded (`context.record_metric`), summed over its
+        instances, since each instance started."""
+        stats = self._get_json(self._function_path(tenant, namespace, name) + "/stats")
+        found: dict[str, float] = {}
+        for instance in stats.get("instances", []):
+            for key, value in (instance.get("metrics", {}).get("userMetrics") or {}).items():
+                if key.startswith("user_metric_") and key.endswith("_sum"):
+                    metric = key.removeprefix("user_metric_").removesuffix("_sum")
+                    found[metric] = found.get(metric, 0.0) + float(value)
+        return found
 
     def restart_function(self, tenant: str, namespace: str, name: str) -> None:
         self._call("POST", self._function_path(tenant, namespace, name) + "/restart")

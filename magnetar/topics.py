@@ -4,6 +4,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# A tenant's stream pipeline: one Function on its raw topic (functions.pipeline), which
+# dedupes, enriches and writes PostgreSQL state in one process.
+PIPELINE_FUNCTION = "pipeline"
+PIPELINE_FUNCTIONS: tuple[str, ...] = (PIPELINE_FUNCTION,)
+
+
+# The three Functions (and their subscriptions) of the pipeline before it was one; an
+# upgrade removes them (tenants.functions_deploy).
+LEGACY_FUNCTIONS: tuple[str, ...] = ("dedupe", "enrich", "materialize")
+
+
+def subscription_of(function: str) -> str:
+    """The subscription a pipeline Function reads its input with."""
+    return f"magnetar-{function}"
+
 
 @dataclass(frozen=True)
 class TenantTopics:
@@ -25,14 +40,6 @@ class TenantTopics:
     @property
     def raw(self) -> str:
         return self._events("raw")
-
-    @property
-    def deduped(self) -> str:
-        return self._events("deduped")
-
-    @property
-    def enriched(self) -> str:
-        return self._events("enriched")
 
     @property
     def dlq(self) -> str:

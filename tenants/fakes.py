@@ -18,6 +18,7 @@ from typing import Any
 from magnetar.api_key_store import StoredKey
 from magnetar.api_keys import NewKey, Scope, mint_key
 from magnetar.errors import NotFound
+from magnetar.topics import PIPELINE_FUNCTIONS
 from tenants.model import (
     FunctionHealth,
     StepState,
@@ -237,7 +238,7 @@ class FakePulsarAdmin:
 class FakeFunctionDeployer:
     """The functions worker as a set of deployed (tenant, function) names."""
 
-    STAGES = ("dedupe", "enrich", "materialize")
+    STAGES = PIPELINE_FUNCTIONS
 
     def __init__(self) -> None:
         self.faults = Faults()

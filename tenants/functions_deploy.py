@@ -15,7 +15,7 @@ from typing import Any
 from functions.deployment import STAGES, PipelineOptions, package_file, pipeline
 from magnetar.errors import Unavailable
 from magnetar.pulsar_admin import PulsarAdmin
-from magnetar.topics import TenantTopics
+from magnetar.topics import LEGACY_FUNCTIONS, TenantTopics, subscription_of
 from tenants.function_state import FunctionStateStorage, state_namespace
 from tenants.model import FunctionHealth
 from tenants.pulsar_port import pulsar_errors
@@ -63,8 +63,24 @@ def wait_running(
 
 
 def undeploy_pipeline(admin: PulsarAdmin, tenant: str) -> None:
-    for stage in STAGES:
+    for stage in STAGES + LEGACY_FUNCTIONS:
         admin.delete_function(tenant, "events", stage)
+
+
+def remove_legacy_pipeline(admin: PulsarAdmin, tenant: str) -> list[str]:
+    """Remove the three-stage pipeline an earlier release deployed, once the one-Function
+    pipeline runs: its Functions, and its subscription on the raw topic (which would hold
+    the raw backlog for ever). Events it had not counted yet are counted by the new
+    pipeline, which reads the raw topic from its earliest retained message."""
+    removed = []
+    topics = TenantTopics(tenant)
+    for stage in LEGACY_FUNCTIONS:
+        if admin.function_config(tenant, "events", stage) is not None:
+            admin.delete_function(tenant, "events", stage)
+            removed.append(f"function {tenant}/events/{stage}")
+    if admin.partitions(topics.raw) is not None:
+        admin.delete_subscription(topics.raw, subscription_of(LEGACY_FUNCTIONS[0]))
+    return removed
 
 
 def _plain(value: Any) -> Any:
@@ -122,6 +138,8 @@ class PipelineDeployer:
         # package storage ("Someone just created log /pulsar/functions/...").
         for config in pipeline(TenantTopics(tenant_id), self._options).values():
             self._deploy_one(tenant_id, config)
+        with pulsar_errors("removing the three-stage pipeline"):
+            remove_legacy_pipeline(self._admin, tenant_id)
 
     def _deploy_one(self, tenant_id: str, config: dict[str, Any]) -> None:
         stage = str(config["name"])
@@ -159,11 +177,11 @@ class PipelineDeployer:
 
     def undeploy(self, tenant_id: str) -> list[str]:
         removed = []
-        for stage in STAGES:
+        for stage in STAGES + LEGACY_FUNCTIONS:
             with pulsar_errors(f"deleting function {stage}"):
                 if self._admin.function_config(tenant_id, "events", stage) is not None:
                     self._admin.delete_function(tenant_id, "events", stage)
                     removed.append(f"function {tenant_id}/events/{stage}")
-        if self._state is not None and self._state.remove(tenant_id, STAGES):
+        if self._state is not None and self._state.remove(tenant_id, STAGES + LEGACY_FUNCTIONS):
             removed.append(f"function state {state_namespace(tenant_id)}")
         return removed

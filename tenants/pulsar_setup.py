@@ -24,12 +24,10 @@ from magnetar import raw_events
 from magnetar.protobuf_schema import ProtobufNativeSchema
 from magnetar.pulsar_tokens import tenant_role
 from magnetar.topics import TenantTopics
-from magnetar.v1 import catalog_service_pb2, enriched_event_pb2, events_pb2
+from magnetar.v1 import catalog_service_pb2, events_pb2
 from tenants.plans import PLANS, Quotas
 from tenants.ports import PulsarAdminPort
 
-# The pipeline's intermediate topics; the raw topic's count is raw_events.DEFAULT_PARTITIONS.
-PIPELINE_PARTITIONS = 2
 SCHEMA_COMPATIBILITY = "BACKWARD_TRANSITIVE"
 BACKLOG_POLICY = "producer_request_hold"
 ROLE_ACTIONS = ("consume", "produce")
@@ -49,8 +47,6 @@ def schemas(topics: TenantTopics) -> list[tuple[str, type[Message]]]:
     """Every topic with a registered schema, and its message."""
     return [
         (topics.raw, events_pb2.Event),
-        (topics.deduped, events_pb2.Event),
-        (topics.enriched, enriched_event_pb2.EnrichedEvent),
         (topics.catalog, catalog_service_pb2.Item),
     ]
 
@@ -155,8 +151,6 @@ def _ensure_partitioned(admin: PulsarAdminPort, topic: str, partitions: int) -> 
 
 def ensure_topics(admin: PulsarAdminPort, topics: TenantTopics) -> None:
     _ensure_partitioned(admin, topics.raw, raw_events.DEFAULT_PARTITIONS)
-    for topic in (topics.deduped, topics.enriched):
-        _ensure_partitioned(admin, topic, PIPELINE_PARTITIONS)
     existing = set(admin.topics(topics.events_namespace)) | set(
         admin.topics(topics.catalog_namespace)
     )

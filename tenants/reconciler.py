@@ -193,8 +193,6 @@ class Reconciler:
         found = []
         for topic, partitioned in (
             (topics.raw, True),
-            (topics.deduped, True),
-            (topics.enriched, True),
             (topics.dlq, False),
             (topics.catalog, False),
         ):

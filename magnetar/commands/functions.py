@@ -22,7 +22,7 @@ from tenants.functions_deploy import deploy_pipeline, wait_running
 def register(subparsers: Any) -> None:
     group = subparsers.add_parser("functions", help="deploy and inspect a tenant's Functions")
     commands = group.add_subparsers(dest="functions_command", required=True)
-    deploy = commands.add_parser("deploy", help="create or update dedupe, enrich, materialize")
+    deploy = commands.add_parser("deploy", help="create or update the pipeline Function")
     target = deploy.add_mutually_exclusive_group(required=True)
     target.add_argument("--tenant", help="tenant slug (Pulsar tenant)")
     target.add_argument("--all", action="store_true", help="every tenant registered in PostgreSQL")

@@ -205,6 +205,9 @@ def _set_properties(text: str, values: dict[str, str]) -> str:
     return text
 
 
+INSTANCE_LIVENESS_CHECK_MS = 2_000
+
+
 def _set_yaml_scalars(text: str, values: dict[str, str]) -> str:
     """Set `key: value` lines (any indentation) of the worker's YAML, appending top-level keys."""
     for key, value in values.items():
@@ -272,6 +275,9 @@ def configure(layout: PulsarLayout) -> None:
             "brokerClientAuthenticationEnabled": "true",
             "authenticationProviders": f"[{auth['authenticationProviders']}]",
             "authenticateMetricsEndpoint": "false",
+            # A killed instance is restarted within ~2 s instead of the default 30 s: the
+            # pipeline of its tenant stops counting until then (docs/faults.md).
+            "instanceLivenessCheckFreqMs": str(INSTANCE_LIVENESS_CHECK_MS),
         },
     )
     layout.worker_conf.write_text(worker)

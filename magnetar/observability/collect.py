@@ -9,7 +9,7 @@ import psycopg
 
 from magnetar.observability.pipeline_snapshot import STAGES, PipelineSnapshot, StageHealth
 from magnetar.pulsar_admin import PulsarAdmin, PulsarAdminError
-from magnetar.topics import TenantTopics
+from magnetar.topics import TenantTopics, subscription_of
 
 _FRESHNESS = """
 SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY ms), percentile_cont(0.99) WITHIN GROUP (ORDER BY ms)
@@ -60,15 +60,13 @@ def snapshot(
     functions per tenant, and the exporter would throw the answers away.
     """
     topics = TenantTopics(tenant)
-    inputs = {"dedupe": topics.raw, "enrich": topics.deduped, "materialize": topics.enriched}
-    backlog: dict[str, int] = {}
-    accepted = 0
-    for stage, topic in inputs.items():
-        stats = _stats(admin, topic, partitioned=True)
-        if stage == "dedupe":
-            accepted = int(stats.get("msgInCounter", 0))
-        subscription = stats.get("subscriptions", {}).get(f"magnetar-{stage}", {})
-        backlog[stage] = int(subscription.get("msgBacklog", 0))
+    raw = _stats(admin, topics.raw, partitioned=True)
+    accepted = int(raw.get("msgInCounter", 0))
+    subscriptions = raw.get("subscriptions", {})
+    backlog = {
+        stage: int(subscriptions.get(subscription_of(stage), {}).get("msgBacklog", 0))
+        for stage in STAGES
+    }
     dead = int(_stats(admin, topics.dlq, partitioned=False).get("msgInCounter", 0))
     with (
         psycopg.connect(database_url, autocommit=True, connect_timeout=5) as conn,

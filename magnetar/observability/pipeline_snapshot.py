@@ -10,7 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-STAGES = ("dedupe", "enrich", "materialize")
+from magnetar.topics import PIPELINE_FUNCTIONS
+
+STAGES = PIPELINE_FUNCTIONS
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Serving end to end: events through EventService, the real pipeline (dedupe → enrich →
+"""Serving end to end: events through EventService, the real pipeline (dedupe, enrich,
 materialize on the functions worker), PostgreSQL, and back out through the serving services.
 
 Every action goes through gRPC. Waiting uses gRPC too (a recommendation or a profile that

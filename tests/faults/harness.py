@@ -38,6 +38,7 @@ from functions.deployment import STAGES, PipelineOptions, TenantTopics, package_
 from magnetar.pulsar_admin import PulsarAdmin
 from magnetar.pulsar_client import make_client
 from magnetar.settings import Settings
+from magnetar.topics import PIPELINE_FUNCTION, subscription_of
 from magnetar.v1 import events_pb2
 from tenants.functions_deploy import undeploy_pipeline, wait_running
 from tenants.pulsar_setup import provision_pulsar
@@ -376,17 +377,14 @@ def audit(pipe: Pipeline, plan: EventPlan, log: SendLog, *, ledger: bool = True)
 
 
 def _subscription_lag(admin: PulsarAdmin, topics: TenantTopics) -> dict[str, int]:
-    """Per stage, the messages its subscription has not acknowledged yet (-1: no subscription)."""
+    """Per pipeline Function, the messages its subscription has not acknowledged yet (-1: no
+    subscription)."""
     lag: dict[str, int] = {}
-    for stage, topic in (
-        ("dedupe", topics.raw),
-        ("enrich", topics.deduped),
-        ("materialize", topics.enriched),
-    ):
+    for stage, topic in ((PIPELINE_FUNCTION, topics.raw),):
         subscriptions = admin.topic_stats(topic, partitioned=True).get("subscriptions", {})
         # The worker names a function's subscription `<tenant>/<namespace>/<function>` unless
         # the config's `subName` says otherwise.
-        subscription = subscriptions.get(f"magnetar-{stage}") or subscriptions.get(
+        subscription = subscriptions.get(subscription_of(stage)) or subscriptions.get(
             f"{topics.events_namespace}/{stage}"
         )
         if subscription is None:
@@ -515,7 +513,7 @@ def deployer(
     ledger: bool = True,
 ) -> Callable[[PulsarAdmin, str, PipelineOptions], Mapping[str, dict[str, Any]]]:
     """Deploys a tenant's pipeline with fault-suite settings; ``ledger=False`` deploys the
-    control variant (materialize user config ``"ledger": "off"``)."""
+    control variant (pipeline user config ``"ledger": "off"``)."""
 
     def deploy(
         admin: PulsarAdmin, tenant: str, options: PipelineOptions
@@ -526,7 +524,7 @@ def deployer(
             options = replace(options, dedupe_window_ms=dedupe_window_ms)
         configs = pipeline(TenantTopics(tenant), options)
         if not ledger:
-            configs["materialize"]["userConfig"]["ledger"] = "off"
+            configs[PIPELINE_FUNCTION]["userConfig"]["ledger"] = "off"
         for stage in STAGES:
             admin.create_function(configs[stage], package_file(stage))
         return configs

@@ -25,6 +25,7 @@ from pathlib import Path
 import psycopg
 
 from magnetar.dev import postgres, processes, stack
+from magnetar.topics import PIPELINE_FUNCTION
 
 REPO = Path(__file__).resolve().parents[2]
 INSTANCE_MAIN = "python_instance_main.py"
@@ -113,11 +114,11 @@ def kill_instance(tenant: str, name: str) -> FunctionInstance:
 
 
 def kill_after_commit(
-    tenant: str, database_url: str, name: str = "materialize", timeout_s: float = 10
+    tenant: str, database_url: str, name: str = PIPELINE_FUNCTION, timeout_s: float = 10
 ) -> FunctionInstance:
     """`kill -9` the stage right after one of its commits becomes visible in PostgreSQL.
 
-    The moment a materializer is most exposed: its batch is committed, and the
+    The moment the pipeline is most exposed: its batch is committed, and the
     acknowledgements for it are still with the client (it groups them for up to 100 ms). A
     blind kill mostly lands elsewhere — between batches, or while the stage waits — and
     then no committed event comes back. Falls back to a blind kill after `timeout_s`.

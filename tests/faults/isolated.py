@@ -49,9 +49,9 @@ KILL_GRACE_S = 20
 
 def _scenarios() -> dict[str, Callable[[Settings, PulsarAdmin, RunOptions], list[ScenarioResult]]]:
     from tests.faults.gateway_restart import gateway_restart
-    from tests.faults.scenarios import function_kill, materialize_pause
+    from tests.faults.scenarios import function_kill, pipeline_pause
 
-    return {"kill": function_kill, "sigstop": materialize_pause, "gateway": gateway_restart}
+    return {"kill": function_kill, "sigstop": pipeline_pause, "gateway": gateway_restart}
 
 
 def _to_json(result: ScenarioResult) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 A scenario runs its variants side by side, each on a tenant of its own, through one and the
 same fault: the protected pipeline as deployed, and a *control* with the protection off
-(materialize without its processed-event ledger; for client retries also `dedupe` with a
+(the pipeline without its processed-event ledger; for client retries also dedupe with a
 1 ms window). The control must show duplicates — proof that the exact run could fail — and
 the protected run must show none and lose nothing. Sharing the fault halves the disruption
 of the broker and PostgreSQL scenarios, and makes the two runs comparable.
@@ -23,6 +23,7 @@ from typing import Any
 from magnetar.dev import processes
 from magnetar.pulsar_admin import PulsarAdmin
 from magnetar.settings import Settings
+from magnetar.topics import PIPELINE_FUNCTION, PIPELINE_FUNCTIONS
 from tests.faults import injectors
 from tests.faults.harness import (
     Audit,
@@ -254,7 +255,7 @@ def run_scenario(
 def kill_stages(
     stages: tuple[str, ...], rounds: int = 3, gap_s: float = 0.2, settle_s: float = 3.0
 ) -> Fault:
-    """kill -9 one instance of each stage, in every pipeline, `rounds` times, while the stream
+    """kill -9 one instance of each stage (the pipeline Function), in every pipeline, `rounds` times, while the stream
     flows (run it with `RunOptions.stream_through_fault`, so that every round hits work in
     flight).
 
@@ -280,7 +281,7 @@ def kill_stages(
             killed = []
             for stage in order:
                 for pipe in pipes:
-                    if stage == "materialize":
+                    if stage == PIPELINE_FUNCTION:
                         instance = injectors.kill_after_commit(
                             pipe.tenant, pipe.settings.database_url
                         )
@@ -343,14 +344,14 @@ def function_kill(
     settings: Settings,
     admin: PulsarAdmin,
     options: RunOptions,
-    stages: tuple[str, ...] = ("dedupe", "enrich", "materialize"),
+    stages: tuple[str, ...] = PIPELINE_FUNCTIONS,
     rounds: int = 3,
 ) -> list[ScenarioResult]:
     name = f"kill -9 {'+'.join(stages)} x{rounds}"
     return run_scenario(settings, admin, name, kill_stages(stages, rounds), options)
 
 
-def materialize_pause(
+def pipeline_pause(
     settings: Settings,
     admin: PulsarAdmin,
     options: RunOptions,
@@ -359,8 +360,8 @@ def materialize_pause(
     return run_scenario(
         settings,
         admin,
-        f"SIGSTOP materialize {pause_s:.0f}s (ack timeout {SHORT_ACK_TIMEOUT_MS // 1000}s)",
-        pause_stage("materialize", pause_s),
+        f"SIGSTOP {PIPELINE_FUNCTION} {pause_s:.0f}s (ack timeout {SHORT_ACK_TIMEOUT_MS // 1000}s)",
+        pause_stage(PIPELINE_FUNCTION, pause_s),
         options,
         ack_timeout_ms=SHORT_ACK_TIMEOUT_MS,
     )

@@ -1,4 +1,4 @@
-"""Fuzzing the Function classes themselves, `Dedupe` and `Enrich`, with a stand-in context.
+"""Fuzzing the pipeline Function itself with a stand-in context and a stand-in sink.
 
 The pure-logic fuzzing (test_stream_decoding_fuzz) cannot see what a Function hands to the
 runtime: message properties, partition keys, event times. The stand-in context builds every
@@ -7,8 +7,8 @@ published message with the Pulsar client's own `_pulsar.MessageBuilder`, as
 property that is not text) raises here as it would in the worker — where it means a nack and
 the same message redelivered for ever.
 
-Every payload must end in exactly one way: forwarded to the output topic, dead-lettered
-with a reason, or (dedupe) dropped as a repeat and acknowledged.
+Every payload must end in exactly one way: handed to the sink (which commits and then
+acknowledges it), dead-lettered with a reason, or dropped as a repeat and acknowledged.
 """
 
 from __future__ import annotations
@@ -23,12 +23,11 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from functions import runtime
-from functions.dedupe import Dedupe
-from functions.enrich import Enrich
+from functions.pipeline import Pipeline
+from magnetar.personalization.records import EnrichedEvent
 from magnetar.v1 import events_pb2
 from tests.fuzz.strategies import NOW_MS, events, near_valid
 
-OUTPUT = "persistent://fuzz/events/out"
 DLQ = "persistent://fuzz/events/dlq"
 FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
 
@@ -116,40 +115,46 @@ class FakeContext:
             callback(pulsar.Result.Ok, None)
 
 
-def config(stage: str) -> dict[str, Any]:
-    return {
-        "tenant_id": "fuzz",
-        "output_topic": OUTPUT,
-        "dlq_topic": DLQ,
-        "durable_state": "false",
-        "window_ms": 60_000,
-        "stage": stage,
-    }
+@dataclass
+class CountingSink:
+    """Stands in for the batch committer: "commits" at once, then acknowledges."""
+
+    context: FakeContext
+    counted: list[EnrichedEvent] = field(default_factory=list)
+
+    def add(self, event: EnrichedEvent, delivery: tuple[Any, str], accepted_at: int) -> None:
+        assert event.tenant_id == "fuzz" and event.event_id
+        self.counted.append(event)
+        self.context.ack(delivery[0], delivery[1])
 
 
-def run_once(function: Any, context: FakeContext, payload: bytes, sequence: int) -> str:
-    """Process one delivery; its fate: 'forwarded', 'dead-lettered' or 'dropped'."""
+CONFIG = {"tenant_id": "fuzz", "dlq_topic": DLQ, "durable_state": "false", "window_ms": 60_000}
+
+
+def run_once(function: Any, context: FakeContext, sink: CountingSink, payload: bytes) -> str:
+    """Process one delivery; its fate: 'counted', 'dead-lettered' or 'dropped'."""
     published = len(context.published)
     acked = len(context.acked)
-    context.deliver(sequence)
+    counted = len(sink.counted)
+    context.deliver(next(SEQUENCE))
     function.process(payload, context)
     new = context.published[published:]
     assert len(new) <= 1, new
     assert len(context.acked) == acked + 1, "every delivery is acknowledged exactly once"
+    if len(sink.counted) > counted:
+        assert not new and len(sink.counted) == counted + 1
+        return "counted"
     if not new:
         return "dropped"
     topic, _, conf = new[0]
-    if topic == DLQ:
-        assert conf["properties"][runtime.REASON_PROPERTY], conf
-        return "dead-lettered"
-    assert topic == OUTPUT
-    return "forwarded"
+    assert topic == DLQ
+    assert conf["properties"][runtime.REASON_PROPERTY], conf
+    return "dead-lettered"
 
 
-DEDUPE = Dedupe()
-DEDUPE_CONTEXT = FakeContext(config("dedupe"))
-ENRICH = Enrich()
-ENRICH_CONTEXT = FakeContext(config("enrich"))
+CONTEXT = FakeContext(CONFIG)
+SINK = CountingSink(CONTEXT)
+PIPELINE = Pipeline(sink=SINK)
 SEQUENCE = iter(range(10**9))
 
 payloads = st.one_of(
@@ -168,16 +173,11 @@ def _far_future() -> bytes:
 @FUZZ
 @given(payloads)
 @example(_far_future())
-def test_dedupe_forwards_drops_or_dead_letters_any_payload(payload: bytes) -> None:
-    fate = run_once(DEDUPE, DEDUPE_CONTEXT, payload, next(SEQUENCE))
+def test_the_pipeline_counts_drops_or_dead_letters_any_payload(payload: bytes) -> None:
+    fate = run_once(PIPELINE, CONTEXT, SINK, payload)
     if fate == "dropped":
         # Only a repeat is dropped: delivering the same payload again (a new message) is too.
-        assert run_once(DEDUPE, DEDUPE_CONTEXT, payload, next(SEQUENCE)) == "dropped"
-
-
-@FUZZ
-@given(payloads)
-@example(_far_future())
-def test_enrich_forwards_or_dead_letters_any_payload(payload: bytes) -> None:
-    fate = run_once(ENRICH, ENRICH_CONTEXT, payload, next(SEQUENCE))
-    assert fate in ("forwarded", "dead-lettered")
+        assert run_once(PIPELINE, CONTEXT, SINK, payload) == "dropped"
+    if fate == "counted":
+        # The same event_id again, in a new message, is a client repeat.
+        assert run_once(PIPELINE, CONTEXT, SINK, payload) == "dropped"

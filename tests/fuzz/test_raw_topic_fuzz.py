@@ -130,7 +130,7 @@ def test_malformed_messages_on_the_raw_topic_end_in_the_dlq_while_valid_ones_cou
         for special in (nul_user, nul_item):
             raw.send_async(special.SerializeToString(), None, partition_key="k")
         # A valid event on the same key last: once it is counted, every stage is past the
-        # fuzzed messages (Key_Shared keeps one key's order at each stage).
+        # fuzzed messages (Key_Shared keeps one key's order).
         sentinel = valid("sentinel", "k")
         raw.send(sentinel.SerializeToString(), partition_key="k")
         raw.close()

@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from functions import wire
-from functions.enrich import decode_catalog_item
+from functions.catalog_follower import decode_catalog_item
 from functions.logic.catalog_view import CatalogView
 from functions.logic.dedupe_window import DedupeConfig, DedupeWindow
 from functions.logic.devices import DeviceParser

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from functions.deployment import STAGES
+
 pytestmark = pytest.mark.integration
 
 
@@ -27,7 +29,7 @@ def _package(out: Path) -> dict[str, dict[str, str]]:
 def test_package_is_reproducible_and_its_manifest_matches_the_files(tmp_path: Path) -> None:
     first, second = _package(tmp_path / "a"), _package(tmp_path / "b")
     assert first == second
-    assert set(first) == {"dedupe", "enrich", "materialize"}
+    assert set(first) == set(STAGES) == {"pipeline"}
     for entry in first.values():
         content = (tmp_path / "a" / entry["file"]).read_bytes()
         assert hashlib.sha256(content).hexdigest() == entry["sha256"]

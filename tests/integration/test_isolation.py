@@ -475,8 +475,6 @@ def test_as_pulsar_token_produces_and_consumes_only_as_topics(a_client: Any, pai
     refused = []
     for topic in (
         theirs.raw,
-        theirs.deduped,
-        theirs.enriched,
         theirs.dlq,
         theirs.catalog,
         f"persistent://{pair.b_id}/events/created-by-a",
@@ -490,7 +488,7 @@ def test_as_pulsar_token_produces_and_consumes_only_as_topics(a_client: Any, pai
             with pytest.raises(pulsar.AuthorizationError):
                 action(topic)
             refused.append(topic)
-    assert len(refused) == 18
+    assert len(refused) == 12
 
 
 def test_as_pulsar_token_cannot_administer_anything(

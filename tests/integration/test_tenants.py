@@ -31,7 +31,7 @@ from magnetar.db.engine import make_engine, make_sessionmaker
 from magnetar.pulsar_admin import PulsarAdmin
 from magnetar.pulsar_tokens import tenant_role
 from magnetar.settings import Settings
-from magnetar.topics import TenantTopics
+from magnetar.topics import PIPELINE_FUNCTION, PIPELINE_FUNCTIONS, TenantTopics, subscription_of
 from magnetar.v1 import (
     event_service_pb2,
     event_service_pb2_grpc,
@@ -208,14 +208,16 @@ def test_onboarding_through_the_gateway_then_offboarding_leaves_nothing(
     assert {topics.dlq, topics.catalog} <= set(
         pulsar_admin.topics(topics.events_namespace) + pulsar_admin.topics(topics.catalog_namespace)
     )
-    assert pulsar_admin.get_schema(topics.enriched) is not None
+    assert pulsar_admin.get_schema(topics.raw) is not None
 
     # The pipeline runs and counts an event sent with the first ingest key.
     def running() -> bool:
         functions = stub.GetTenant(
             pb.GetTenantRequest(tenant_id=tenant_id), metadata=admin, timeout=30
         ).tenant.functions
-        return len(functions) == 3 and all(f.running_instances == f.instances for f in functions)
+        return [f.name for f in functions] == list(PIPELINE_FUNCTIONS) and all(
+            f.running_instances == f.instances for f in functions
+        )
 
     wait_for(running, "the tenant's functions to run")
     event = events_pb2.Event(event_id="e-1", user_id="u-1", item_id="sku-1")
@@ -246,8 +248,7 @@ def test_onboarding_through_the_gateway_then_offboarding_leaves_nothing(
     shown = stub.GetTenant(pb.GetTenantRequest(tenant_id=tenant_id), metadata=admin).tenant
     assert [s.name for s in shown.provisioning_steps][:2] == ["pulsar_tenant", "namespaces"]
     assert {(b.topic, b.subscription) for b in shown.backlogs} >= {
-        (topics.raw, "magnetar-dedupe"),
-        (topics.enriched, "magnetar-materialize"),
+        (topics.raw, subscription_of(PIPELINE_FUNCTION))
     }
 
     # Updates reach Pulsar.
@@ -301,7 +302,7 @@ def test_onboarding_through_the_gateway_then_offboarding_leaves_nothing(
         pb.DeleteTenantRequest(tenant_id=tenant_id), metadata=admin, timeout=120
     ).removed
     assert f"pulsar tenant {tenant_id}" in removed
-    assert f"function {tenant_id}/events/materialize" in removed
+    assert f"function {tenant_id}/events/{PIPELINE_FUNCTION}" in removed
     assert f"function state {tenant_id.replace('-', '_')}_events" in removed
     left = leftovers(settings, pulsar_admin, tenant_id)
     assert {k: left[k] for k in NOTHING_LEFT} == NOTHING_LEFT
@@ -409,11 +410,7 @@ def test_a_process_killed_mid_onboarding_leaves_a_record_the_next_create_resumes
     for before, after in zip(record.steps[:5], onboarded.record.steps[:5], strict=True):
         assert after.updated_at == before.updated_at  # done steps were not run again
     assert onboarded.record.step("functions").state is StepState.DONE
-    assert sorted(pulsar_admin.functions(tenant_id, "events")) == [
-        "dedupe",
-        "enrich",
-        "materialize",
-    ]
+    assert sorted(pulsar_admin.functions(tenant_id, "events")) == [PIPELINE_FUNCTION]
 
 
 def test_the_cli_creates_shows_updates_lists_and_deletes(
@@ -448,7 +445,7 @@ def test_the_cli_creates_shows_updates_lists_and_deletes(
     assert rate["publishThrottlingRateInMsg"] == 1234
 
     shown = magnetar("show", tenant_id)
-    assert shown.returncode == 0 and "materialize" in shown.stdout and "77" in shown.stdout
+    assert shown.returncode == 0 and PIPELINE_FUNCTION in shown.stdout and "77" in shown.stdout
     assert tenant_id in magnetar("list", "--page-size", "1000").stdout
 
     deleted = magnetar("delete", tenant_id, "--yes")

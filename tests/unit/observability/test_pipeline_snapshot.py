@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from magnetar.observability.pipeline_snapshot import PipelineSnapshot, StageHealth, status_row
 
-HEALTHY = {s: StageHealth(1, 1, 0) for s in ("dedupe", "enrich", "materialize")}
+HEALTHY = {"pipeline": StageHealth(1, 1, 0)}
 
 
 def _snapshot(at_s: float, accepted: int, counted: int, **kw: object) -> PipelineSnapshot:
@@ -12,7 +12,7 @@ def _snapshot(at_s: float, accepted: int, counted: int, **kw: object) -> Pipelin
         "accepted_total": accepted,
         "counted_total": counted,
         "dead_lettered_total": 2,
-        "backlog": {"dedupe": 5, "enrich": 0, "materialize": 7},
+        "backlog": {"pipeline": 12},
         "freshness_p50_ms": 12.0,
         "freshness_p99_ms": 80.0,
         "stages": HEALTHY,
@@ -35,12 +35,12 @@ def test_first_snapshot_has_no_rates_yet() -> None:
 
 
 def test_a_missing_or_stopped_function_makes_the_tenant_unhealthy_and_counts_errors() -> None:
-    stages = {"dedupe": StageHealth(0, 1, 3), "enrich": StageHealth(1, 1, 2)}
-    row = status_row(_snapshot(10.0, 0, 0, stages=stages), None)
-    assert not row.healthy
-    assert row.errors == 5
-    assert "materialize:absent" in row.functions
-    assert "dedupe:0/1" in row.functions
+    stopped = status_row(_snapshot(10.0, 0, 0, stages={"pipeline": StageHealth(0, 1, 3)}), None)
+    assert not stopped.healthy
+    assert stopped.errors == 3
+    assert "pipeline:0/1" in stopped.functions
+    absent = status_row(_snapshot(10.0, 0, 0, stages={}), None)
+    assert not absent.healthy and "pipeline:absent" in absent.functions
 
 
 def test_a_counter_reset_never_shows_a_negative_rate() -> None:

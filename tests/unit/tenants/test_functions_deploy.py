@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from functions.deployment import PipelineOptions, function_config
+from functions.deployment import STAGES, PipelineOptions, function_config
 from magnetar.topics import TenantTopics
 from tenants.functions_deploy import config_matches
 
@@ -29,13 +29,13 @@ def as_the_worker_returns_it(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_a_function_as_the_worker_returns_it_matches_its_config() -> None:
-    for stage in ("dedupe", "enrich", "materialize"):
+    for stage in STAGES:
         config = function_config(stage, TenantTopics("acme"), PipelineOptions())
         assert config_matches(as_the_worker_returns_it(config), config)
 
 
 def test_a_different_parallelism_input_or_user_config_does_not_match() -> None:
-    config = function_config("dedupe", TenantTopics("acme"), PipelineOptions())
+    config = function_config("pipeline", TenantTopics("acme"), PipelineOptions())
     deployed = as_the_worker_returns_it(config)
     assert not config_matches(deployed | {"parallelism": 2}, config)
     assert not config_matches(deployed | {"inputSpecs": {"persistent://x/y/z": {}}}, config)

@@ -68,15 +68,10 @@ def test_onboarding_creates_every_part_with_the_plans_policies(world: World) -> 
         assert world.pulsar.namespace_permissions(namespace) == {
             tenant_role("acme"): ["consume", "produce"]
         }
-    assert world.pulsar.partitioned == {topics.raw: 4, topics.deduped: 2, topics.enriched: 2}
+    assert world.pulsar.partitioned == {topics.raw: 4}
     assert world.pulsar.plain_topics == {topics.dlq, topics.catalog}
-    assert set(world.pulsar.schema_uploads) == {
-        topics.raw,
-        topics.deduped,
-        topics.enriched,
-        topics.catalog,
-    }
-    assert world.functions.deployed["acme"] == {"dedupe", "enrich", "materialize"}
+    assert set(world.pulsar.schema_uploads) == {topics.raw, topics.catalog}
+    assert world.functions.deployed["acme"] == {"pipeline"}
     ingest, read = onboarded.ingest_key, onboarded.read_key
     assert ingest.stored.scopes == {Scope.INGEST} and read.stored.scopes == {Scope.READ}
     assert secret_matches(
@@ -133,7 +128,7 @@ def test_a_crash_at_any_step_is_recorded_and_a_retry_resumes_there(world: World,
     retried = world.pulsar.faults.calls[before_retry:]
     if position > 0:
         assert "create_tenant" not in retried  # steps recorded DONE are not repeated
-    assert world.functions.deployed["acme"] == {"dedupe", "enrich", "materialize"}
+    assert world.functions.deployed["acme"] == {"pipeline"}
     assert len(world.store.keys) == 2
 
 
@@ -201,7 +196,7 @@ def test_offboarding_removes_functions_topics_namespaces_tenant_and_rows(world: 
     assert "pulsar tenant acme" in removed
     assert "namespace acme/events" in removed and "namespace acme/catalog" in removed
     assert "topic persistent://acme/events/raw" in removed
-    assert "function acme/events/dedupe" in removed
+    assert "function acme/events/pipeline" in removed
     assert "3 rows of user_activity" in removed and "2 rows of api_keys" in removed
     assert "acme" not in world.pulsar.tenants() and world.pulsar.namespaces("acme") == []
     assert not any(t.startswith("persistent://acme/") for t in world.pulsar.partitioned)
@@ -278,11 +273,11 @@ def test_updating_or_reading_an_unknown_tenant_is_not_found(world: World) -> Non
 
 def test_a_view_shows_functions_and_the_backlog_of_every_subscription(world: World) -> None:
     world.reconciler.onboard(SPEC)
-    world.pulsar.subscriptions["persistent://acme/events/raw"] = {"magnetar-dedupe": 7}
+    world.pulsar.subscriptions["persistent://acme/events/raw"] = {"magnetar-pipeline": 7}
 
     view = world.reconciler.view("acme")
 
-    assert [f.name for f in view.functions] == ["dedupe", "enrich", "materialize"]
+    assert [f.name for f in view.functions] == ["pipeline"]
     assert [(b.topic, b.subscription, b.backlog) for b in view.backlogs] == [
-        ("persistent://acme/events/raw", "magnetar-dedupe", 7)
+        ("persistent://acme/events/raw", "magnetar-pipeline", 7)
     ]

@@ -64,7 +64,7 @@ def test_create_returns_the_tenant_and_two_working_keys_once(service: TenantServ
 def test_get_shows_functions_and_backlogs(service: TenantService) -> None:
     create(service)
     reply = run(service.GetTenant(pb.GetTenantRequest(tenant_id="acme"), None))
-    assert [f.name for f in reply.tenant.functions] == ["dedupe", "enrich", "materialize"]
+    assert [f.name for f in reply.tenant.functions] == ["pipeline"]
     assert all(f.running_instances == f.instances == 1 for f in reply.tenant.functions)
 
 

@@ -1,21 +1,18 @@
-"""Pulsar Function `materialize`: enriched events → PostgreSQL state, one transaction per batch.
+"""Enriched events → PostgreSQL state, one transaction per batch, acknowledged after it.
 
-Why a Function and not a consumer process: it is deployed, scaled and restarted per tenant
-by the same worker as the other stages, with the same Key_Shared routing (one user's events
-on one instance), and needs no process of its own to supervise.
-
-The runtime calls ``process`` once per message on one thread; we buffer instead of writing
-per message. A flusher thread commits the buffer when it holds ``max_batch`` events or its
-oldest event has waited ``max_delay_ms``, then acknowledges every message of the batch.
-``autoAck`` is off, so nothing is acknowledged before its commit: if the commit fails
-(PostgreSQL down), the batch stays buffered and is retried with backoff, and ``process``
-blocks once ``max_buffer`` messages wait (backpressure to the subscription); if the process
-dies, the broker redelivers what was not acknowledged and the ledger counts it once.
+The pipeline Function hands each event over with its delivery; a flusher thread commits the
+buffer when it holds ``max_batch`` events or its oldest has waited ``max_delay_ms``, then
+acknowledges every message of the batch. Nothing is acknowledged before its commit: if the
+commit fails (PostgreSQL down), the batch stays buffered and is retried with backoff, and
+`add` blocks once ``max_buffer`` events wait (backpressure to the subscription). If the
+flusher thread dies of anything else, the process exits so the worker restarts it; the
+broker redelivers what was not acknowledged and the ledger counts it once.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -24,14 +21,12 @@ from typing import Any
 
 import psycopg
 from prometheus_client import Histogram
-from pulsar import Function
 
-from functions import runtime, wire
+from functions import runtime
 from magnetar.db.state_writer import commit_batch
 from magnetar.personalization.records import EnrichedEvent
 from magnetar.personalization.settings import SignalSettings
 
-STAGE = "materialize"
 log = logging.getLogger(__name__)
 
 # In the instance's own registry, which the worker exposes on the broker's /metrics next to
@@ -122,6 +117,15 @@ class BatchCommitter:
                     self._cond.wait(0.1)
 
     def _run(self) -> None:
+        try:
+            self._flush_forever()
+        except BaseException:
+            # A flusher that is gone would leave the instance looking healthy while nothing
+            # is committed or acknowledged again: exit, and the worker starts a new one.
+            log.critical("the materialize flusher died; exiting", exc_info=True)
+            os._exit(70)
+
+    def _flush_forever(self) -> None:
         while True:
             batch = self._take()
             backoff = 0.05
@@ -168,35 +172,3 @@ class BatchCommitter:
         self._context.record_metric("events_materialized", outcome.counted)
         self._context.record_metric("events_already_counted", outcome.already_counted)
         return True
-
-
-class Materialize(Function):  # type: ignore[misc]
-    def __init__(self) -> None:
-        self._committer: BatchCommitter | None = None
-        self._config: MaterializeConfig | None = None
-
-    def process(self, input: bytes, context: Any) -> None:
-        if self._committer is None:
-            self._config = MaterializeConfig.from_user_config(dict(runtime.user_config(context)))
-            self._committer = BatchCommitter(self._config, context)
-        assert self._config is not None
-        message = runtime.decode_or_dead_letter(
-            context, input, wire.decode_enriched, dlq=self._config.dlq_topic, stage=STAGE
-        )
-        if message is None:
-            return
-        event = wire.to_state_event(message)
-        if event.tenant_id != self._config.tenant_id:
-            runtime.dead_letter(
-                context,
-                self._config.dlq_topic,
-                input,
-                stage=STAGE,
-                reason="WRONG_TENANT",
-                detail=f"event of {event.tenant_id!r} on {self._config.tenant_id!r}'s topic",
-                key=context.get_partition_key() or "",
-            )
-            return
-        self._committer.add(
-            event, runtime.current_delivery(context), runtime.accepted_at_ms(context)
-        )
