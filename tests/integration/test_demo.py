@@ -78,7 +78,7 @@ def test_demo_shows_recommendations_and_its_metrics_are_scraped_while_it_runs(
     assert demo.returncode == 0, output[-3000:]
     assert ingest_calls > 0, "no Ingest calls of the demo tenant on the metrics endpoint"
     assert counted > 0, "the demo tenant's counted events never appeared in the metrics"
-    assert "demo" in status.stdout and "materialize:1/1" in status.stdout, status.stdout
+    assert "demo" in status.stdout and "pipeline:1/1" in status.stdout, status.stdout
     assert "recommendations, live from PostgreSQL state" in output
     # The Functions' own freshness histograms, on the broker's /metrics.
     broker = httpx.get(f"{settings.pulsar_admin_url}/metrics/", timeout=30).text
