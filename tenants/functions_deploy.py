@@ -38,10 +38,14 @@ _COMPARED = (
 def deploy_pipeline(
     admin: PulsarAdmin, tenant: str, options: PipelineOptions
 ) -> Mapping[str, dict[str, Any]]:
+    """Create or update the tenant's pipeline (one deployed as asked is left running), then
+    remove an earlier release's three-stage pipeline."""
     configs = pipeline(TenantTopics(tenant), options)
     for stage, config in configs.items():
-        exists = admin.function_config(tenant, "events", stage) is not None
-        admin.create_function(config, package_file(stage), update=exists)
+        existing = admin.function_config(tenant, "events", stage)
+        if existing is None or not config_matches(existing, config):
+            admin.create_function(config, package_file(stage), update=existing is not None)
+    remove_legacy_pipeline(admin, tenant)
     return configs
 
 
