@@ -184,7 +184,7 @@ def test_a_connection_goes_back_to_the_pool_without_its_tenant_scope(settings: S
             with pool.connection() as conn:
                 scope = conn.execute("SELECT current_setting('magnetar.tenant', true)")
                 visible = conn.execute("SELECT count(*) FROM user_item_signals")
-                return scope.fetchone()[0], visible.fetchone()[0]  # type: ignore[index]
+                return scope.fetchone()[0], visible.fetchone()[0]
 
         with reader.request(tenant):
             assert reader.user_item_affinities(tenant, "u1", NOW, 10)
