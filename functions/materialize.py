@@ -52,8 +52,7 @@ class MaterializeConfig:
     max_batch: int = 500
     max_delay_ms: int = 5
     max_buffer: int = 5_000
-    # Test-only: user config ``"ledger": "off"`` makes the fault suite's control runs
-    # (tests/faults) count redeliveries again, proving those tests can fail. Never in production.
+    # Test-only: see `ledger_enabled`. Never off in production.
     ledger: bool = True
 
     @classmethod
@@ -69,8 +68,31 @@ class MaterializeConfig:
             max_batch=int(config.get("max_batch", cls.max_batch)),
             max_delay_ms=int(config.get("max_delay_ms", cls.max_delay_ms)),
             max_buffer=int(config.get("max_buffer", cls.max_buffer)),
-            ledger=str(config.get("ledger", "on")).lower() != "off",
+            ledger=ledger_enabled(config),
         )
+
+
+# The second key the test-only switch needs. No production path writes either key:
+# `functions.deployment.pipeline` (behind `magnetar functions deploy/render`, onboarding and
+# the chart's deploy job) has no option for them (tests/unit/functions/test_ledger_switch.py).
+LEDGER_OFF_GUARD = ("test_only_fault_suite_control", "count-every-redelivery-again")
+
+
+def ledger_enabled(config: dict[str, Any]) -> bool:
+    """Whether the processed-event ledger is used: always, except in the fault suite's
+    control runs (tests/faults), which turn it off to prove their checks can fail. Those set
+    ``"ledger": "off"`` *and* `LEDGER_OFF_GUARD`; ``"off"`` alone is refused, so no stray or
+    hand-edited config can make a tenant count redeliveries twice."""
+    if str(config.get("ledger", "on")).lower() != "off":
+        return True
+    key, value = LEDGER_OFF_GUARD
+    if config.get(key) != value:
+        raise ValueError(
+            'materialize: user config "ledger": "off" is a test-only switch (the fault '
+            "suite's control runs) and is refused without its test-only guard; remove "
+            '"ledger" from the function\'s user config (`magnetar functions deploy` does)'
+        )
+    return False
 
 
 @dataclass

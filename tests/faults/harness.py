@@ -35,6 +35,7 @@ from typing import Any
 import pulsar
 
 from functions.deployment import STAGES, PipelineOptions, TenantTopics, package_file, pipeline
+from functions.materialize import LEDGER_OFF_GUARD
 from magnetar.pulsar_admin import PulsarAdmin
 from magnetar.pulsar_client import make_client
 from magnetar.settings import Settings
@@ -515,7 +516,7 @@ def deployer(
     ledger: bool = True,
 ) -> Callable[[PulsarAdmin, str, PipelineOptions], Mapping[str, dict[str, Any]]]:
     """Deploys a tenant's pipeline with fault-suite settings; ``ledger=False`` deploys the
-    control variant (materialize user config ``"ledger": "off"``)."""
+    control variant (materialize user config ``"ledger": "off"`` with its guard)."""
 
     def deploy(
         admin: PulsarAdmin, tenant: str, options: PipelineOptions
@@ -526,7 +527,8 @@ def deployer(
             options = replace(options, dedupe_window_ms=dedupe_window_ms)
         configs = pipeline(TenantTopics(tenant), options)
         if not ledger:
-            configs["materialize"]["userConfig"]["ledger"] = "off"
+            key, value = LEDGER_OFF_GUARD
+            configs["materialize"]["userConfig"] |= {"ledger": "off", key: value}
         for stage in STAGES:
             admin.create_function(configs[stage], package_file(stage))
         return configs
