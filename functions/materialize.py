@@ -27,7 +27,9 @@ from prometheus_client import Histogram
 from pulsar import Function
 
 from functions import runtime, wire
+from magnetar.db.app_role import refuse_unsafe_role
 from magnetar.db.state_writer import commit_batch
+from magnetar.dev.problems import EnvironmentProblem
 from magnetar.personalization.records import EnrichedEvent
 from magnetar.personalization.settings import SignalSettings
 
@@ -168,6 +170,9 @@ class BatchCommitter:
                 self._conn = psycopg.connect(
                     self._config.database_url, autocommit=True, connect_timeout=5
                 )
+                # Never write as a role row-level security does not bind (logged; retried,
+                # so fixing the URL file and restarting the instance resumes).
+                refuse_unsafe_role(self._conn)
             started = time.monotonic()
             outcome = commit_batch(
                 self._conn,
@@ -182,6 +187,11 @@ class BatchCommitter:
             )
         except psycopg.Error:
             log.exception("commit of %d events failed; retrying", len(batch.events))
+            if self._conn is not None:
+                self._conn.close()
+            self._conn = None
+            return False
+        except EnvironmentProblem:
             if self._conn is not None:
                 self._conn.close()
             self._conn = None

@@ -34,6 +34,7 @@ from typing import Any
 import psycopg
 from psycopg_pool import ConnectionPool
 
+from magnetar.db.app_role import refuse_unsafe_role
 from magnetar.db.availability import unavailable_on_failure
 from magnetar.db.decay_sql import decayed_sql
 from magnetar.db.state_reader import PostgresStateReader
@@ -93,6 +94,8 @@ def open_serving_pool(
             # A stuck query must not hold a serving thread for long.
             "options": f"-c statement_timeout={statement_timeout_ms}",
         },
+        # A role row-level security does not bind is refused on every new connection.
+        configure=refuse_unsafe_role,
         reset=reset_scope,
         open=False,
     )
