@@ -23,7 +23,9 @@ import psycopg
 from prometheus_client import Histogram
 
 from functions import runtime
+from magnetar.db.app_role import refuse_unsafe_role
 from magnetar.db.state_writer import commit_batch
+from magnetar.dev.problems import EnvironmentProblem
 from magnetar.personalization.records import EnrichedEvent
 from magnetar.personalization.settings import SignalSettings
 
@@ -47,8 +49,7 @@ class MaterializeConfig:
     max_batch: int = 500
     max_delay_ms: int = 5
     max_buffer: int = 5_000
-    # Test-only: user config ``"ledger": "off"`` makes the fault suite's control runs
-    # (tests/faults) count redeliveries again, proving those tests can fail. Never in production.
+    # Test-only: see `ledger_enabled`. Never off in production.
     ledger: bool = True
 
     @classmethod
@@ -64,8 +65,31 @@ class MaterializeConfig:
             max_batch=int(config.get("max_batch", cls.max_batch)),
             max_delay_ms=int(config.get("max_delay_ms", cls.max_delay_ms)),
             max_buffer=int(config.get("max_buffer", cls.max_buffer)),
-            ledger=str(config.get("ledger", "on")).lower() != "off",
+            ledger=ledger_enabled(config),
         )
+
+
+# The second key the test-only switch needs. No production path writes either key:
+# `functions.deployment.pipeline` (behind `magnetar functions deploy/render`, onboarding and
+# the chart's deploy job) has no option for them (tests/unit/functions/test_ledger_switch.py).
+LEDGER_OFF_GUARD = ("test_only_fault_suite_control", "count-every-redelivery-again")
+
+
+def ledger_enabled(config: dict[str, Any]) -> bool:
+    """Whether the processed-event ledger is used: always, except in the fault suite's
+    control runs (tests/faults), which turn it off to prove their checks can fail. Those set
+    ``"ledger": "off"`` *and* `LEDGER_OFF_GUARD`; ``"off"`` alone is refused, so no stray or
+    hand-edited config can make a tenant count redeliveries twice."""
+    if str(config.get("ledger", "on")).lower() != "off":
+        return True
+    key, value = LEDGER_OFF_GUARD
+    if config.get(key) != value:
+        raise ValueError(
+            'materialize: user config "ledger": "off" is a test-only switch (the fault '
+            "suite's control runs) and is refused without its test-only guard; remove "
+            '"ledger" from the function\'s user config (`magnetar functions deploy` does)'
+        )
+    return False
 
 
 @dataclass
@@ -150,6 +174,9 @@ class BatchCommitter:
                 self._conn = psycopg.connect(
                     self._config.database_url, autocommit=True, connect_timeout=5
                 )
+                # Never write as a role row-level security does not bind (logged; retried,
+                # so fixing the URL file and restarting the instance resumes).
+                refuse_unsafe_role(self._conn)
             started = time.monotonic()
             outcome = commit_batch(
                 self._conn,
@@ -164,6 +191,11 @@ class BatchCommitter:
             )
         except psycopg.Error:
             log.exception("commit of %d events failed; retrying", len(batch.events))
+            if self._conn is not None:
+                self._conn.close()
+            self._conn = None
+            return False
+        except EnvironmentProblem:
             if self._conn is not None:
                 self._conn.close()
             self._conn = None

@@ -2,10 +2,10 @@
 
 One Pulsar client and one producer per tenant (the client carries the tenant's credentials),
 created on the tenant's first call and kept. Producers are named
-``gateway-<instance>-<tenant>`` and the namespace has broker deduplication on: the client
-numbers every message (sequence ids continue from the broker's last one after a restart),
-so a resend after a broken connection is dropped by the broker instead of being stored
-twice. Batching with a 1 ms delay lets the many events of one call share a broker round
+``gateway-<instance>-<process>-<tenant>`` and the namespace has broker deduplication on: the
+client numbers every message, so a resend after a broken connection is dropped by the broker
+instead of being stored twice. The name is unique per publisher (so per process), never
+shared by two live processes, even with one host name (see `process_token`). Batching with a 1 ms delay lets the many events of one call share a broker round
 trip without adding noticeable latency to a single event.
 
 Every failure ends in a domain error: Pulsar unreachable, a send refused or not acknowledged
@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import secrets
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -54,13 +55,23 @@ class SharedToken:
 
 
 def default_instance_name() -> str:
-    """Stable per gateway replica (a pod name), so a restarted replica resumes its sequence."""
+    """The replica's readable name (a pod name) in its producers' names."""
     return os.environ.get("MAGNETAR_GATEWAY_INSTANCE") or socket.gethostname()
+
+
+def process_token() -> str:
+    """Different for every publisher: the pid tells processes of one host apart, the random
+    part processes of two hosts (or containers) with one name and pid. Two live producers
+    with one name would fight over the broker's deduplication sequence: the broker refuses
+    the second (ProducerBusy), or takes it over after a disconnect and drops the first's
+    messages as repeats when its sequence ids are lower."""
+    return f"{os.getpid()}{secrets.token_hex(3)}"
 
 
 @dataclass(frozen=True)
 class PublisherOptions:
     instance_name: str = field(default_factory=default_instance_name)
+    process: str = field(default_factory=process_token)
     # Events handed to Pulsar and not yet acknowledged, per tenant (backpressure bound).
     max_pending_events: int = 20_000
     # How long a call waits for room under that bound before RESOURCE_EXHAUSTED.
@@ -191,7 +202,7 @@ class EventPublisher:
         self._producers: dict[str, asyncio.Task[TenantProducer]] = {}
 
     def producer_name(self, tenant_id: str) -> str:
-        return f"gateway-{self.options.instance_name}-{tenant_id}"
+        return f"gateway-{self.options.instance_name}-{self.options.process}-{tenant_id}"
 
     async def publish(
         self, tenant_id: str, events: Sequence[EventLike], timeout_s: float | None

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Generic, Protocol, TypeVar
 
+from magnetar.errors import echo
+
 
 class Rejection(StrEnum):
     """Why an event was refused; the names of magnetar.v1.RejectionReason without prefix."""
@@ -278,7 +280,7 @@ def _check_attributes(check: _Checker, attributes: Mapping[str, str]) -> None:
         )
         return
     for key, value in attributes.items():
-        field = f"attributes[{key}]"
+        field = f"attributes[{echo(key)}]"
         if len(key) > limits.max_attribute_key_bytes or not _ATTRIBUTE_KEY.fullmatch(key):
             check.add(
                 field,

@@ -40,6 +40,7 @@ from gateway.personalization_service import mount_personalization_service
 from gateway.tenant_service import mount_tenant_service, tenant_credentials
 from gateway.user_service import mount_user_service
 from magnetar.api_key_store import ApiKeyStore
+from magnetar.db.app_role import require_app_role
 from magnetar.db.engine import make_engine, make_sessionmaker
 from magnetar.observability.metrics import PipelineMetrics, rpc_histogram
 from magnetar.settings import Settings
@@ -188,6 +189,8 @@ def tune_interpreter(settings: Settings) -> None:
 async def serve(settings: Settings, options: GatewayOptions | None = None) -> None:
     """Run until SIGTERM/SIGINT, then shut down gracefully."""
     options = options or GatewayOptions()
+    # Refuse to start as a role that row-level security does not bind (magnetar.db.app_role).
+    await asyncio.to_thread(require_app_role, settings.database_url)
     tune_interpreter(settings)
     registry = CollectorRegistry()
     gateway, port = create_server(settings, options=options, registry=registry)

@@ -12,6 +12,17 @@ from dataclasses import dataclass
 
 ERROR_DOMAIN = "magnetar.dev"
 
+# User input quoted back in an error is cut to this many characters: a batch's violations
+# travel in the status trailers (about 8 KiB in most clients), and 20 echoed 16 KiB keys
+# would make the answer itself fail.
+ECHO_MAX_CHARS = 64
+
+
+def echo(value: str) -> str:
+    """`value` (user input) as an error may show it: at most `ECHO_MAX_CHARS` characters,
+    the last one an ellipsis when cut."""
+    return value if len(value) <= ECHO_MAX_CHARS else value[: ECHO_MAX_CHARS - 1] + "…"
+
 
 @dataclass(frozen=True)
 class FieldViolation:

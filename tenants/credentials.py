@@ -45,14 +45,3 @@ class TenantRoleTokens:
             if token is None:
                 token = self._tokens[tenant_id] = sign_token(tenant_role(tenant_id), self._key)
             return token
-
-
-def write_token_file(path: Path, token: str) -> Path:
-    """A token in a file only its owner reads (for `pulsar-client --auth-params file://`)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(".tmp")
-    temporary.touch(mode=0o600)
-    temporary.chmod(0o600)
-    temporary.write_text(token)
-    temporary.replace(path)
-    return path

@@ -14,6 +14,7 @@ later migration is purged without anyone remembering to list it here.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -40,6 +41,8 @@ from tenants.model import (
 )
 from tenants.plans import QUOTA_FIELDS, Quotas
 from tenants.ports import LeaseTaken, PendingKey
+
+log = logging.getLogger(__name__)
 
 # First half of the two-integer advisory lock key: "magn", so our locks never meet others'.
 LOCK_CLASS = 0x6D61676E
@@ -117,7 +120,12 @@ def _record(row: Tenant) -> TenantRecord:
 
 
 def _unavailable(error: Exception) -> Unavailable:
-    return Unavailable(f"PostgreSQL is unavailable: {error}", reason="DATABASE_UNAVAILABLE")
+    """The caller learns the kind of failure; the database's own text (host names, role
+    names, SQL) goes to the log only."""
+    log.warning("PostgreSQL is unavailable: %s", error)
+    return Unavailable(
+        f"PostgreSQL is unavailable: {type(error).__name__}", reason="DATABASE_UNAVAILABLE"
+    )
 
 
 class PostgresTenantStore:

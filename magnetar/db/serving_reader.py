@@ -8,7 +8,9 @@ reads, each waiting for PostgreSQL in turn. Inside `ServingStateReader.request(t
   security reads `magnetar.tenant`) by a `set_config` sent in the same round trip as the
   first read. Every request sets it again before its first read, whatever the connection
   served before, so no request can read with another tenant's scope; and no BEGIN/COMMIT
-  is needed around the reads (each is a statement of its own, in autocommit);
+  is needed around the reads (each is a statement of its own, in autocommit). A pool from
+  `open_serving_pool` also resets the scope when the connection goes back (`reset_scope`),
+  so an idle connection carries no tenant into whatever uses it next;
 * the four questions about the user (recent items, item and category affinities,
   purchases) are answered from the user's rows, read in one pipelined round trip
   (`magnetar.db.user_snapshot`), with the reader's arithmetic and order;
@@ -32,6 +34,7 @@ from typing import Any
 import psycopg
 from psycopg_pool import ConnectionPool
 
+from magnetar.db.app_role import refuse_unsafe_role
 from magnetar.db.availability import unavailable_on_failure
 from magnetar.db.decay_sql import decayed_sql
 from magnetar.db.state_reader import PostgresStateReader
@@ -65,6 +68,11 @@ ORDER BY seed.position, n.s DESC, n.other_item_id COLLATE "C"
 _SCOPE = "SELECT set_config('magnetar.tenant', %s, false)"
 
 
+def reset_scope(conn: psycopg.Connection[Any]) -> None:
+    """The pool's `reset` callback: a connection back in the pool has no tenant scope."""
+    conn.execute("RESET magnetar.tenant")
+
+
 def open_serving_pool(
     database_url: str,
     *,
@@ -86,6 +94,9 @@ def open_serving_pool(
             # A stuck query must not hold a serving thread for long.
             "options": f"-c statement_timeout={statement_timeout_ms}",
         },
+        # A role row-level security does not bind is refused on every new connection.
+        configure=refuse_unsafe_role,
+        reset=reset_scope,
         open=False,
     )
     pool.open(wait=False)

@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 
 from magnetar.dev import processes
 from magnetar.dev.problems import EnvironmentProblem, port_in_use
+from magnetar.private_files import private_folder, write_private
 
 SERVICE_USER = "postgres"
 DATABASE = "magnetar"
@@ -115,9 +116,7 @@ def _passwords(layout: PostgresLayout) -> dict[str, str]:
         )
         return {k: v for k, v in pairs}
     values = {role: secrets.token_urlsafe(18) for role in ("postgres", OWNER_ROLE, APP_ROLE)}
-    layout.secrets_file.parent.mkdir(parents=True, exist_ok=True)
-    layout.secrets_file.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
-    os.chmod(layout.secrets_file, 0o600)
+    write_private(layout.secrets_file, "".join(f"{k}={v}\n" for k, v in values.items()))
     return values
 
 
@@ -215,14 +214,12 @@ def _discard(layout: PostgresLayout) -> None:
 
 
 def _init_cluster(layout: PostgresLayout, binaries: Path) -> None:
-    layout.root.mkdir(parents=True, exist_ok=True)
+    private_folder(layout.root)
     pw = _passwords(layout)
-    pwfile = layout.root / ".pwfile"
-    pwfile.write_text(pw["postgres"] + "\n")
+    pwfile = write_private(layout.root / ".pwfile", pw["postgres"] + "\n")
     if os.geteuid() == 0:
         shutil.chown(layout.root, SERVICE_USER, SERVICE_USER)
         shutil.chown(pwfile, SERVICE_USER, SERVICE_USER)
-    os.chmod(layout.root, 0o700)
     try:
         subprocess.run(
             _as_service_user(

@@ -32,6 +32,7 @@ import httpx
 from magnetar import pulsar_tokens
 from magnetar.dev import processes
 from magnetar.dev.problems import EnvironmentProblem, require_free_ports, require_program
+from magnetar.private_files import private_folder, write_private
 
 SUPERUSER_ROLE = "magnetar-superuser"
 BROKER_PORT = 6650
@@ -221,15 +222,13 @@ def _set_yaml_scalars(text: str, values: dict[str, str]) -> str:
 
 def configure(layout: PulsarLayout) -> None:
     """Write the standalone and worker configuration and, once, the token key and superuser token."""
-    for folder in (layout.run / "conf", layout.logs, layout.secret_key.parent):
+    for folder in (layout.run / "conf", layout.logs):
         folder.mkdir(parents=True, exist_ok=True)
-    os.chmod(layout.secret_key.parent, 0o700)
+    private_folder(layout.secret_key.parent)
     if not layout.secret_key.exists():
         key = pulsar_tokens.create_secret_key()
-        layout.secret_key.write_bytes(key)
-        os.chmod(layout.secret_key, 0o600)
-        layout.superuser_token.write_text(pulsar_tokens.sign_token(SUPERUSER_ROLE, key))
-        os.chmod(layout.superuser_token, 0o600)
+        write_private(layout.secret_key, key)
+        write_private(layout.superuser_token, pulsar_tokens.sign_token(SUPERUSER_ROLE, key))
     token_param = f"file://{layout.superuser_token}"
     auth = {
         "authenticationEnabled": "true",

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from magnetar.db import migrate
 from magnetar.dev import gateway_process, postgres, processes, pulsar
+from magnetar.private_files import private_folder, write_private
 from magnetar.settings import PULSAR_VERSION, Settings, magnetar_home
 
 
@@ -34,18 +35,13 @@ def _write_state(home: Path, values: dict[str, str]) -> None:
     state_file = home / "dev.json"
     current = json.loads(state_file.read_text()) if state_file.exists() else {}
     current.update(values)
-    state_file.write_text(json.dumps(current, indent=2) + "\n")
-    os.chmod(state_file, 0o600)
+    write_private(state_file, json.dumps(current, indent=2) + "\n")
 
 
 def _database_url_file(home: Path) -> Path:
     """The app role's URL in a private file, for the materialize Function on this host."""
-    path = home / "secrets" / "database_url"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    os.chmod(path.parent, 0o700)
-    path.write_text(Settings.load(home).database_url + "\n")
-    os.chmod(path, 0o600)
-    return path
+    private_folder(home / "secrets")
+    return write_private(home / "secrets" / "database_url", Settings.load(home).database_url + "\n")
 
 
 def up(

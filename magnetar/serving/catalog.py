@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
-from magnetar.errors import NotFound
+from magnetar.errors import NotFound, echo
 from magnetar.serving.limits import Violations
 
 MAX_BATCH_ITEMS = 1000
@@ -82,10 +82,12 @@ def _check_item(violations: Violations, at: str, item: CatalogItem) -> None:
     for key, value in sorted(item.attributes.items()):
         if len(key) > MAX_ATTRIBUTE_KEY_BYTES or not _ATTRIBUTE_KEY.fullmatch(key):
             violations.add(
-                f"{at}.attributes[{key!r}]",
+                f"{at}.attributes[{echo(key)!r}]",
                 f"key must be 1 to {MAX_ATTRIBUTE_KEY_BYTES} bytes of [a-z0-9_.-]",
             )
-        violations.text(f"{at}.attributes[{key!r}]", value, max_bytes=MAX_ATTRIBUTE_VALUE_BYTES)
+        violations.text(
+            f"{at}.attributes[{echo(key)!r}]", value, max_bytes=MAX_ATTRIBUTE_VALUE_BYTES
+        )
 
 
 def check_items(items: Sequence[CatalogItem]) -> None:
@@ -153,7 +155,7 @@ class Catalog:
 
 def _not_found(item_id: str) -> NotFound:
     return NotFound(
-        f"the catalog has no item {item_id!r}",
+        f"the catalog has no item {echo(item_id)!r}",
         reason="ITEM_NOT_FOUND",
-        metadata={"item_id": item_id},
+        metadata={"item_id": echo(item_id)},
     )

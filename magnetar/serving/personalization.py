@@ -19,7 +19,7 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, replace
 from typing import NamedTuple, Protocol
 
-from magnetar.errors import InvalidArgument, NotFound
+from magnetar.errors import InvalidArgument, NotFound, echo
 from magnetar.personalization.errors import InvalidRequest, UnknownItem
 from magnetar.personalization.recommend import (
     CATEGORY,
@@ -144,9 +144,9 @@ def _core_errors() -> Iterator[None]:
         yield
     except UnknownItem as error:
         raise NotFound(
-            f"item {error.item_id!r} is neither in the catalog nor in any event",
+            f"item {echo(error.item_id)!r} is neither in the catalog nor in any event",
             reason="ITEM_NOT_FOUND",
-            metadata={"item_id": error.item_id},
+            metadata={"item_id": echo(error.item_id)},
         ) from error
     except InvalidRequest as error:
         raise InvalidArgument(str(error), reason="INVALID_ARGUMENT") from error

@@ -34,6 +34,7 @@ from typing import Any
 
 import pulsar
 
+from functions.batch_commit import LEDGER_OFF_GUARD
 from functions.deployment import STAGES, PipelineOptions, TenantTopics, package_file, pipeline
 from magnetar.pulsar_admin import PulsarAdmin
 from magnetar.pulsar_client import make_client
@@ -513,7 +514,7 @@ def deployer(
     ledger: bool = True,
 ) -> Callable[[PulsarAdmin, str, PipelineOptions], Mapping[str, dict[str, Any]]]:
     """Deploys a tenant's pipeline with fault-suite settings; ``ledger=False`` deploys the
-    control variant (pipeline user config ``"ledger": "off"``)."""
+    control variant (pipeline user config ``"ledger": "off"`` with its guard)."""
 
     def deploy(
         admin: PulsarAdmin, tenant: str, options: PipelineOptions
@@ -524,7 +525,8 @@ def deployer(
             options = replace(options, dedupe_window_ms=dedupe_window_ms)
         configs = pipeline(TenantTopics(tenant), options)
         if not ledger:
-            configs[PIPELINE_FUNCTION]["userConfig"]["ledger"] = "off"
+            key, value = LEDGER_OFF_GUARD
+            configs[PIPELINE_FUNCTION]["userConfig"] |= {"ledger": "off", key: value}
         for stage in STAGES:
             admin.create_function(configs[stage], package_file(stage))
         return configs

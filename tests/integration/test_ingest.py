@@ -187,8 +187,8 @@ def test_resend_by_a_restarted_producer_is_dropped_by_the_broker(
     stub.Ingest(
         pb.IngestRequest(events=batch), metadata=bearer(ingest_tenant.ingest_key), timeout=10
     )
-    # A second gateway process (same instance name, so the same producer name) takes over
-    # after the first one is gone: its producer resumes from the broker's sequence id.
+    # A producer reopened under a gone producer's name (as the gateway's own producer is
+    # after a broken connection) resumes from the broker's sequence id.
     options = PublisherOptions(instance_name="restart-test")
     first = RunningGateway(settings.merged({"grpc_port": 0}), GatewayOptions(publisher=options))
     try:

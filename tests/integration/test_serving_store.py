@@ -170,6 +170,33 @@ def test_a_connection_serving_one_tenant_then_another_reads_only_the_current_one
         assert user_items(second) == {"only-second", "only-second1"}
 
 
+def test_a_connection_goes_back_to_the_pool_without_its_tenant_scope(settings: Settings) -> None:
+    """Whatever takes the connection next (a request that reads before scoping, a future
+    reader) must find no tenant set: row-level security then shows it nothing."""
+    tenant = _tenant()
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        commit_batch(conn, tenant, [_event(tenant, "u1", "i1", NOW)], SIGNALS, now_ms=NOW)
+    pool = open_serving_pool(settings.database_url, max_size=1)
+    try:
+        reader = ServingStateReader(pool)
+
+        def left_behind() -> tuple[Any, int]:
+            with pool.connection() as conn:
+                scope = conn.execute("SELECT current_setting('magnetar.tenant', true)")
+                visible = conn.execute("SELECT count(*) FROM user_item_signals")
+                return scope.fetchone()[0], visible.fetchone()[0]
+
+        with reader.request(tenant):
+            assert reader.user_item_affinities(tenant, "u1", NOW, 10)
+        assert left_behind() in {(None, 0), ("", 0)}
+        with pytest.raises(RuntimeError), reader.request(tenant):
+            reader.neighbours(tenant, ["i1"], NOW, 5)
+            raise RuntimeError("the request fails after its first read")
+        assert left_behind() in {(None, 0), ("", 0)}
+    finally:
+        pool.close()
+
+
 def _closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -210,3 +210,11 @@ def test_any_event_gets_an_answer_and_accepted_ones_honour_the_limits(
         assert 0 <= message.value <= 1e9
         assert NOW - 7 * 86400 <= message.occurred_at.seconds <= NOW + 300
         assert message.ByteSize() <= 16 * 1024
+
+
+def test_an_echoed_attribute_key_is_cut_to_64_characters() -> None:
+    """20 violations of 16 KiB keys would overflow the status trailers the answer rides in."""
+    long_key = "K" * 10_000
+    (field, reason), *_ = reasons(event(attributes={long_key: "v"}))
+    assert reason == Rejection.INVALID_FIELD
+    assert field == "attributes[" + "K" * 63 + "…]"

@@ -138,3 +138,13 @@ def test_an_invalid_item_fails_the_whole_batch_before_anything_is_written() -> N
     with pytest.raises(InvalidArgument):
         catalog.upsert_items("acme", [CatalogItem("ok"), CatalogItem("bad\x00")])
     assert (store.items, topic.records) == ({}, [])
+
+
+def test_echoed_keys_and_item_ids_are_cut_to_64_characters() -> None:
+    (field,) = _fields([CatalogItem("a", attributes={"K" * 10_000: "v"})])
+    assert field == "items[0].attributes['" + "K" * 63 + "…']"
+    catalog, _, _ = _catalog()
+    with pytest.raises(NotFound) as missing:
+        catalog.get_item("acme", "x" * 128)
+    assert len(missing.value.message) < 120
+    assert missing.value.metadata["item_id"] == "x" * 63 + "…"
