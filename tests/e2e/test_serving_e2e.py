@@ -117,7 +117,8 @@ def shop(
         add_tenant_row(settings, pipe.tenant)
         try:
             read, _ = key_store.create(pipe.tenant, [Scope.READ], "e2e")
-            write, _ = key_store.create(pipe.tenant, [Scope.INGEST], "e2e")
+            # The shop's backend: it sends events, writes the catalog and erases users.
+            write, _ = key_store.create(pipe.tenant, [Scope.INGEST, Scope.MANAGE], "e2e")
             with grpc.insecure_channel(gateway.address) as channel:
                 shop = Shop(pipe, stubs(channel), bearer(read.secret), bearer(write.secret))
                 _open(shop)
