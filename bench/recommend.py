@@ -233,7 +233,8 @@ def seed_state(settings: Settings, tenant: str, history: Sequence[EnrichedEvent]
 
 @contextmanager
 def tenant_keys(settings: Settings, tenant: str) -> Iterator[tuple[str, str]]:
-    """(read key, ingest key) of a tenants row made for the run and removed after it."""
+    """(read key, write key) of a tenants row made for the run and removed after it; the
+    write key is a backend's: it sends events and writes the catalog (INGEST, MANAGE)."""
     engine = make_engine(settings.database_url, pool_size=1)
     sessions = make_sessionmaker(engine)
     with sessions.begin() as session:
@@ -241,8 +242,8 @@ def tenant_keys(settings: Settings, tenant: str) -> Iterator[tuple[str, str]]:
     try:
         store = ApiKeyStore(sessions)
         read, _ = store.create(tenant, [Scope.READ], "bench")
-        ingest, _ = store.create(tenant, [Scope.INGEST], "bench")
-        yield read.secret, ingest.secret
+        write, _ = store.create(tenant, [Scope.INGEST, Scope.MANAGE], "bench")
+        yield read.secret, write.secret
     finally:
         with sessions.begin() as session:
             row = session.get(Tenant, tenant)

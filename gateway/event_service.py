@@ -9,7 +9,7 @@ from google.protobuf import timestamp_pb2
 
 from gateway.event_validation import EventLike, RejectedEvent
 from gateway.ingestion import Ingestor, IngestOutcome
-from gateway.interceptors import current_tenant
+from gateway.interceptors import current_tenant, reauthorize
 from magnetar.v1 import event_service_pb2 as pb
 from magnetar.v1 import event_service_pb2_grpc
 
@@ -62,6 +62,8 @@ class EventService(event_service_pb2_grpc.EventServiceServicer):
     ) -> AsyncIterator[pb.StreamEventsResponse]:
         async def batches() -> AsyncIterator[tuple[int, Sequence[EventLike]]]:
             async for request in request_iterator:
+                # A key revoked while the stream is open stops it here (interceptors).
+                await reauthorize()
                 yield request.batch_id, request.events
 
         outcomes = self._ingestor.stream(current_tenant(), batches(), context.time_remaining)

@@ -10,6 +10,7 @@ one call into another.
 from __future__ import annotations
 
 import contextvars
+import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -27,6 +28,9 @@ from magnetar.errors import InvalidArgument, MagnetarError, PermissionDenied
 log = logging.getLogger(__name__)
 
 _PRINCIPAL: contextvars.ContextVar[Principal] = contextvars.ContextVar("magnetar_principal")
+_REAUTHORIZE: contextvars.ContextVar[Callable[[], Awaitable[Principal]]] = contextvars.ContextVar(
+    "magnetar_reauthorize"
+)
 
 
 def current_principal() -> Principal:
@@ -40,6 +44,14 @@ def current_tenant() -> str:
     if tenant_id is None:
         raise PermissionDenied("this call needs a tenant's API key", reason="TENANT_KEY_REQUIRED")
     return tenant_id
+
+
+async def reauthorize() -> None:
+    """Checks again that the call's key is valid and has the method's scope; raises as at
+    the call's start (UNAUTHENTICATED once revoked). Authentication runs once per call, so
+    a stream calls this per message: through the key cache, a revoked key ends an open
+    stream within the cache's TTL, at the cost of a hash and a dict lookup per message."""
+    await _REAUTHORIZE.get()()
 
 
 Around = Callable[[str, Mapping[str, str], Any], AbstractAsyncContextManager[None]]
@@ -208,7 +220,13 @@ class AuthInterceptor(_AroundInterceptor):
     async def around(
         self, method: str, metadata: Mapping[str, str], context: Any
     ) -> AsyncIterator[None]:
-        principal = await self._authenticator.authenticate(metadata.get("authorization"))
+        authorization = metadata.get("authorization")
+        _PRINCIPAL.set(await self._authorize(method, authorization))
+        _REAUTHORIZE.set(functools.partial(self._authorize, method, authorization))
+        yield
+
+    async def _authorize(self, method: str, authorization: str | None) -> Principal:
+        principal = await self._authenticator.authenticate(authorization)
         needed = self._scopes.get(method)
         if needed is None:
             raise PermissionDenied(f"no caller may use {method}", reason="METHOD_NOT_ALLOWED")
@@ -218,8 +236,7 @@ class AuthInterceptor(_AroundInterceptor):
                 reason="SCOPE_MISSING",
                 metadata={"required_scope": str(needed)},
             )
-        _PRINCIPAL.set(principal)
-        yield
+        return principal
 
 
 class LimitsInterceptor(_AroundInterceptor):

@@ -1,7 +1,8 @@
 """Which scope each RPC needs, keyed by full method name taken from the descriptors.
 
 Health and reflection are public (probes and tools call them without a key). A method
-missing from this table is refused: a new service must say who may call it.
+missing from this table is refused: a new service must say who may call it. Why each
+service has its scope: docs/serving.md ("Scopes").
 """
 
 from __future__ import annotations
@@ -50,10 +51,10 @@ def method_scopes() -> dict[str, Scope]:
         ),
         **_methods(
             catalog_service_pb2.DESCRIPTOR.services_by_name["CatalogService"],
-            Scope.INGEST,
+            Scope.MANAGE,
             {"GetItem": Scope.READ},
         ),
-        **_methods(user_service_pb2.DESCRIPTOR.services_by_name["UserService"], Scope.INGEST),
+        **_methods(user_service_pb2.DESCRIPTOR.services_by_name["UserService"], Scope.MANAGE),
         **_methods(tenant_service_pb2.DESCRIPTOR.services_by_name["TenantService"], Scope.ADMIN),
     }
 

@@ -51,6 +51,7 @@ _SCOPES = {
     Scope.INGEST: pb.API_KEY_SCOPE_INGEST,
     Scope.READ: pb.API_KEY_SCOPE_READ,
     Scope.ADMIN: pb.API_KEY_SCOPE_ADMIN,
+    Scope.MANAGE: pb.API_KEY_SCOPE_MANAGE,
 }
 _SCOPES_BACK = {value: scope for scope, value in _SCOPES.items()}
 _TENANT_STATES = {

@@ -39,10 +39,13 @@ class Scope(StrEnum):
     INGEST = "ingest"
     READ = "read"
     ADMIN = "admin"
+    MANAGE = "manage"
 
 
-# Tenants' keys never get ADMIN: that scope belongs to the platform's key alone.
-TENANT_SCOPES = frozenset({Scope.INGEST, Scope.READ})
+# Tenants' keys never get ADMIN: that scope belongs to the platform's key alone. INGEST is
+# the key a client app carries; MANAGE (catalog writes, user erasure) stays on the
+# tenant's servers (see docs/serving.md).
+TENANT_SCOPES = frozenset({Scope.INGEST, Scope.READ, Scope.MANAGE})
 
 
 @dataclass(frozen=True)
@@ -128,7 +131,8 @@ def bearer_token(authorization: str | None) -> str:
 def parse_scopes(
     names: Iterable[str], *, allowed: frozenset[Scope] = TENANT_SCOPES
 ) -> frozenset[Scope]:
-    """Scope names (``ingest``, ``read``) → scopes; InvalidArgument names a bad one."""
+    """Scope names (``ingest``, ``read``, ``manage``) → scopes; InvalidArgument names a bad
+    one."""
     scopes: set[Scope] = set()
     for name in names:
         try:

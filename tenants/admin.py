@@ -185,7 +185,7 @@ class TenantAdmin:
     ) -> IssuedKey:
         violations = []
         if not scopes:
-            violations.append(FieldViolation("scopes", "name INGEST and/or READ"))
+            violations.append(FieldViolation("scopes", "name any of INGEST, READ and MANAGE"))
         for i, scope in enumerate(scopes):
             if scope is None:
                 violations.append(FieldViolation(f"scopes[{i}]", "unspecified scope"))

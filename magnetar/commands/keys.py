@@ -26,7 +26,7 @@ def register(subparsers: Any) -> None:
         "--scope",
         action="append",
         required=True,
-        help="ingest or read; repeat for both",
+        help="ingest, read or manage (catalog writes, user erasure); repeat for several",
     )
     create.add_argument("--description", default="", help="a note for humans")
     create.set_defaults(handler=_create)

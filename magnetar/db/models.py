@@ -60,6 +60,10 @@ class ApiKey(Base):
     __table_args__ = (
         CheckConstraint("octet_length(secret_sha256) = 32", name="sha256"),
         CheckConstraint("cardinality(scopes) > 0", name="has_scope"),
+        # Tenant scopes only (migration 0008): ADMIN is the platform key's, never stored.
+        CheckConstraint(
+            "scopes <@ ARRAY['ingest', 'read', 'manage']::varchar(16)[]", name="tenant_scopes"
+        ),
     )
 
     tenant_id: Mapped[TenantId] = mapped_column(

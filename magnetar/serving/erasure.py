@@ -7,6 +7,11 @@ ledger holds event ids only. What stays: a tombstone (tenant, user id, time) —
 needed to keep the promise that events of the user that occurred before the erasure, still
 in flight or redelivered, are dropped by the materializer instead of rebuilding the state.
 
+The tombstone's instant is the erasure time *plus the pipeline's maximum future skew*: an
+event may carry an `occurred_at` up to that far after its acceptance, so one accepted
+before the erasure could otherwise occur "after" it and rebuild the state. The price: the
+user's own events stamped within that skew after the erasure are dropped too.
+
 The state counts an event under its user id, else its anonymous id; a request naming both
 erases both subjects.
 """
@@ -18,6 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from functions.logic.validation import DEFAULT_POLICY
 from magnetar.serving.limits import Violations
 
 
@@ -43,9 +49,15 @@ def _wall_clock_ms() -> int:
 
 
 class UserErasure:
-    def __init__(self, store: ErasureStore, clock_ms: Callable[[], int] = _wall_clock_ms) -> None:
+    def __init__(
+        self,
+        store: ErasureStore,
+        clock_ms: Callable[[], int] = _wall_clock_ms,
+        max_future_skew_ms: int = DEFAULT_POLICY.max_future_skew_ms,
+    ) -> None:
         self._store = store
         self._clock_ms = clock_ms
+        self._max_future_skew_ms = max_future_skew_ms
 
     def delete_user(self, tenant_id: str, user_id: str, anonymous_id: str) -> ErasureReport:
         violations = Violations()
@@ -56,6 +68,8 @@ class UserErasure:
         violations.raise_if_any("invalid user")
 
         subjects = list(dict.fromkeys(s for s in (user_id, anonymous_id) if s))
-        erased_before = self._clock_ms()
+        # An event is dropped when it occurred *before* this instant: +1 covers one stamped
+        # exactly at the skew's bound.
+        erased_before = self._clock_ms() + self._max_future_skew_ms + 1
         deleted = self._store.erase(tenant_id, subjects, erased_before)
         return ErasureReport(tuple(sorted(deleted.items())), erased_before)

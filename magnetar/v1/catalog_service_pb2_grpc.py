@@ -26,7 +26,7 @@ if _version_not_supported:
 
 
 class CatalogServiceStub:
-    """Manages a tenant's items. Writes need an API key of scope INGEST, reads one of scope
+    """Manages a tenant's items. Writes need an API key of scope MANAGE, reads one of scope
     READ (`authorization: Bearer <api key>` metadata); all items are the key's tenant's.
     """
 
@@ -54,7 +54,7 @@ class CatalogServiceStub:
 
 
 class CatalogServiceServicer:
-    """Manages a tenant's items. Writes need an API key of scope INGEST, reads one of scope
+    """Manages a tenant's items. Writes need an API key of scope MANAGE, reads one of scope
     READ (`authorization: Bearer <api key>` metadata); all items are the key's tenant's.
     """
 
@@ -64,7 +64,7 @@ class CatalogServiceServicer:
         an invalid item fails the whole batch.
 
         Returns UNAUTHENTICATED if the API key is missing, unknown or revoked.
-        Returns PERMISSION_DENIED if the key lacks the INGEST scope.
+        Returns PERMISSION_DENIED if the key lacks the MANAGE scope.
         Returns INVALID_ARGUMENT with field violations (e.g. `items[2].title`) if an item
         breaks a limit, or with a violation on `items` if the batch is empty or holds more
         than 1000 items.
@@ -90,7 +90,7 @@ class CatalogServiceServicer:
         """Deletes one item from the catalog (and writes a tombstone to the catalog topic).
         Recommendations stop returning it; its past events stay counted.
 
-        Returns UNAUTHENTICATED or PERMISSION_DENIED (scope INGEST) as `UpsertItems` does.
+        Returns UNAUTHENTICATED or PERMISSION_DENIED (scope MANAGE) as `UpsertItems` does.
         Returns INVALID_ARGUMENT with a field violation if `item_id` is empty or too long.
         Returns NOT_FOUND if the tenant has no such item.
         Returns UNAVAILABLE if PostgreSQL or Pulsar cannot be reached.
@@ -126,7 +126,7 @@ def add_CatalogServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class CatalogService:
-    """Manages a tenant's items. Writes need an API key of scope INGEST, reads one of scope
+    """Manages a tenant's items. Writes need an API key of scope MANAGE, reads one of scope
     READ (`authorization: Bearer <api key>` metadata); all items are the key's tenant's.
     """
 

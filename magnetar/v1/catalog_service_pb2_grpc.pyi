@@ -29,7 +29,7 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class CatalogServiceStub:
-    """Manages a tenant's items. Writes need an API key of scope INGEST, reads one of scope
+    """Manages a tenant's items. Writes need an API key of scope MANAGE, reads one of scope
     READ (`authorization: Bearer <api key>` metadata); all items are the key's tenant's.
     """
 
@@ -43,7 +43,7 @@ class CatalogServiceStub:
     an invalid item fails the whole batch.
 
     Returns UNAUTHENTICATED if the API key is missing, unknown or revoked.
-    Returns PERMISSION_DENIED if the key lacks the INGEST scope.
+    Returns PERMISSION_DENIED if the key lacks the MANAGE scope.
     Returns INVALID_ARGUMENT with field violations (e.g. `items[2].title`) if an item
     breaks a limit, or with a violation on `items` if the batch is empty or holds more
     than 1000 items.
@@ -61,7 +61,7 @@ class CatalogServiceStub:
     """Deletes one item from the catalog (and writes a tombstone to the catalog topic).
     Recommendations stop returning it; its past events stay counted.
 
-    Returns UNAUTHENTICATED or PERMISSION_DENIED (scope INGEST) as `UpsertItems` does.
+    Returns UNAUTHENTICATED or PERMISSION_DENIED (scope MANAGE) as `UpsertItems` does.
     Returns INVALID_ARGUMENT with a field violation if `item_id` is empty or too long.
     Returns NOT_FOUND if the tenant has no such item.
     Returns UNAVAILABLE if PostgreSQL or Pulsar cannot be reached.
@@ -69,7 +69,7 @@ class CatalogServiceStub:
 
 @_typing.type_check_only
 class CatalogServiceAsyncStub(CatalogServiceStub):
-    """Manages a tenant's items. Writes need an API key of scope INGEST, reads one of scope
+    """Manages a tenant's items. Writes need an API key of scope MANAGE, reads one of scope
     READ (`authorization: Bearer <api key>` metadata); all items are the key's tenant's.
     """
 
@@ -80,7 +80,7 @@ class CatalogServiceAsyncStub(CatalogServiceStub):
     an invalid item fails the whole batch.
 
     Returns UNAUTHENTICATED if the API key is missing, unknown or revoked.
-    Returns PERMISSION_DENIED if the key lacks the INGEST scope.
+    Returns PERMISSION_DENIED if the key lacks the MANAGE scope.
     Returns INVALID_ARGUMENT with field violations (e.g. `items[2].title`) if an item
     breaks a limit, or with a violation on `items` if the batch is empty or holds more
     than 1000 items.
@@ -98,14 +98,14 @@ class CatalogServiceAsyncStub(CatalogServiceStub):
     """Deletes one item from the catalog (and writes a tombstone to the catalog topic).
     Recommendations stop returning it; its past events stay counted.
 
-    Returns UNAUTHENTICATED or PERMISSION_DENIED (scope INGEST) as `UpsertItems` does.
+    Returns UNAUTHENTICATED or PERMISSION_DENIED (scope MANAGE) as `UpsertItems` does.
     Returns INVALID_ARGUMENT with a field violation if `item_id` is empty or too long.
     Returns NOT_FOUND if the tenant has no such item.
     Returns UNAVAILABLE if PostgreSQL or Pulsar cannot be reached.
     """
 
 class CatalogServiceServicer(metaclass=_abc_1.ABCMeta):
-    """Manages a tenant's items. Writes need an API key of scope INGEST, reads one of scope
+    """Manages a tenant's items. Writes need an API key of scope MANAGE, reads one of scope
     READ (`authorization: Bearer <api key>` metadata); all items are the key's tenant's.
     """
 
@@ -120,7 +120,7 @@ class CatalogServiceServicer(metaclass=_abc_1.ABCMeta):
         an invalid item fails the whole batch.
 
         Returns UNAUTHENTICATED if the API key is missing, unknown or revoked.
-        Returns PERMISSION_DENIED if the key lacks the INGEST scope.
+        Returns PERMISSION_DENIED if the key lacks the MANAGE scope.
         Returns INVALID_ARGUMENT with field violations (e.g. `items[2].title`) if an item
         breaks a limit, or with a violation on `items` if the batch is empty or holds more
         than 1000 items.
@@ -150,7 +150,7 @@ class CatalogServiceServicer(metaclass=_abc_1.ABCMeta):
         """Deletes one item from the catalog (and writes a tombstone to the catalog topic).
         Recommendations stop returning it; its past events stay counted.
 
-        Returns UNAUTHENTICATED or PERMISSION_DENIED (scope INGEST) as `UpsertItems` does.
+        Returns UNAUTHENTICATED or PERMISSION_DENIED (scope MANAGE) as `UpsertItems` does.
         Returns INVALID_ARGUMENT with a field violation if `item_id` is empty or too long.
         Returns NOT_FOUND if the tenant has no such item.
         Returns UNAVAILABLE if PostgreSQL or Pulsar cannot be reached.

@@ -92,15 +92,17 @@ class _ApiKeyScopeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ApiKeySco
     API_KEY_SCOPE_UNSPECIFIED: _ApiKeyScope.ValueType  # 0
     """Not set; rejected."""
     API_KEY_SCOPE_INGEST: _ApiKeyScope.ValueType  # 1
-    """Send events, write the catalog, erase users (EventService, CatalogService writes,
-    UserService).
-    """
+    """Send events (EventService). The key a client app may carry."""
     API_KEY_SCOPE_READ: _ApiKeyScope.ValueType  # 2
     """Read recommendations, items and profiles (PersonalizationService, CatalogService
     reads).
     """
     API_KEY_SCOPE_ADMIN: _ApiKeyScope.ValueType  # 3
     """Manage tenants (TenantService). Only the platform's key has it."""
+    API_KEY_SCOPE_MANAGE: _ApiKeyScope.ValueType  # 4
+    """Write the catalog and erase users (CatalogService writes, UserService). For the
+    tenant's servers; never ship it inside a client app.
+    """
 
 class ApiKeyScope(_ApiKeyScope, metaclass=_ApiKeyScopeEnumTypeWrapper):
     """What an API key may do."""
@@ -108,15 +110,17 @@ class ApiKeyScope(_ApiKeyScope, metaclass=_ApiKeyScopeEnumTypeWrapper):
 API_KEY_SCOPE_UNSPECIFIED: ApiKeyScope.ValueType  # 0
 """Not set; rejected."""
 API_KEY_SCOPE_INGEST: ApiKeyScope.ValueType  # 1
-"""Send events, write the catalog, erase users (EventService, CatalogService writes,
-UserService).
-"""
+"""Send events (EventService). The key a client app may carry."""
 API_KEY_SCOPE_READ: ApiKeyScope.ValueType  # 2
 """Read recommendations, items and profiles (PersonalizationService, CatalogService
 reads).
 """
 API_KEY_SCOPE_ADMIN: ApiKeyScope.ValueType  # 3
 """Manage tenants (TenantService). Only the platform's key has it."""
+API_KEY_SCOPE_MANAGE: ApiKeyScope.ValueType  # 4
+"""Write the catalog and erase users (CatalogService writes, UserService). For the
+tenant's servers; never ship it inside a client app.
+"""
 Global___ApiKeyScope: _TypeAlias = ApiKeyScope  # noqa: Y015
 
 @_typing.final
@@ -702,7 +706,7 @@ class CreateApiKeyRequest(_message.Message):
     """A note for humans, at most 200 bytes."""
     @_builtins.property
     def scopes(self) -> _containers.RepeatedScalarFieldContainer[Global___ApiKeyScope.ValueType]:
-        """What the key may do: INGEST and/or READ. Required."""
+        """What the key may do: any of INGEST, READ and MANAGE. Required."""
 
     def __init__(
         self,

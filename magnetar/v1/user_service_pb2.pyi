@@ -87,7 +87,10 @@ class DeleteUserResponse(_message.Message):
 
     @_builtins.property
     def deleted_before(self) -> _timestamp_pb2.Timestamp:
-        """Events for the user that occurred before this time are dropped from now on."""
+        """Events for the user that occurred before this time are dropped from now on. It lies
+        5 minutes after the erasure (the furthest ahead an accepted event may be stamped), so
+        no event accepted before the erasure can rebuild the user's state.
+        """
 
     def __init__(
         self,

@@ -27,7 +27,7 @@ if _version_not_supported:
 
 class UserServiceStub:
     """Manages a tenant's users' data. Every call needs `authorization: Bearer <api key>`
-    metadata with a key of scope INGEST; the user is the key's tenant's.
+    metadata with a key of scope MANAGE; the user is the key's tenant's.
     """
 
     def __init__(self, channel):
@@ -45,7 +45,7 @@ class UserServiceStub:
 
 class UserServiceServicer:
     """Manages a tenant's users' data. Every call needs `authorization: Bearer <api key>`
-    metadata with a key of scope INGEST; the user is the key's tenant's.
+    metadata with a key of scope MANAGE; the user is the key's tenant's.
     """
 
     def DeleteUser(self, request, context):
@@ -55,7 +55,7 @@ class UserServiceServicer:
         the deletion, do not bring the state back.
 
         Returns UNAUTHENTICATED if the API key is missing, unknown or revoked.
-        Returns PERMISSION_DENIED if the key lacks the INGEST scope.
+        Returns PERMISSION_DENIED if the key lacks the MANAGE scope.
         Returns INVALID_ARGUMENT with a field violation if neither id is given or one is too
         long.
         Returns UNAVAILABLE if PostgreSQL cannot be reached; nothing was deleted then.
@@ -83,7 +83,7 @@ def add_UserServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class UserService:
     """Manages a tenant's users' data. Every call needs `authorization: Bearer <api key>`
-    metadata with a key of scope INGEST; the user is the key's tenant's.
+    metadata with a key of scope MANAGE; the user is the key's tenant's.
     """
 
     @staticmethod

@@ -28,7 +28,7 @@ GRPC_VERSION: str
 
 class UserServiceStub:
     """Manages a tenant's users' data. Every call needs `authorization: Bearer <api key>`
-    metadata with a key of scope INGEST; the user is the key's tenant's.
+    metadata with a key of scope MANAGE; the user is the key's tenant's.
     """
 
     @_typing.overload
@@ -42,7 +42,7 @@ class UserServiceStub:
     the deletion, do not bring the state back.
 
     Returns UNAUTHENTICATED if the API key is missing, unknown or revoked.
-    Returns PERMISSION_DENIED if the key lacks the INGEST scope.
+    Returns PERMISSION_DENIED if the key lacks the MANAGE scope.
     Returns INVALID_ARGUMENT with a field violation if neither id is given or one is too
     long.
     Returns UNAVAILABLE if PostgreSQL cannot be reached; nothing was deleted then.
@@ -52,7 +52,7 @@ class UserServiceStub:
 @_typing.type_check_only
 class UserServiceAsyncStub(UserServiceStub):
     """Manages a tenant's users' data. Every call needs `authorization: Bearer <api key>`
-    metadata with a key of scope INGEST; the user is the key's tenant's.
+    metadata with a key of scope MANAGE; the user is the key's tenant's.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -63,7 +63,7 @@ class UserServiceAsyncStub(UserServiceStub):
     the deletion, do not bring the state back.
 
     Returns UNAUTHENTICATED if the API key is missing, unknown or revoked.
-    Returns PERMISSION_DENIED if the key lacks the INGEST scope.
+    Returns PERMISSION_DENIED if the key lacks the MANAGE scope.
     Returns INVALID_ARGUMENT with a field violation if neither id is given or one is too
     long.
     Returns UNAVAILABLE if PostgreSQL cannot be reached; nothing was deleted then.
@@ -72,7 +72,7 @@ class UserServiceAsyncStub(UserServiceStub):
 
 class UserServiceServicer(metaclass=_abc_1.ABCMeta):
     """Manages a tenant's users' data. Every call needs `authorization: Bearer <api key>`
-    metadata with a key of scope INGEST; the user is the key's tenant's.
+    metadata with a key of scope MANAGE; the user is the key's tenant's.
     """
 
     @_abc_1.abstractmethod
@@ -87,7 +87,7 @@ class UserServiceServicer(metaclass=_abc_1.ABCMeta):
         the deletion, do not bring the state back.
 
         Returns UNAUTHENTICATED if the API key is missing, unknown or revoked.
-        Returns PERMISSION_DENIED if the key lacks the INGEST scope.
+        Returns PERMISSION_DENIED if the key lacks the MANAGE scope.
         Returns INVALID_ARGUMENT with a field violation if neither id is given or one is too
         long.
         Returns UNAVAILABLE if PostgreSQL cannot be reached; nothing was deleted then.

@@ -48,6 +48,8 @@ class Failure:
     reason: str
     # BadRequest field violations: field → description.
     violations: dict[str, str]
+    # ErrorInfo metadata, e.g. {"required_scope": "manage"}.
+    metadata: dict[str, str]
 
 
 def failure(call: Callable[[], Any]) -> Failure:
@@ -58,13 +60,15 @@ def failure(call: Callable[[], Any]) -> Failure:
     status = rpc_status.from_call(error)
     reason = ""
     violations: dict[str, str] = {}
+    metadata: dict[str, str] = {}
     for detail in status.details if status else ():
         if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
             info = error_details_pb2.ErrorInfo()
             detail.Unpack(info)
             reason = info.reason
+            metadata = dict(info.metadata)
         if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
             bad = error_details_pb2.BadRequest()
             detail.Unpack(bad)
             violations = {v.field: v.description for v in bad.field_violations}
-    return Failure(error.code(), error.details() or "", reason, violations)
+    return Failure(error.code(), error.details() or "", reason, violations, metadata)

@@ -51,6 +51,16 @@ def test_cli_creates_a_key_that_authenticates_and_stores_only_its_hash(
     assert secret.encode() not in b"".join(str(v).encode() for v in row)  # no clear text at rest
 
 
+def test_cli_creates_a_manage_key(
+    two_tenants: tuple[str, str], key_store: ApiKeyStore, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tenant, _ = two_tenants
+    assert main(["keys", "create", "--tenant", tenant, "--scope", "manage"]) == 0
+    key_id = capsys.readouterr().out.strip().split(".")[2]
+    stored = key_store.find(tenant, key_id)
+    assert stored is not None and stored.scopes == {Scope.MANAGE}
+
+
 def test_cli_refuses_admin_scope_and_unknown_tenants(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["keys", "create", "--tenant", unique_name("none"), "--scope", "ingest"]) == 1
     assert "does not exist" in capsys.readouterr().err

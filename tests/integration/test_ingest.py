@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import queue
 import time
 import uuid
 from collections.abc import Iterator
@@ -272,6 +273,36 @@ def test_revoked_key_is_refused_within_the_cache_ttl(
     )
     assert code == grpc.StatusCode.UNAUTHENTICATED
     assert details["ErrorInfo"].reason == "API_KEY_REVOKED"
+
+
+def test_revoking_a_key_ends_its_open_stream_after_the_batches_already_accepted(
+    stub: Any, ingest_tenant: IngestTenant, key_store: ApiKeyStore, settings: Settings
+) -> None:
+    """Authentication runs once per call; an open StreamEvents re-checks the key per batch."""
+    outgoing: queue.Queue[pb.StreamEventsRequest | None] = queue.Queue()
+
+    def requests() -> Iterator[pb.StreamEventsRequest]:
+        while (request := outgoing.get(timeout=20)) is not None:
+            yield request
+
+    replies = stub.StreamEvents(requests(), metadata=bearer(ingest_tenant.ingest_key), timeout=20)
+    before = [event("early") for _ in range(3)]
+    outgoing.put(pb.StreamEventsRequest(batch_id=1, events=before))
+    assert next(replies).accepted_count == 3
+
+    key_store.revoke(ingest_tenant.tenant_id, ingest_tenant.ingest_key_id)
+    time.sleep(0.3)  # beyond the harness's key cache TTL (0.2 s)
+    outgoing.put(pb.StreamEventsRequest(batch_id=2, events=[event("late")]))
+    try:
+        code, details = failure(lambda: next(replies))
+    finally:
+        outgoing.put(None)
+    assert (code, details["ErrorInfo"].reason) == (
+        grpc.StatusCode.UNAUTHENTICATED,
+        "API_KEY_REVOKED",
+    )
+    published = read_all(settings, ingest_tenant.raw_topic, expect=3)
+    assert sorted(m.partition_key() for m in published) == ["early"] * 3
 
 
 def test_read_key_lacks_the_ingest_scope(stub: Any, ingest_tenant: IngestTenant) -> None:

@@ -32,6 +32,7 @@ from grpc_status import rpc_status
 
 from gateway.method_scopes import method_scopes
 from magnetar.api_key_store import ApiKeyStore
+from magnetar.api_keys import Scope
 from magnetar.db.engine import make_engine, make_sessionmaker
 from magnetar.db.state_writer import commit_batch
 from magnetar.dev import stack
@@ -75,9 +76,20 @@ B_CATEGORY = "b-secret-category"
 
 
 @dataclass(frozen=True)
+class Keys:
+    """A tenant's secrets: the first two keys of onboarding and a MANAGE key."""
+
+    ingest: str
+    read: str
+    manage: str
+
+
+@dataclass(frozen=True)
 class Pair:
     a: Onboarded
     b: Onboarded
+    a_keys: Keys
+    b_keys: Keys
 
     @property
     def a_id(self) -> str:
@@ -124,7 +136,15 @@ def pair(settings: Settings) -> Iterator[Pair]:
             ):
                 events = _purchases(tenant, user, f"{user}-s", items)
                 commit_batch(conn, tenant, events, SignalSettings(), now_ms=NOW)
-        yield Pair(a, b)
+        a_keys, b_keys = (
+            Keys(
+                t.ingest_key.minted.secret,
+                t.read_key.minted.secret,
+                admin.create_key(t.record.tenant_id, [Scope.MANAGE], "isolation").minted.secret,
+            )
+            for t in (a, b)
+        )
+        yield Pair(a, b, a_keys, b_keys)
     finally:
         for onboarded in (a, b):
             admin.delete(onboarded.record.tenant_id)
@@ -202,13 +222,13 @@ class Target:
     written_item: str
 
 
-Probe = Callable[[Stubs, Onboarded, Target], Outcome]
+Probe = Callable[[Stubs, Keys, Target], Outcome]
 
 
 def _tenant_probe(method: str) -> Probe:
-    """A tenant's key (either scope) on TenantService, about the target tenant."""
+    """A tenant's key (any scope) on TenantService, about the target tenant."""
 
-    def probe(stubs: Stubs, a: Onboarded, target: Target) -> Outcome:
+    def probe(stubs: Stubs, a: Keys, target: Target) -> Outcome:
         request_type = getattr(tenant_service_pb2, f"{method}Request")
         fields = request_type.DESCRIPTOR.fields_by_name
         request = request_type()
@@ -223,7 +243,7 @@ def _tenant_probe(method: str) -> Probe:
         def with_key(secret: str) -> Outcome:
             return outcome(lambda: call(request, metadata=bearer(secret)))
 
-        results = {with_key(key.minted.secret) for key in (a.ingest_key, a.read_key)}
+        results = {with_key(key) for key in (a.ingest, a.read, a.manage)}
         assert len(results) == 1, results
         return results.pop()
 
@@ -236,39 +256,37 @@ PROBES: dict[str, Probe] = {
     "/magnetar.v1.PersonalizationService/Recommend": lambda s, a, t: outcome(
         lambda: s.personalization.Recommend(
             P.RecommendRequest(user_id=t.user, k=20, context_item_ids=[t.item]),
-            metadata=bearer(a.read_key.minted.secret),
+            metadata=bearer(a.read),
         ),
         _item_ids,
     ),
     "/magnetar.v1.PersonalizationService/SimilarItems": lambda s, a, t: outcome(
         lambda: s.personalization.SimilarItems(
             P.SimilarItemsRequest(item_id=t.item, k=20, user_id=t.user),
-            metadata=bearer(a.read_key.minted.secret),
+            metadata=bearer(a.read),
         ),
         _item_ids,
     ),
     "/magnetar.v1.PersonalizationService/Trending": lambda s, a, t: outcome(
         lambda: s.personalization.Trending(
             P.TrendingRequest(k=50, category=t.category, window=P.TRENDING_WINDOW_DAY),
-            metadata=bearer(a.read_key.minted.secret),
+            metadata=bearer(a.read),
         ),
         _item_ids,
     ),
     "/magnetar.v1.PersonalizationService/GetUserProfile": lambda s, a, t: outcome(
         lambda: s.personalization.GetUserProfile(
-            P.GetUserProfileRequest(user_id=t.user), metadata=bearer(a.read_key.minted.secret)
+            P.GetUserProfileRequest(user_id=t.user), metadata=bearer(a.read)
         ),
         lambda reply: [r.item_id for r in reply.profile.recent_items],
     ),
     "/magnetar.v1.CatalogService/GetItem": lambda s, a, t: outcome(
-        lambda: s.catalog.GetItem(
-            C.GetItemRequest(item_id=t.item), metadata=bearer(a.read_key.minted.secret)
-        ),
+        lambda: s.catalog.GetItem(C.GetItemRequest(item_id=t.item), metadata=bearer(a.read)),
         lambda reply: [reply.item.title],
     ),
     "/magnetar.v1.CatalogService/DeleteItem": lambda s, a, t: outcome(
         lambda: s.catalog.DeleteItem(
-            C.DeleteItemRequest(item_id=t.item), metadata=bearer(a.ingest_key.minted.secret)
+            C.DeleteItemRequest(item_id=t.item), metadata=bearer(a.manage)
         ),
         lambda reply: [reply.item.title],
     ),
@@ -285,21 +303,21 @@ PROBES: dict[str, Probe] = {
                     )
                 ]
             ),
-            metadata=bearer(a.ingest_key.minted.secret),
+            metadata=bearer(a.manage),
         ),
         lambda reply: [str(reply.upserted_count)],
     ),
     "/magnetar.v1.UserService/DeleteUser": lambda s, a, t: outcome(
         lambda: s.users.DeleteUser(
             user_service_pb2.DeleteUserRequest(user_id=t.user),
-            metadata=bearer(a.ingest_key.minted.secret),
+            metadata=bearer(a.manage),
         ),
         lambda reply: [f"{d.table}={d.count}" for d in reply.deleted],
     ),
     "/magnetar.v1.EventService/Ingest": lambda s, a, t: outcome(
         lambda: s.events.Ingest(
             event_service_pb2.IngestRequest(events=[_event(t.user, t.item)]),
-            metadata=bearer(a.ingest_key.minted.secret),
+            metadata=bearer(a.ingest),
         ),
         lambda reply: [str(reply.accepted_count)],
     ),
@@ -313,7 +331,7 @@ PROBES: dict[str, Probe] = {
                         )
                     ]
                 ),
-                metadata=bearer(a.ingest_key.minted.secret),
+                metadata=bearer(a.ingest),
             )
         ),
         lambda replies: [str(r.accepted_count) for r in replies],
@@ -375,7 +393,7 @@ def test_a_key_of_a_learns_nothing_of_b_through_any_rpc(
                 for item in B_ITEMS
             ]
         ),
-        metadata=bearer(pair.b.ingest_key.minted.secret),
+        metadata=bearer(pair.b_keys.manage),
     )
 
     def b_titles() -> list[str]:
@@ -392,9 +410,9 @@ def test_a_key_of_a_learns_nothing_of_b_through_any_rpc(
     probe = PROBES[method]
 
     fresh = uuid.uuid4().hex[:8]
-    at_b = probe(stubs, pair.a, Target(B_USER, B_ITEMS[0], pair.b_id, B_CATEGORY, B_ITEMS[1]))
+    at_b = probe(stubs, pair.a_keys, Target(B_USER, B_ITEMS[0], pair.b_id, B_CATEGORY, B_ITEMS[1]))
     nothing = Target(NOBODY, NO_ITEM, f"iso-none-{fresh}", "never-seen-category", f"new-{fresh}")
-    at_nothing = probe(stubs, pair.a, nothing)
+    at_nothing = probe(stubs, pair.a_keys, nothing)
 
     # The same answer as for something that never existed: status, reason, payload shape.
     assert (at_b.code, at_b.reason) == (at_nothing.code, at_nothing.reason)

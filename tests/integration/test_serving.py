@@ -22,6 +22,7 @@ import psycopg
 import pulsar
 import pytest
 
+from functions.logic.validation import DEFAULT_POLICY
 from gateway.auth import KeyLookup
 from gateway.server import GatewayOptions, create_server
 from magnetar.api_key_store import ApiKeyStore
@@ -58,28 +59,34 @@ class ServingTenant:
     tenant_id: str
     read_key: str
     ingest_key: str
+    manage_key: str
 
     @property
     def read(self) -> list[tuple[str, str]]:
         return bearer(self.read_key)
 
     @property
-    def write(self) -> list[tuple[str, str]]:
+    def ingest(self) -> list[tuple[str, str]]:
         return bearer(self.ingest_key)
+
+    @property
+    def manage(self) -> list[tuple[str, str]]:
+        return bearer(self.manage_key)
 
 
 @contextmanager
 def serving_tenant(
     settings: Settings, admin: PulsarAdmin, store: ApiKeyStore
 ) -> Iterator[ServingTenant]:
-    """A tenant with its Pulsar namespaces and topics, a tenants row and two keys."""
+    """A tenant with its Pulsar namespaces and topics, a tenants row and three keys."""
     tenant = f"serve-{uuid.uuid4().hex[:8]}"
     provision_pulsar(admin, tenant)
     add_tenant_row(settings, tenant)
     try:
         read, _ = store.create(tenant, [Scope.READ], "serving test")
         ingest, _ = store.create(tenant, [Scope.INGEST], "serving test")
-        yield ServingTenant(tenant, read.secret, ingest.secret)
+        manage, _ = store.create(tenant, [Scope.MANAGE], "serving test")
+        yield ServingTenant(tenant, read.secret, ingest.secret, manage.secret)
     finally:
         remove_tenant_row(settings, tenant)
         admin.delete_tenant(tenant)
@@ -151,7 +158,7 @@ def test_a_buyer_gets_what_was_bought_together_with_a_titled_reason_and_filters_
     seed_shop(settings, t, _purchase(t, "b", "b1", "tent", NOW - 60_000, "outdoor"))
     client.catalog.UpsertItems(
         cat.UpsertItemsRequest(items=[_item("tent", "Dome Tent", "outdoor")]),
-        metadata=tenant.write,
+        metadata=tenant.manage,
     )
     no_repeats = pb.RecommendationFilter(exclude_purchased=True)
     reply = client.personalization.Recommend(
@@ -269,9 +276,9 @@ def test_errors_carry_their_status_codes_and_field_violations(
 def test_each_rpc_needs_its_scope(client: Stubs, tenant: ServingTenant) -> None:
     denied = [
         lambda: client.personalization.Recommend(
-            pb.RecommendRequest(user_id="u", k=1), metadata=tenant.write
+            pb.RecommendRequest(user_id="u", k=1), metadata=tenant.ingest
         ),
-        lambda: client.catalog.GetItem(cat.GetItemRequest(item_id="x"), metadata=tenant.write),
+        lambda: client.catalog.GetItem(cat.GetItemRequest(item_id="x"), metadata=tenant.ingest),
         lambda: client.catalog.UpsertItems(
             cat.UpsertItemsRequest(items=[cat.Item(item_id="x")]), metadata=tenant.read
         ),
@@ -280,6 +287,36 @@ def test_each_rpc_needs_its_scope(client: Stubs, tenant: ServingTenant) -> None:
     ]
     for call in denied:
         assert failure(call).code == grpc.StatusCode.PERMISSION_DENIED
+
+
+def test_catalog_writes_and_erasure_need_manage_which_the_ingest_key_lacks(
+    client: Stubs, tenant: ServingTenant
+) -> None:
+    """The INGEST key ships inside client apps: it must not rewrite the catalog or erase
+    users (docs/serving.md, "Scopes")."""
+    writes = {
+        "UpsertItems": lambda key: client.catalog.UpsertItems(
+            cat.UpsertItemsRequest(items=[_item("x", "X", "c")]), metadata=key
+        ),
+        "DeleteItem": lambda key: client.catalog.DeleteItem(
+            cat.DeleteItemRequest(item_id="x"), metadata=key
+        ),
+        "DeleteUser": lambda key: client.users.DeleteUser(
+            users.DeleteUserRequest(user_id="u"), metadata=key
+        ),
+    }
+    for name, call in writes.items():
+        denied = failure(partial(call, tenant.ingest))
+        assert (name, denied.code, denied.reason, denied.metadata) == (
+            name,
+            grpc.StatusCode.PERMISSION_DENIED,
+            "SCOPE_MISSING",
+            {"required_scope": "manage"},
+        )
+        assert "manage" in denied.message
+    # The MANAGE key does each, in order (the item exists when it is deleted).
+    for call in writes.values():
+        call(tenant.manage)
 
 
 # -- catalog -----------------------------------------------------------------------------
@@ -312,7 +349,7 @@ def test_items_go_to_postgres_and_the_compacted_topic_and_a_deletion_tombstones_
     )
     reply = client.catalog.UpsertItems(
         cat.UpsertItemsRequest(items=[mug, _item("tent", "Dome Tent", "outdoor")]),
-        metadata=tenant.write,
+        metadata=tenant.manage,
     )
     assert reply.upserted_count == 2
     stored = client.catalog.GetItem(cat.GetItemRequest(item_id="mug"), metadata=tenant.read).item
@@ -324,7 +361,9 @@ def test_items_go_to_postgres_and_the_compacted_topic_and_a_deletion_tombstones_
     assert dict(stored.attributes) == {"brand": "acme"}
     assert abs(stored.update_time.ToMilliseconds() - time.time() * 1000) < 60_000
 
-    deleted = client.catalog.DeleteItem(cat.DeleteItemRequest(item_id="mug"), metadata=tenant.write)
+    deleted = client.catalog.DeleteItem(
+        cat.DeleteItemRequest(item_id="mug"), metadata=tenant.manage
+    )
     assert deleted.item.title == "Blue Mug"
     on_topic = _catalog_records(settings, tenant.tenant_id, expect=3)
     assert [key for key, _ in on_topic] == ["mug", "tent", "mug"]
@@ -336,7 +375,7 @@ def test_items_go_to_postgres_and_the_compacted_topic_and_a_deletion_tombstones_
     assert (gone.code, gone.reason) == (grpc.StatusCode.NOT_FOUND, "ITEM_NOT_FOUND")
     again = failure(
         lambda: client.catalog.DeleteItem(
-            cat.DeleteItemRequest(item_id="mug"), metadata=tenant.write
+            cat.DeleteItemRequest(item_id="mug"), metadata=tenant.manage
         )
     )
     assert again.code == grpc.StatusCode.NOT_FOUND
@@ -346,7 +385,7 @@ def test_an_invalid_item_fails_the_whole_batch(client: Stubs, tenant: ServingTen
     batch = [_item("lamp", "Lamp", "home"), cat.Item(item_id="bad", title="t" * 513)]
     bad = failure(
         lambda: client.catalog.UpsertItems(
-            cat.UpsertItemsRequest(items=batch), metadata=tenant.write
+            cat.UpsertItemsRequest(items=batch), metadata=tenant.manage
         )
     )
     assert bad.code == grpc.StatusCode.INVALID_ARGUMENT
@@ -358,7 +397,7 @@ def test_an_invalid_item_fails_the_whole_batch(client: Stubs, tenant: ServingTen
         == grpc.StatusCode.NOT_FOUND
     )
     empty = failure(
-        lambda: client.catalog.UpsertItems(cat.UpsertItemsRequest(), metadata=tenant.write)
+        lambda: client.catalog.UpsertItems(cat.UpsertItemsRequest(), metadata=tenant.manage)
     )
     assert list(empty.violations) == ["items"]
 
@@ -383,15 +422,15 @@ def test_unavailable_and_deleted_items_leave_every_result(
     assert all("sleeping-bag" in found for found in everywhere())
     client.catalog.UpsertItems(
         cat.UpsertItemsRequest(items=[_item("sleeping-bag", "Bag", "outdoor", available=False)]),
-        metadata=tenant.write,
+        metadata=tenant.manage,
     )
     assert not any("sleeping-bag" in found for found in everywhere())
     client.catalog.UpsertItems(
         cat.UpsertItemsRequest(items=[_item("sleeping-bag", "Bag", "outdoor")]),
-        metadata=tenant.write,
+        metadata=tenant.manage,
     )
     assert all("sleeping-bag" in found for found in everywhere())
-    client.catalog.DeleteItem(cat.DeleteItemRequest(item_id="sleeping-bag"), metadata=tenant.write)
+    client.catalog.DeleteItem(cat.DeleteItemRequest(item_id="sleeping-bag"), metadata=tenant.manage)
     assert not any("sleeping-bag" in found for found in everywhere())
 
 
@@ -406,7 +445,8 @@ def test_tenants_see_only_their_own_catalog_and_state(
         settings, tenant.tenant_id, _purchase(tenant.tenant_id, "b", "b", "tent", NOW, "outdoor")
     )
     client.catalog.UpsertItems(
-        cat.UpsertItemsRequest(items=[_item("tent", "Dome Tent", "outdoor")]), metadata=tenant.write
+        cat.UpsertItemsRequest(items=[_item("tent", "Dome Tent", "outdoor")]),
+        metadata=tenant.manage,
     )
     with serving_tenant(settings, pulsar_admin, key_store) as other:
         hidden = failure(
@@ -448,13 +488,15 @@ def test_delete_user_erases_every_user_table_reports_it_and_keeps_late_events_ou
         "user_category_affinities": 1,
         "user_activity": 1,
     }
-    reply = client.users.DeleteUser(users.DeleteUserRequest(user_id="b"), metadata=tenant.write)
+    reply = client.users.DeleteUser(users.DeleteUserRequest(user_id="b"), metadata=tenant.manage)
     assert {d.table: d.count for d in reply.deleted} == {
         "user_item_signals": 2,
         "user_category_affinities": 1,
         "user_activity": 1,
     }
-    assert abs(reply.deleted_before.ToMilliseconds() - time.time() * 1000) < 60_000
+    # Now plus the pipeline's future skew: an event accepted before it stays out too.
+    ahead = reply.deleted_before.ToMilliseconds() - time.time() * 1000
+    assert abs(ahead - DEFAULT_POLICY.max_future_skew_ms) < 60_000
     assert set(_user_rows(settings, t, "b").values()) == {0}
     assert (
         failure(
@@ -470,13 +512,13 @@ def test_delete_user_erases_every_user_table_reports_it_and_keeps_late_events_ou
     assert set(_user_rows(settings, t, "b").values()) == {0}
 
     nobody = client.users.DeleteUser(
-        users.DeleteUserRequest(anonymous_id="never-seen"), metadata=tenant.write
+        users.DeleteUserRequest(anonymous_id="never-seen"), metadata=tenant.manage
     )
     assert {d.table: d.count for d in nobody.deleted} == dict.fromkeys(
         ("user_item_signals", "user_category_affinities", "user_activity"), 0
     )
     invalid = failure(
-        lambda: client.users.DeleteUser(users.DeleteUserRequest(), metadata=tenant.write)
+        lambda: client.users.DeleteUser(users.DeleteUserRequest(), metadata=tenant.manage)
     )
     assert invalid.code == grpc.StatusCode.INVALID_ARGUMENT
 
@@ -521,7 +563,7 @@ def test_postgres_unavailable_answers_unavailable_never_unknown(
     try:
         with grpc.insecure_channel(down.address) as channel:
             client = stubs(channel)
-            read, write = tenant.read, tenant.write
+            read, write = tenant.read, tenant.manage
             calls = {
                 "Recommend": lambda: client.personalization.Recommend(
                     pb.RecommendRequest(user_id="u", k=3), metadata=read, timeout=20

@@ -20,6 +20,7 @@ from sqlalchemy import create_engine
 
 import magnetar.db.catalog_models
 import magnetar.db.state_models  # (registers the state tables)
+from functions.logic.validation import DEFAULT_POLICY
 from magnetar.db.engine import make_engine, make_sessionmaker, sqlalchemy_url
 from magnetar.db.models import Base
 from magnetar.db.serving_reader import ServingStateReader, open_serving_pool
@@ -33,6 +34,7 @@ from magnetar.personalization.memory_state import MemoryState
 from magnetar.personalization.records import EnrichedEvent
 from magnetar.personalization.settings import SignalSettings
 from magnetar.personalization.state import UserKey
+from magnetar.serving.erasure import UserErasure
 from magnetar.serving.personalization import PersonalizationServing, RecommendQuery
 from magnetar.settings import Settings
 from magnetar.workload.generator import GeneratorSettings, generate
@@ -246,6 +248,23 @@ def test_events_of_an_erased_user_from_before_the_erasure_change_nothing(
         )
         assert back.erased == 0
         assert _rows(settings, tenant, "gone")["user_item_signals"] == 1
+
+
+def test_an_event_accepted_before_the_erasure_but_stamped_ahead_is_dropped_too(
+    settings: Settings, erasure: PostgresErasureStore
+) -> None:
+    """The gateway and the pipeline accept `occurred_at` up to 5 minutes after acceptance:
+    such an event, still in flight when DeleteUser runs, must not rebuild the user."""
+    tenant = _tenant()
+    report = UserErasure(erasure, clock_ms=lambda: NOW).delete_user(tenant, "gone", "")
+    ahead = NOW + DEFAULT_POLICY.max_future_skew_ms  # the furthest a valid event may be
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        outcome = commit_batch(
+            conn, tenant, [_event(tenant, "gone", "tent", ahead)], SIGNALS, now_ms=NOW
+        )
+    assert outcome.erased == 1
+    assert set(_rows(settings, tenant, "gone").values()) == {0}
+    assert report.erased_before_ms > ahead
 
 
 def test_an_erasure_waits_for_a_batch_in_progress_and_erases_what_it_wrote(

@@ -54,8 +54,9 @@ def test_bearer_token_is_case_insensitive_on_the_scheme() -> None:
     assert bearer_token("Bearer abc") == "abc"
 
 
-def test_tenant_keys_get_ingest_or_read_never_admin() -> None:
+def test_tenant_keys_get_ingest_read_or_manage_never_admin() -> None:
     assert parse_scopes(["ingest", "READ"]) == {Scope.INGEST, Scope.READ}
+    assert parse_scopes(["manage"]) == {Scope.MANAGE}
     with pytest.raises(InvalidArgument, match="cannot be given"):
         parse_scopes(["admin"])
     with pytest.raises(InvalidArgument, match="unknown scope"):

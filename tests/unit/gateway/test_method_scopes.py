@@ -33,8 +33,10 @@ def test_scopes_follow_the_contract() -> None:
     assert table["/magnetar.v1.EventService/StreamEvents"] == Scope.INGEST
     assert table["/magnetar.v1.PersonalizationService/Recommend"] == Scope.READ
     assert table["/magnetar.v1.CatalogService/GetItem"] == Scope.READ
-    assert table["/magnetar.v1.CatalogService/UpsertItems"] == Scope.INGEST
-    assert table["/magnetar.v1.UserService/DeleteUser"] == Scope.INGEST
+    # The INGEST key ships in client apps; catalog writes and erasure need MANAGE.
+    assert table["/magnetar.v1.CatalogService/UpsertItems"] == Scope.MANAGE
+    assert table["/magnetar.v1.CatalogService/DeleteItem"] == Scope.MANAGE
+    assert table["/magnetar.v1.UserService/DeleteUser"] == Scope.MANAGE
     assert table["/magnetar.v1.TenantService/CreateTenant"] == Scope.ADMIN
 
 

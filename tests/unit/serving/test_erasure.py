@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 
 import pytest
 
+from functions.logic.validation import DEFAULT_POLICY
 from magnetar.errors import InvalidArgument
 from magnetar.serving.erasure import UserErasure
 
@@ -23,10 +24,19 @@ class FakeErasureStore:
 
 def test_both_ids_are_erased_and_the_report_lists_every_table() -> None:
     store = FakeErasureStore()
-    report = UserErasure(store, clock_ms=lambda: 42).delete_user("acme", "u1", "anon-7")
-    assert store.calls == [("acme", ["u1", "anon-7"], 42)]
+    erasure = UserErasure(store, clock_ms=lambda: 42, max_future_skew_ms=0)
+    report = erasure.delete_user("acme", "u1", "anon-7")
+    assert store.calls == [("acme", ["u1", "anon-7"], 43)]
     assert report.deleted == (("affinities", 0), ("user_activity", 2))
-    assert report.erased_before_ms == 42
+    assert report.erased_before_ms == 43
+
+
+def test_the_tombstone_reaches_past_the_pipelines_future_skew() -> None:
+    """An event accepted just before the erasure may be stamped up to the skew later."""
+    store = FakeErasureStore()
+    report = UserErasure(store, clock_ms=lambda: 1_000_000).delete_user("acme", "u1", "")
+    assert report.erased_before_ms == 1_000_000 + DEFAULT_POLICY.max_future_skew_ms + 1
+    assert DEFAULT_POLICY.max_future_skew_ms == 5 * 60_000
 
 
 def test_one_id_is_required_and_ids_keep_their_limits() -> None:

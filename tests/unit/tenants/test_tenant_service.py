@@ -118,6 +118,20 @@ def test_keys_round_trip_and_unspecified_scopes_are_refused(service: TenantServi
     assert revoked.HasField("revoke_time")
 
 
+def test_a_manage_key_can_be_created_and_lists_with_its_scope(service: TenantService) -> None:
+    create(service)
+    made = run(
+        service.CreateApiKey(
+            pb.CreateApiKeyRequest(tenant_id="acme", scopes=[pb.API_KEY_SCOPE_MANAGE]), None
+        )
+    ).api_key
+    assert list(made.api_key.scopes) == [pb.API_KEY_SCOPE_MANAGE]
+    listed = run(service.ListApiKeys(pb.ListApiKeysRequest(tenant_id="acme"), None)).api_keys
+    assert [list(k.scopes) for k in listed if k.key_id == made.api_key.key_id] == [
+        [pb.API_KEY_SCOPE_MANAGE]
+    ]
+
+
 def test_list_and_delete(service: TenantService) -> None:
     create(service)
     listed = run(service.ListTenants(pb.ListTenantsRequest(), None))
