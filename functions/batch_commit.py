@@ -24,6 +24,7 @@ from prometheus_client import Histogram
 
 from functions import runtime
 from magnetar.db.app_role import refuse_unsafe_role
+from magnetar.db.ledger import LedgerUpkeep
 from magnetar.db.state_writer import commit_batch
 from magnetar.dev.problems import EnvironmentProblem
 from magnetar.personalization.records import EnrichedEvent
@@ -110,6 +111,7 @@ class BatchCommitter:
         self._pending = _Pending()
         self._cond = threading.Condition()
         self._conn: psycopg.Connection[Any] | None = None
+        self._ledger_upkeep = LedgerUpkeep(config.tenant_id)
         self._thread = threading.Thread(target=self._run, name="materialize-flush", daemon=True)
         self._thread.start()
 
@@ -167,6 +169,8 @@ class BatchCommitter:
                 self._context.record_metric("freshness_ms", max(0, committed - accepted))
                 since_accepted.observe(max(0, committed - accepted) / 1000)
                 since_occurred.observe(max(0, committed - event.occurred_at) / 1000)
+            # Between batches: a bounded expiry of old ledger rows every few minutes.
+            self._ledger_upkeep.run_if_due(self._conn)
 
     def _commit(self, batch: _Pending) -> bool:
         try:

@@ -196,10 +196,10 @@ async def serve(settings: Settings, options: GatewayOptions | None = None) -> No
     gateway, port = create_server(settings, options=options, registry=registry)
     await gateway.start()
     log.info("gateway listening on %s:%d", settings.grpc_host, port)
-    serve_metrics(registry, settings.grpc_host, settings.metrics_port)
+    serve_metrics(registry, settings.metrics_host, settings.metrics_port)
     pipeline_metrics = PipelineMetrics(settings, registry)
     pipeline_metrics.start()
-    log.info("metrics on http://%s:%d/metrics", settings.grpc_host, settings.metrics_port)
+    log.info("metrics on http://%s:%d/metrics", settings.metrics_host, settings.metrics_port)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -43,6 +43,9 @@ class Settings:
     database_owner_url: str = "postgresql://magnetar_owner@127.0.0.1:55432/magnetar"
     grpc_host: str = "127.0.0.1"
     grpc_port: int = 50051
+    # /metrics binds its own address, never grpc_host's: a gateway that serves gRPC on every
+    # interface keeps its metrics (tenant names, call rates) on loopback unless told otherwise.
+    metrics_host: str = "127.0.0.1"
     metrics_port: int = 9464
     # A file holding `database_url`, read by the materialize Function on the worker host.
     functions_database_url_file: str = ""

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from sqlalchemy import BigInteger, Float, Index, Integer, String, func
+from sqlalchemy import BigInteger, Float, Index, Integer, SmallInteger, String, func
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -39,6 +39,16 @@ class ProcessedEvent(Base):
     committed_at: Mapped[datetime] = mapped_column(server_default=func.now())
     # When the gateway accepted the event (UTC); with committed_at, the event's freshness.
     accepted_at: Mapped[datetime | None]
+
+
+class LedgerCount(Base):
+    """Events counted per tenant, in shards (`magnetar.db.ledger`): the ledger expires, this not."""
+
+    __tablename__ = "ledger_counts"
+
+    tenant_id: Mapped[TenantId] = mapped_column(primary_key=True)
+    shard: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    counted: Mapped[int] = mapped_column(BigInteger)
 
 
 class UserItemSignalRow(Base):
@@ -108,6 +118,7 @@ class ItemCovisitationRow(Base):
 
 TENANT_SCOPED_STATE_TABLES = (
     ProcessedEvent.__tablename__,
+    LedgerCount.__tablename__,
     UserItemSignalRow.__tablename__,
     UserCategoryAffinityRow.__tablename__,
     UserActivityRow.__tablename__,

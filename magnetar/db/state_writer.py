@@ -8,7 +8,8 @@ One transaction per batch:
    batches still pair, and concurrent batches for one user serialize);
 3. fold only the new events (`magnetar.personalization.fold`) into per-key deltas;
 4. write each key once: one multi-row upsert per table, decaying the stored score lazily
-   with the same arithmetic as `DecayedScore.merge`.
+   with the same arithmetic as `DecayedScore.merge`;
+5. advance the tenant's count of counted events (`magnetar.db.ledger`) by the new events.
 
 A redelivered event finds its ledger row in step 1 and changes nothing; a crash before the
 commit leaves neither the ledger row nor the aggregates, and the broker redelivers.
@@ -24,6 +25,7 @@ from typing import Any
 import psycopg
 
 from magnetar.db.decay_sql import decayed_sql
+from magnetar.db.ledger import COUNT_SQL
 from magnetar.personalization.fold import fold_events
 from magnetar.personalization.records import EnrichedEvent
 from magnetar.personalization.settings import SignalSettings
@@ -196,6 +198,9 @@ def commit_batch(
         kept = _not_erased(conn, tenant_id, fresh) if fresh else fresh
         if kept:
             _apply(conn, tenant_id, kept, settings, now_ms + max_future_skew_ms)
+        if new_ids:
+            # Last, so the counter row is locked only for the commit itself.
+            conn.execute(COUNT_SQL, {"tenant": tenant_id, "counted": len(new_ids)})
     return BatchOutcome(
         counted=len(new_ids),
         already_counted=len(ids) - len(new_ids),

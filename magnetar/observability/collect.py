@@ -7,6 +7,7 @@ from typing import Any
 
 import psycopg
 
+from magnetar.db.ledger import counted_events
 from magnetar.observability.pipeline_snapshot import STAGES, PipelineSnapshot, StageHealth
 from magnetar.pulsar_admin import PulsarAdmin, PulsarAdminError
 from magnetar.topics import TenantTopics, subscription_of
@@ -73,9 +74,7 @@ def snapshot(
         conn.transaction(),
     ):
         conn.execute("SELECT set_config('magnetar.tenant', %s, true)", (tenant,))
-        counted = conn.execute(
-            "SELECT count(*) FROM processed_events WHERE tenant_id = %s", (tenant,)
-        ).fetchone()
+        counted = counted_events(conn, tenant)
         p50 = p99 = None
         if not counts_only:
             p50, p99 = conn.execute(_FRESHNESS, {"tenant": tenant}).fetchone() or (None, None)
@@ -84,7 +83,7 @@ def snapshot(
         tenant=tenant,
         at_s=time.monotonic(),
         accepted_total=accepted,
-        counted_total=int(counted[0]) if counted else 0,
+        counted_total=counted,
         dead_lettered_total=dead,
         backlog=backlog,
         freshness_p50_ms=float(p50) if p50 is not None else None,

@@ -278,7 +278,8 @@ def test_gateway_probes_and_graceful_shutdown(rendered: dict[str, str]) -> None:
     # The grace period covers the preStop delay and leaves time to drain.
     assert spec["terminationGracePeriodSeconds"] >= int(pre_stop[1]) + 20
     service = one(docs, "Service", "gateway")
-    assert {port["name"] for port in service["spec"]["ports"]} == {"grpc", "http-metrics"}
+    # /metrics is on loopback by default (see test_metrics_stay_in_the_pod_by_default).
+    assert {port["name"] for port in service["spec"]["ports"]} == {"grpc"}
     assert one(docs, "PodDisruptionBudget", "gateway")["spec"]["maxUnavailable"] == 1
 
 
@@ -329,6 +330,7 @@ def test_each_container_gets_only_the_credentials_it_uses(rendered: dict[str, st
         "MAGNETAR_PULSAR_SERVICE_URL",
         "MAGNETAR_PULSAR_ADMIN_URL",
         "MAGNETAR_GRPC_PORT",
+        "MAGNETAR_METRICS_HOST",
         "MAGNETAR_METRICS_PORT",
         "MAGNETAR_APP_ROLE",
         "MAGNETAR_FUNCTIONS_DATABASE_URL_FILE",
@@ -461,7 +463,7 @@ def test_gateway_signs_tenant_tokens_with_the_broker_key_mounted_read_only(tools
 def test_without_a_token_secret_key_the_gateway_gets_no_key_and_the_notes_warn(
     rendered: dict[str, str], tools: None
 ) -> None:
-    """The documented fallback: no key mounted, so the gateway uses the superuser token."""
+    """The opted-out fallback: no key mounted, so the gateway uses the superuser token."""
     docs = check_helm.documents(rendered["minimal"])
     spec, container = gateway_pod(docs)
     assert KEY_VOLUME not in {v["name"] for v in spec["volumes"]}
@@ -469,7 +471,7 @@ def test_without_a_token_secret_key_the_gateway_gets_no_key_and_the_notes_warn(
     assert KEY_FILE_ENV not in env_names(container)
     assert KEY_FILE_ENV not in one(docs, "ConfigMap")["data"]
     notes = check_helm.render_notes([scenario("minimal")])
-    assert "pulsar.tokenSecretKey.existingSecret is not set" in notes
+    assert "pulsar.allowSuperuserProducers is set" in notes
     assert "superuser token for every tenant" in notes
     assert "pulsar.tokenSecretKey" not in check_helm.render_notes([scenario("production")])
 
@@ -709,3 +711,83 @@ def test_wheel_is_byte_identical_across_builds_with_source_date_epoch(tmp_path: 
     # And the check can tell: without SOURCE_DATE_EPOCH the file times leak into the wheel.
     digest_c = build_wheel(second, tmp_path / "c" / "out", None)
     assert digest_c != digest_a
+
+
+# --- secure defaults: producer isolation, NetworkPolicy, metrics kept in the pod ----------
+
+
+@tool_timeout
+def test_rendering_without_the_signing_key_fails_unless_explicitly_opted_out(
+    tools: None,
+) -> None:
+    """Without the broker's key every tenant's producers would use the superuser token."""
+    refused = ["pulsar.allowSuperuserProducers=false"]
+    with pytest.raises(check_helm.CheckFailed, match=r"allowSuperuserProducers=true"):
+        check_helm.helm_template([scenario("minimal")], set_values=refused)
+    without_key = ["pulsar.tokenSecretKey.existingSecret="]
+    with pytest.raises(check_helm.CheckFailed, match=r"tokenSecretKey\.existingSecret is empty"):
+        check_helm.helm_template([scenario("production")], set_values=without_key)
+    # The opt-out renders (the minimal scenario sets it), and so does a named key.
+    opted_out = ["pulsar.allowSuperuserProducers=true"]
+    one(check_helm.documents(check_helm.helm_template([scenario("minimal")])), "Deployment")
+    docs = check_helm.documents(
+        check_helm.helm_template([scenario("production")], set_values=without_key + opted_out)
+    )
+    one(docs, "Deployment", "gateway")
+    defaults = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert defaults["pulsar"]["allowSuperuserProducers"] is False
+
+
+@tool_timeout
+@pytest.mark.parametrize("name", SCENARIO_IDS)
+def test_network_policy_is_on_by_default(rendered: dict[str, str], name: str) -> None:
+    defaults = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert defaults["networkPolicy"]["enabled"] is True
+    policy = one(check_helm.documents(rendered[name]), "NetworkPolicy")
+    assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
+
+
+def metrics_ports(docs: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    """Where the chart declares the metrics port: pod, Service, NetworkPolicy."""
+    _, container = gateway_pod(docs)
+    service = one(docs, "Service", "gateway")
+    policy = one(docs, "NetworkPolicy")
+    return {
+        "pod": [p for p in container["ports"] if p["name"] == "http-metrics"],
+        "service": [p for p in service["spec"]["ports"] if p["name"] == "http-metrics"],
+        "policy": [
+            rule
+            for rule in policy["spec"]["ingress"]
+            if any(p["port"] == "http-metrics" for p in rule["ports"])
+        ],
+    }
+
+
+@tool_timeout
+def test_metrics_stay_in_the_pod_by_default(rendered: dict[str, str]) -> None:
+    docs = check_helm.documents(rendered["minimal"])
+    data = one(docs, "ConfigMap")["data"]
+    assert data["MAGNETAR_METRICS_HOST"] == "127.0.0.1"
+    assert data["MAGNETAR_METRICS_HOST"] != data["MAGNETAR_GRPC_HOST"]
+    assert metrics_ports(docs) == {"pod": [], "service": [], "policy": []}
+
+
+@tool_timeout
+def test_scraped_metrics_bind_their_own_address_and_are_fenced(rendered: dict[str, str]) -> None:
+    docs = check_helm.documents(rendered["production"])
+    assert one(docs, "ConfigMap")["data"]["MAGNETAR_METRICS_HOST"] == "0.0.0.0"
+    ports = metrics_ports(docs)
+    assert len(ports["pod"]) == len(ports["service"]) == 1
+    (rule,) = ports["policy"]
+    assert rule["from"] == [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+    ]
+
+
+@tool_timeout
+def test_a_service_monitor_that_could_not_scrape_is_refused(tools: None) -> None:
+    refusal = r"serviceMonitor\.enabled: gateway\.metricsHost"
+    with pytest.raises(check_helm.CheckFailed, match=refusal):
+        check_helm.helm_template(
+            [scenario("production")], set_values=["gateway.metricsHost=127.0.0.1"]
+        )

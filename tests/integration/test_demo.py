@@ -18,7 +18,7 @@ pytestmark = pytest.mark.integration
 
 def _scrape(settings: Settings) -> str:
     try:
-        return httpx.get(f"http://{settings.grpc_host}:{settings.metrics_port}/metrics").text
+        return httpx.get(f"http://{settings.metrics_host}:{settings.metrics_port}/metrics").text
     except httpx.HTTPError:
         return ""
 

@@ -87,3 +87,43 @@ def test_serve_ingests_then_exits_cleanly_on_sigterm(
         if process.poll() is None:
             process.kill()
     assert len(read_all(settings, ingest_tenant.raw_topic, expect=1)) == 1
+
+
+def _metrics_answer(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1) as sock:
+            sock.sendall(b"GET /metrics HTTP/1.0\r\n\r\n")
+            return sock.recv(12).startswith(b"HTTP/1.0 200")
+    except OSError:
+        return False
+
+
+def test_metrics_bind_their_own_address_not_the_grpc_one() -> None:
+    """/metrics follows MAGNETAR_METRICS_HOST; gRPC's interface (here 127.0.0.1) has none."""
+    port, metrics_port = free_port(), free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "magnetar.cli", "gateway", "serve", "--port", str(port)],
+        env={
+            **os.environ,
+            "MAGNETAR_GATEWAY_INSTANCE": f"metrics-{port}",
+            "MAGNETAR_GRPC_HOST": "127.0.0.1",
+            # Another loopback address: Linux routes all of 127.0.0.0/8 to lo.
+            "MAGNETAR_METRICS_HOST": "127.0.0.2",
+            "MAGNETAR_METRICS_PORT": str(metrics_port),
+        },
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_serving(f"127.0.0.1:{port}")
+        deadline = time.monotonic() + 15
+        while not _metrics_answer("127.0.0.2", metrics_port):
+            assert time.monotonic() < deadline, "no /metrics on 127.0.0.2"
+            time.sleep(0.2)
+        assert not _metrics_answer("127.0.0.1", metrics_port)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()

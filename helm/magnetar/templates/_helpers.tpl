@@ -179,6 +179,25 @@ Ports of the function state storage, from pulsar.stateStorageUrl (bk://h1[:p1],h
 {{- $ports | uniq | join " " }}
 {{- end }}
 
+{{/*
+Refuses to render a gateway whose tenant producers would all use the superuser token, unless
+the values say so on purpose (pulsar.allowSuperuserProducers).
+*/}}
+{{- define "magnetar.requireProducerIsolation" -}}
+{{- if not (or .Values.pulsar.tokenSecretKey.existingSecret .Values.pulsar.allowSuperuserProducers) }}
+{{- fail "pulsar.tokenSecretKey.existingSecret is empty: without the broker's token secret key every tenant's producers use the Pulsar superuser token. Name the Secret holding the key (docs/kubernetes.md, section 4), or set pulsar.allowSuperuserProducers=true to accept that (development clusters only)" }}
+{{- end }}
+{{- end }}
+
+{{/*
+True ("true") when /metrics listens beyond the pod's loopback (gateway.metricsHost), so there
+is a metrics port to declare, expose, fence and scrape.
+*/}}
+{{- define "magnetar.metricsExposed" -}}
+{{- $host := .Values.gateway.metricsHost }}
+{{- if not (or (hasPrefix "127." $host) (eq $host "::1") (eq $host "localhost")) }}true{{ end }}
+{{- end }}
+
 {{/* Where the CA bundle is mounted. */}}
 {{- define "magnetar.caDir" -}}
 /etc/magnetar/ca
