@@ -45,10 +45,12 @@ class Authenticator:
 
     async def authenticate(self, authorization: str | None) -> Principal:
         token = bearer_token(authorization)
-        if self._admin_key and hmac.compare_digest(token, self._admin_key):
+        presented = token.encode("utf-8")
+        # Bytes: compare_digest refuses a str that is not ASCII (TypeError → INTERNAL).
+        if self._admin_key and hmac.compare_digest(presented, self._admin_key.encode("utf-8")):
             return PLATFORM
         # Cache by digest: the cache never holds a secret in the clear.
-        digest = hashlib.sha256(token.encode("utf-8")).digest()
+        digest = hashlib.sha256(presented).digest()
         now = self._clock()
         cached = self._cache.get(digest)
         if cached is None or cached[0] <= now:

@@ -121,3 +121,13 @@ def test_unknown_keys_are_cached_too() -> None:
     for _ in range(3):
         reason_of(auth, f"Bearer {stranger}")
     assert keys.lookups == 1
+
+
+@pytest.mark.parametrize("token", ["clé-à-molette", "mgk.acme.ключ", "\u00e9"])
+def test_a_non_ascii_token_is_unauthenticated_not_an_internal_error(token: str) -> None:
+    # hmac.compare_digest raises TypeError on a non-ASCII str; the gateway mapped that to
+    # INTERNAL. A token is compared as bytes.
+    assert reason_of(Authenticator(FakeKeys(), "s3cret-admin"), f"Bearer {token}") in {
+        "API_KEY_MALFORMED",
+        "API_KEY_INVALID",
+    }
