@@ -207,9 +207,10 @@ def bench_tenant(
     options = PipelineOptions(
         database_url_file=settings.functions_database_url_file, durable_state=durable_state
     )
-    if pipeline:
-        wait_running(admin, tenant, deploy_pipeline(admin, tenant, options))
     try:
+        # Inside the try: functions that do not start in time must not outlive the run.
+        if pipeline:
+            wait_running(admin, tenant, deploy_pipeline(admin, tenant, options))
         yield topics
     finally:
         undeploy_pipeline(admin, tenant)

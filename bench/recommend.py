@@ -19,6 +19,12 @@ One run, one scratch tenant with its pipeline deployed (one Function: dedupe, en
    highest rate served in full with p99 <= 25 ms and no errors. All of it first without
    ingest, to show what the pipeline's share of the machine costs.
 
+With `--unknown-key-flood CALLS_PER_S` the run measures something else: Recommend at
+`--rate` for `--seconds` alone, then beside a flood of Recommend calls each with a fresh,
+well-formed key of the tenant that does not exist (the flood's answers are counted by status
+code), then alone again. Target: the valid calls' p99 under the flood within 2x of alone,
+no errors. No ingest, no peak search.
+
 Before measuring, every distinct request is sent once: a gateway that has been up for a
 while holds the tenant's trending and neighbour lists in memory (see
 `magnetar.serving.shared_reads`), and the steady state is what the targets are about.
@@ -55,7 +61,7 @@ import psycopg
 from bench.pipeline import bench_tenant
 from bench.report import BenchReport, percentile
 from magnetar.api_key_store import ApiKeyStore
-from magnetar.api_keys import Scope
+from magnetar.api_keys import Scope, mint_key
 from magnetar.db.engine import make_engine, make_sessionmaker
 from magnetar.db.models import Tenant
 from magnetar.db.state_writer import commit_batch
@@ -182,6 +188,7 @@ def gateway_process() -> Iterator[GatewayProcess]:
 class Workload:
     """Who asks, what they look at, and the live events still to be ingested."""
 
+    tenant: str
     users: list[str]
     weights: list[float]
     items: list[str]
@@ -210,6 +217,7 @@ def build_workload(tenant: str) -> tuple[list[EnrichedEvent], Workload]:
         activity[record.user_id] = activity.get(record.user_id, 0) + 1
     users = sorted(activity)
     return history, Workload(
+        tenant=tenant,
         users=users,
         weights=[float(activity[u]) for u in users],
         items=sorted({e.item_id for e in history}),
@@ -434,6 +442,79 @@ async def drive(args: argparse.Namespace, clients: Clients, workload: Workload) 
     return phases
 
 
+async def flood(clients: Clients, tenant: str, per_second: float, seconds: float) -> dict[str, int]:
+    """Recommend with a new unknown key every call, on a schedule; answers by status code."""
+    codes: dict[str, int] = {}
+
+    async def one(n: int) -> None:
+        key = (("authorization", f"Bearer {mint_key(tenant).secret}"),)
+        request = clients.requests[n % len(clients.requests)]
+        try:
+            await clients.personalization.Recommend(request, metadata=key, timeout=5)
+            code = "OK"
+        except grpc.aio.AioRpcError as error:
+            code = error.code().name
+        codes[code] = codes.get(code, 0) + 1
+
+    await open_loop(one, per_second, seconds)
+    return codes
+
+
+async def drive_flood(
+    args: argparse.Namespace, clients: Clients, workload: Workload
+) -> tuple[list[Phase], dict[str, int]]:
+    """Recommend alone, beside the flood, alone again."""
+    await clients.upsert_catalog(workload.catalog)
+    await measure(clients, "warm-up", "Recommend", min(args.rate, 100), 3, 0)
+    await warm_shared_reads(clients)
+    phases = []
+    codes: dict[str, int] = {}
+    for label in ("alone", "beside the flood", "alone again"):
+        await asyncio.sleep(PAUSE_S)
+        if label == "beside the flood":
+            flooding = asyncio.ensure_future(
+                flood(clients, workload.tenant, args.unknown_key_flood, args.seconds)
+            )
+            phases.append(await measure(clients, label, "Recommend", args.rate, args.seconds, 0))
+            codes = await flooding
+        else:
+            phases.append(await measure(clients, label, "Recommend", args.rate, args.seconds, 0))
+    return phases, codes
+
+
+def flood_report(
+    phases: Sequence[Phase], codes: dict[str, int], args: argparse.Namespace
+) -> BenchReport:
+    result = BenchReport(
+        "recommend-flood",
+        ("phase", "offered/s", "served/s", "p50 ms", "p99 ms", "errors", "load"),
+    )
+    for phase in phases:
+        result.add(
+            phase=phase.label,
+            **{
+                "offered/s": phase.offered,
+                "served/s": phase.achieved,
+                "p50 ms": percentile(phase.latencies_ms, 50),
+                "p99 ms": percentile(phase.latencies_ms, 99),
+                "errors": phase.errors,
+                "load": phase.load,
+            },
+        )
+    alone = max(percentile(p.latencies_ms, 99) for p in phases if p.label != "beside the flood")
+    flooded = next(p for p in phases if p.label == "beside the flood")
+    result.notes.append(
+        f"flood of {args.unknown_key_flood:.0f} unknown keys/s answered: "
+        + ", ".join(f"{code} {count}" for code, count in sorted(codes.items()))
+    )
+    result.notes.append(
+        f"target: p99 beside the flood <= 2x alone ({alone:.1f} ms, the worse of the two "
+        f"alone phases) → {percentile(flooded.latencies_ms, 99):.1f} ms, "
+        f"{flooded.errors} errors"
+    )
+    return result
+
+
 def report(phases: Sequence[Phase], args: argparse.Namespace) -> BenchReport:
     result = BenchReport(
         "recommend",
@@ -496,6 +577,7 @@ def run(
     ingest_rate: float = 1000.0,
     peak_rates: Sequence[float] = PEAK_RATES,
     step_seconds: float = 5.0,
+    unknown_key_flood: float = 0.0,
 ) -> BenchReport:
     args = argparse.Namespace(
         rate=rate,
@@ -503,8 +585,10 @@ def run(
         ingest_rate=ingest_rate,
         peak_rates=list(peak_rates),
         step_seconds=step_seconds,
+        unknown_key_flood=unknown_key_flood,
     )
     phases: list[Phase] = []
+    codes: dict[str, int] = {}
     cleanup_failure = ""
     try:
         with (
@@ -516,21 +600,23 @@ def run(
             seed_state(settings, topics.tenant, history)
             with gateway_process() as gateway:
 
-                async def go() -> list[Phase]:
+                async def go() -> tuple[list[Phase], dict[str, int]]:
                     clients = Clients(gateway, read_key, ingest_key, workload)
                     try:
-                        return await drive(args, clients, workload)
+                        if unknown_key_flood > 0:
+                            return await drive_flood(args, clients, workload)
+                        return await drive(args, clients, workload), {}
                     finally:
                         await clients.close()
 
-                phases = asyncio.run(go())
+                phases, codes = asyncio.run(go())
     except PulsarAdminError as error:
         # Removing the scratch tenant can fail after the measurements (the broker is still
         # tidying a namespace): keep the figures and say so, rather than lose the run.
         if not phases:
             raise
         cleanup_failure = f"removing the scratch tenant failed: {str(error).splitlines()[0]}"
-    result = report(phases, args)
+    result = flood_report(phases, codes, args) if unknown_key_flood > 0 else report(phases, args)
     if cleanup_failure:
         result.notes.append(cleanup_failure)
     return result

@@ -1,8 +1,10 @@
-"""Cross-cutting concerns of every RPC: error mapping, authentication, limits.
+"""Cross-cutting concerns of every RPC: error mapping, request sizes, authentication, limits.
 
 Each interceptor wraps the handler's behaviour in an async context (`around`), the same way
 for unary and streaming methods. Order on the server: errors (outermost, so it also maps
-what auth and limits raise), then auth, then limits. The caller's principal is kept in a
+what the others raise; it also refuses a request larger than its method's bound before it is
+parsed, see `gateway.request_sizes`), then the process's bound on calls in progress, then
+auth, then the per-tenant limits: everything an anonymous caller can cost comes before auth. The caller's principal is kept in a
 context variable: grpc.aio runs each RPC in its own task, so the value cannot leak from
 one call into another.
 """
@@ -23,7 +25,7 @@ from gateway.limits import ConcurrencyLimiter
 from gateway.method_scopes import is_public
 from gateway.status import to_grpc_status
 from magnetar.api_keys import Principal, Scope
-from magnetar.errors import InvalidArgument, MagnetarError, PermissionDenied
+from magnetar.errors import InvalidArgument, MagnetarError, PermissionDenied, ResourceExhausted
 
 log = logging.getLogger(__name__)
 
@@ -71,11 +73,25 @@ class _Undecodable:
         self.error = error
 
 
-def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+class _TooLarge:
+    """A request message larger than its method's bound, in place of the message (unparsed)."""
+
+    __slots__ = ("limit", "size")
+
+    def __init__(self, size: int, limit: int) -> None:
+        self.size = size
+        self.limit = limit
+
+
+def _tolerant(
+    deserializer: Callable[[bytes], Any] | None, max_bytes: int | None = None
+) -> Callable[[bytes], Any] | None:
     if deserializer is None:
         return None
 
     def deserialize(data: bytes) -> Any:
+        if max_bytes is not None and len(data) > max_bytes:
+            return _TooLarge(len(data), max_bytes)
         try:
             return deserializer(data)
         except Exception as error:
@@ -85,6 +101,13 @@ def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], 
 
 
 def _decoded(request: Any) -> Any:
+    if isinstance(request, _TooLarge):
+        raise ResourceExhausted(
+            f"the request message is {request.size} bytes; this method accepts at most "
+            f"{request.limit}",
+            reason="REQUEST_TOO_LARGE",
+            metadata={"max_request_bytes": str(request.limit), "request_bytes": str(request.size)},
+        )
     if isinstance(request, _Undecodable):
         raise InvalidArgument(
             f"the request message does not parse as this method's request: {request.error}",
@@ -105,12 +128,14 @@ def _wrap(
     around: Around,
     *,
     check_decoding: bool = False,
+    max_bytes: int | None = None,
 ) -> Any:
     """The same handler, its behaviour run inside `around(...)`; with `check_decoding`,
-    requests that do not parse reach it as INVALID_ARGUMENT raised inside `around`."""
+    requests that do not parse, or exceed `max_bytes`, reach it as INVALID_ARGUMENT or
+    RESOURCE_EXHAUSTED raised inside `around`."""
     deserializer = handler.request_deserializer
     if check_decoding:
-        deserializer = _tolerant(deserializer)
+        deserializer = _tolerant(deserializer, max_bytes)
 
     def one(request: Any) -> Any:
         return _decoded(request) if check_decoding else request
@@ -166,6 +191,9 @@ class _AroundInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
     check_decoding = False
 
+    def max_request_bytes(self, method: str) -> int | None:
+        return None
+
     def around(
         self, method: str, metadata: Mapping[str, str], context: Any
     ) -> AbstractAsyncContextManager[None]:
@@ -183,16 +211,30 @@ class _AroundInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         metadata = {
             k: v for k, v in handler_call_details.invocation_metadata or () if isinstance(v, str)
         }
-        return _wrap(handler, method, metadata, self.around, check_decoding=self.check_decoding)
+        return _wrap(
+            handler,
+            method,
+            metadata,
+            self.around,
+            check_decoding=self.check_decoding,
+            max_bytes=self.max_request_bytes(method),
+        )
 
 
 class ErrorMappingInterceptor(_AroundInterceptor):
     """MagnetarError → its status and details; anything unexpected → INTERNAL, logged; a
-    request that does not parse → INVALID_ARGUMENT (`REQUEST_UNDECODABLE`)."""
+    request that does not parse → INVALID_ARGUMENT (`REQUEST_UNDECODABLE`); one larger than
+    `request_bytes(method)` → RESOURCE_EXHAUSTED (`REQUEST_TOO_LARGE`), unparsed."""
 
-    # Checked here, outermost: a request that does not parse is answered before
-    # authentication, as grpc itself answers it before any interceptor.
+    # Checked here, outermost: a request that does not parse, or is too large, is answered
+    # before authentication, as grpc itself answers it before any interceptor.
     check_decoding = True
+
+    def __init__(self, request_bytes: Callable[[str], int] | None = None) -> None:
+        self._request_bytes = request_bytes
+
+    def max_request_bytes(self, method: str) -> int | None:
+        return None if self._request_bytes is None else self._request_bytes(method)
 
     @asynccontextmanager
     async def around(
@@ -221,12 +263,13 @@ class AuthInterceptor(_AroundInterceptor):
         self, method: str, metadata: Mapping[str, str], context: Any
     ) -> AsyncIterator[None]:
         authorization = metadata.get("authorization")
-        _PRINCIPAL.set(await self._authorize(method, authorization))
-        _REAUTHORIZE.set(functools.partial(self._authorize, method, authorization))
+        peer = context.peer()
+        _PRINCIPAL.set(await self._authorize(method, authorization, peer))
+        _REAUTHORIZE.set(functools.partial(self._authorize, method, authorization, peer))
         yield
 
-    async def _authorize(self, method: str, authorization: str | None) -> Principal:
-        principal = await self._authenticator.authenticate(authorization)
+    async def _authorize(self, method: str, authorization: str | None, peer: str) -> Principal:
+        principal = await self._authenticator.authenticate(authorization, peer)
         needed = self._scopes.get(method)
         if needed is None:
             raise PermissionDenied(f"no caller may use {method}", reason="METHOD_NOT_ALLOWED")
@@ -239,19 +282,27 @@ class AuthInterceptor(_AroundInterceptor):
         return principal
 
 
-class LimitsInterceptor(_AroundInterceptor):
-    """At most `limit` calls in progress per tenant (streams count while open)."""
+def _tenant_key() -> str:
+    principal = _PRINCIPAL.get(None)
+    return "platform" if principal is None or principal.tenant_id is None else principal.tenant_id
 
-    def __init__(self, limiter: ConcurrencyLimiter) -> None:
+
+def _process_key() -> str:
+    return "process"
+
+
+class LimitsInterceptor(_AroundInterceptor):
+    """At most `limit` calls in progress per tenant (streams count while open); with
+    `per_process`, in the whole process whoever makes them (placed before auth, so
+    unauthenticated calls count too)."""
+
+    def __init__(self, limiter: ConcurrencyLimiter, *, per_process: bool = False) -> None:
         self._limiter = limiter
+        self._key = _process_key if per_process else _tenant_key
 
     @asynccontextmanager
     async def around(
         self, method: str, metadata: Mapping[str, str], context: Any
     ) -> AsyncIterator[None]:
-        principal = _PRINCIPAL.get(None)
-        key = (
-            "platform" if principal is None or principal.tenant_id is None else principal.tenant_id
-        )
-        async with self._limiter.slot(key):
+        async with self._limiter.slot(self._key()):
             yield

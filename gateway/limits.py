@@ -68,12 +68,21 @@ class PendingBudget:
 
 
 class ConcurrencyLimiter:
-    """At most `limit` calls in progress per key (a tenant); the next one is refused."""
+    """At most `limit` calls in progress per key (a tenant, or the whole process); the next
+    one is refused. `holder` and `reason` word the refusal."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(
+        self,
+        limit: int,
+        *,
+        holder: str = "this tenant",
+        reason: str = "TOO_MANY_CONCURRENT_CALLS",
+    ) -> None:
         if limit <= 0:
             raise ValueError("limit must be positive")
         self.limit = limit
+        self._holder = holder
+        self._reason = reason
         self._active: dict[str, int] = {}
 
     def active(self, key: str) -> int:
@@ -84,9 +93,9 @@ class ConcurrencyLimiter:
         current = self._active.get(key, 0)
         if current >= self.limit:
             raise ResourceExhausted(
-                f"more than {self.limit} calls in progress for this tenant; retry shortly",
+                f"more than {self.limit} calls in progress for {self._holder}; retry shortly",
                 retry_after_s=0.1,
-                reason="TOO_MANY_CONCURRENT_CALLS",
+                reason=self._reason,
                 metadata={"max_concurrent_calls": str(self.limit)},
             )
         self._active[key] = current + 1

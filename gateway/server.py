@@ -32,11 +32,16 @@ from gateway.event_publisher import EventPublisher, PublisherOptions, PulsarCred
 from gateway.event_service import SERVICE_NAME as EVENT_SERVICE
 from gateway.event_service import EventService
 from gateway.ingestion import Ingestor
-from gateway.interceptors import AuthInterceptor, ErrorMappingInterceptor, LimitsInterceptor
+from gateway.interceptors import (
+    AuthInterceptor,
+    ErrorMappingInterceptor,
+    LimitsInterceptor,
+)
 from gateway.limits import ConcurrencyLimiter
 from gateway.method_scopes import method_scopes
 from gateway.metrics import MetricsInterceptor, serve_metrics
 from gateway.personalization_service import mount_personalization_service
+from gateway.request_sizes import max_request_bytes
 from gateway.tenant_service import mount_tenant_service, tenant_credentials
 from gateway.user_service import mount_user_service
 from magnetar.api_key_store import ApiKeyStore
@@ -56,8 +61,15 @@ class GatewayOptions:
     # Requests above this fail with RESOURCE_EXHAUSTED in the transport (documented: 8 MiB).
     max_receive_bytes: int = 8 * 1024 * 1024
     max_concurrent_calls_per_tenant: int = 256
+    # Calls in progress in the whole process, authenticated or not (docs/serving.md).
+    max_concurrent_calls: int = 1_000
     # A revoked key keeps working at most this long (positive answers are cached).
     auth_cache_ttl_s: float = 5.0
+    # While PostgreSQL fails, keys and quotas are served from their last good answer this long.
+    serve_stale_s: float = 600.0
+    # Key lookups have a pool of their own (up to twice this many connections): a flood of
+    # unknown keys cannot take the serving pool's connections.
+    key_lookup_pool_size: int = 2
     shutdown_grace_s: float = 10.0
     publisher: PublisherOptions = field(default_factory=PublisherOptions)
 
@@ -70,6 +82,8 @@ class GatewayDeps:
     sessions: sessionmaker[Session]
     authenticator: Authenticator
     publisher: EventPublisher
+    # How long a cache of PostgreSQL answers may serve its last good one while it fails.
+    serve_stale_s: float = 600.0
 
 
 ServiceMount = Callable[[Any, GatewayDeps], str]
@@ -91,14 +105,14 @@ class GatewayServer:
         server: Any,
         health_servicer: Any,
         deps: GatewayDeps,
-        engine: Engine,
+        engines: Sequence[Engine],
         service_names: Sequence[str],
     ) -> None:
         self.grpc = server
         self.health = health_servicer
         self.deps = deps
         self.service_names = tuple(service_names)
-        self._engine = engine
+        self._engines = tuple(engines)
 
     async def start(self) -> None:
         await self.grpc.start()
@@ -110,15 +124,22 @@ class GatewayServer:
         await self.health.enter_graceful_shutdown()
         await self.grpc.stop(grace)
         await self.deps.publisher.close()
-        self._engine.dispose()
+        self.deps.authenticator.close()
+        for engine in self._engines:
+            engine.dispose()
 
     async def wait_for_termination(self) -> None:
         await self.grpc.wait_for_termination()
 
 
 def mount_event_service(server: Any, deps: GatewayDeps) -> str:
-    # Each tenant's ingest quota (its plan) is enforced before its events reach Pulsar.
-    quotas = IngestRateLimiter(PostgresTenantStore(deps.sessions))
+    # Each tenant's ingest quota (its plan) is enforced before its events reach Pulsar; each
+    # replica takes its share of it (docs/tenants.md, "Quotas and replicas").
+    quotas = IngestRateLimiter(
+        PostgresTenantStore(deps.sessions),
+        replicas=deps.settings.gateway_replicas,
+        stale_s=deps.serve_stale_s,
+    )
     event_service_pb2_grpc.add_EventServiceServicer_to_server(
         EventService(Ingestor(RateLimitedSink(deps.publisher, quotas))), server
     )
@@ -140,10 +161,18 @@ def create_server(
     registry = registry or CollectorRegistry()
     engine = make_engine(settings.database_url)
     sessions = make_sessionmaker(engine)
+    engines = [engine]
+    if key_lookup is None:
+        key_engine = make_engine(settings.database_url, pool_size=options.key_lookup_pool_size)
+        engines.append(key_engine)
+        key_lookup = ApiKeyStore(make_sessionmaker(key_engine))
     authenticator = Authenticator(
-        key_lookup or ApiKeyStore(sessions),
+        key_lookup,
         settings.admin_api_key,
         ttl_s=options.auth_cache_ttl_s,
+        stale_s=options.serve_stale_s,
+        # As many threads as the key pool has connections.
+        lookup_threads=2 * options.key_lookup_pool_size,
     )
     publisher = EventPublisher(
         settings.pulsar_service_url,
@@ -154,7 +183,15 @@ def create_server(
     server = grpc.aio.server(
         interceptors=[
             MetricsInterceptor(rpc_histogram(registry)),
-            ErrorMappingInterceptor(),
+            ErrorMappingInterceptor(max_request_bytes),
+            LimitsInterceptor(
+                ConcurrencyLimiter(
+                    options.max_concurrent_calls,
+                    holder="this gateway process",
+                    reason="GATEWAY_BUSY",
+                ),
+                per_process=True,
+            ),
             AuthInterceptor(authenticator, method_scopes()),
             LimitsInterceptor(ConcurrencyLimiter(options.max_concurrent_calls_per_tenant)),
         ],
@@ -163,7 +200,7 @@ def create_server(
             ("grpc.so_reuseport", 0),
         ],
     )
-    deps = GatewayDeps(settings, sessions, authenticator, publisher)
+    deps = GatewayDeps(settings, sessions, authenticator, publisher, options.serve_stale_s)
     names = [mount(server, deps) for mount in (mount_event_service, *services)]
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -178,7 +215,7 @@ def create_server(
     port = server.add_insecure_port(f"{settings.grpc_host}:{settings.grpc_port}")
     if port == 0:
         raise OSError(f"cannot bind {settings.grpc_host}:{settings.grpc_port}")
-    return GatewayServer(server, health_servicer, deps, engine, names), port
+    return GatewayServer(server, health_servicer, deps, engines, names), port
 
 
 def tune_interpreter(settings: Settings) -> None:

@@ -56,6 +56,9 @@ class Settings:
     # 5,000 µs): the event loop, the serving threads and the Pulsar client's callbacks take
     # turns, and every wait for a turn lands in some call's latency (BENCHMARKS.md).
     gil_switch_interval_us: int = 500
+    # Gateway replicas that share each tenant's ingest quota: each takes 1/replicas of it.
+    # Set by the Helm chart (docs/tenants.md, "Quotas and replicas").
+    gateway_replicas: int = 1
 
     def __post_init__(self) -> None:
         # Checked here, not where used: a gateway pod with a bad value must fail at start
@@ -65,6 +68,8 @@ class Settings:
                 raise _bad(name, getattr(self, name), "a port number from 0 to 65535")
         if self.gil_switch_interval_us <= 0:
             raise _bad("gil_switch_interval_us", self.gil_switch_interval_us, "a number above 0")
+        if self.gateway_replicas <= 0:
+            raise _bad("gateway_replicas", self.gateway_replicas, "a number above 0")
 
     @property
     def pulsar_admin_token(self) -> str:

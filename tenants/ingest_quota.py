@@ -7,9 +7,15 @@ dictionary lookup and a little arithmetic per call, so it cannot slow the others
 queueing. A batch larger than the burst is let through when the bucket is full and leaves
 it in debt, so such a batch is never refused forever and the long-run rate still holds.
 
+The quota is the tenant's across the gateway: with `replicas` gateway replicas sharing the
+traffic, each keeps a bucket of 1/replicas of the rate and burst (the count comes from the
+deployment, see docs/tenants.md, "Quotas and replicas", for the choice and its limits).
+
 Quotas come from the tenant's record through a `QuotaSource`, cached for `ttl_s`, so an
-UpdateTenant reaches every gateway replica within seconds. A tenant without recorded quotas
-(created before plans existed) is not rate limited here.
+UpdateTenant reaches every gateway replica within seconds. When PostgreSQL fails, the last
+quota read is used for up to `stale_s` (10 min): ingest does not stop with the database
+(`gateway.answer_cache`). A tenant without recorded quotas (created before plans existed) is
+not rate limited here.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from gateway.answer_cache import AnswerCache, CachedLookup
 from gateway.event_validation import EventLike
 from gateway.ingestion import EventSink
 from magnetar.errors import ResourceExhausted
@@ -66,29 +73,25 @@ class IngestRateLimiter:
         self,
         source: QuotaSource,
         *,
+        replicas: int = 1,
         ttl_s: float = 5.0,
+        stale_s: float = 600.0,
+        max_tenants: int = 10_000,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        if replicas <= 0:
+            raise ValueError("replicas must be positive")
         self._source = source
-        self._ttl_s = ttl_s
+        self._replicas = replicas
         self._clock = clock
-        self._quotas: dict[str, tuple[float, IngestQuota | None]] = {}
-        self._loading: dict[str, asyncio.Task[IngestQuota | None]] = {}
+        cache: AnswerCache[str, IngestQuota | None] = AnswerCache(max_tenants, ttl_s, stale_s)
+        self._quotas: CachedLookup[str, IngestQuota | None] = CachedLookup(
+            (cache,), lambda _: cache, run=asyncio.to_thread, clock=clock, what="ingest quota"
+        )
         self._buckets: dict[str, TokenBucket] = {}
 
     async def _quota(self, tenant_id: str) -> IngestQuota | None:
-        cached = self._quotas.get(tenant_id)
-        if cached is not None and cached[0] > self._clock():
-            return cached[1]
-        task = self._loading.get(tenant_id)
-        if task is None:
-            # One lookup per tenant however many calls miss the cache at once.
-            task = asyncio.ensure_future(asyncio.to_thread(self._source.ingest_quota, tenant_id))
-            self._loading[tenant_id] = task
-            task.add_done_callback(lambda _: self._loading.pop(tenant_id, None))
-        quota = await asyncio.shield(task)
-        self._quotas[tenant_id] = (self._clock() + self._ttl_s, quota)
-        return quota
+        return await self._quotas.get(tenant_id, lambda: self._source.ingest_quota(tenant_id))
 
     async def admit(self, tenant_id: str, count: int) -> None:
         """Return if `count` events fit the tenant's rate; ResourceExhausted otherwise."""
@@ -96,23 +99,26 @@ class IngestRateLimiter:
         if quota is None:
             return
         now = self._clock()
+        # This replica's share; a burst of at least one event, so any quota admits something.
+        rate = quota.events_per_second / self._replicas
+        burst = max(1.0, quota.burst / self._replicas)
         bucket = self._buckets.get(tenant_id)
         if bucket is None:
-            bucket = self._buckets[tenant_id] = TokenBucket(
-                quota.events_per_second, quota.burst, now
-            )
-        elif (bucket.rate, bucket.burst) != (quota.events_per_second, quota.burst):
-            bucket.reshape(quota.events_per_second, quota.burst)
+            bucket = self._buckets[tenant_id] = TokenBucket(rate, burst, now)
+        elif (bucket.rate, bucket.burst) != (rate, burst):
+            bucket.reshape(rate, burst)
         wait_s = bucket.take(count, now)
         if wait_s > 0:
             raise ResourceExhausted(
                 f"the tenant's ingest quota is {quota.events_per_second} events/s "
-                f"(burst {quota.burst}); retry in {wait_s:.3f} s",
+                f"(burst {quota.burst}) across {self._replicas} gateway replica(s); "
+                f"retry in {wait_s:.3f} s",
                 retry_after_s=wait_s,
                 reason="INGEST_RATE_EXCEEDED",
                 metadata={
                     "events_per_second": str(quota.events_per_second),
                     "burst": str(quota.burst),
+                    "gateway_replicas": str(self._replicas),
                 },
             )
 

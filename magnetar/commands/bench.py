@@ -56,6 +56,14 @@ def register(subparsers: Any) -> None:
         help="requests/s tried in turn for the peak at p99 <= 25 ms",
     )
     recommend.add_argument("--step-seconds", type=float, default=5.0, help="per peak-search rate")
+    recommend.add_argument(
+        "--unknown-key-flood",
+        type=float,
+        default=0.0,
+        metavar="CALLS_PER_S",
+        help="instead: Recommend at --rate alone, then beside this many calls/s with "
+        "well-formed unknown keys (docs/serving.md, unauthenticated callers)",
+    )
     recommend.set_defaults(handler=_recommend)
 
     from bench import faults
@@ -107,6 +115,7 @@ def _recommend(args: argparse.Namespace) -> int:
         ingest_rate=args.ingest_rate,
         peak_rates=args.peak_rates,
         step_seconds=args.step_seconds,
+        unknown_key_flood=args.unknown_key_flood,
     )
     report.print()
     print(f"results: {report.save()}")

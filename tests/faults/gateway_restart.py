@@ -20,7 +20,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -368,24 +368,35 @@ def gateway_restart(
         for *_, uploader, _ in uploads:
             uploader.join(remaining())
         progress(f"{name}: uploads done; draining")
-        results = []
-        for pipe, control, plan, log, uploader, probe in uploads:
-            run_notes = [*notes, f"{uploader.reconnects} reconnects"]
-            recovered = True
-            try:
-                timeout_s = min(options.drain_timeout_s, remaining())
-                drain(pipe, plan, log, ledger=not control, timeout_s=timeout_s)
-            except AssertionError as exc:
-                recovered = False
-                run_notes.append(str(exc))
-            probe.stop()
-            result = audit(pipe, plan, log, ledger=not control)
-            catch_up = probe.catch_up_s(log) if not control else None
-            results.append(
-                ScenarioResult(name, control, result, recovered, probe.fault_s, catch_up, run_notes)
-            )
-        progress(f"{name}: drained and audited")
-        return results
+        run_notes = [[*notes, f"{u.reconnects} reconnects"] for *_, u, _ in uploads]
+        return drain_and_audit(name, uploads, run_notes, options, remaining)
+
+
+def drain_and_audit(
+    name: str,
+    uploads: Sequence[tuple[Pipeline, bool, EventPlan, SendLog, object, RecoveryProbe]],
+    notes: Sequence[list[str]],
+    options: RunOptions,
+    remaining: Callable[[], float],
+) -> list[ScenarioResult]:
+    """Drain each upload's pipeline, audit it; `notes[i]` go into the i-th result."""
+    results = []
+    for (pipe, control, plan, log, _, probe), run_notes in zip(uploads, notes, strict=True):
+        recovered = True
+        try:
+            timeout_s = min(options.drain_timeout_s, remaining())
+            drain(pipe, plan, log, ledger=not control, timeout_s=timeout_s)
+        except AssertionError as exc:
+            recovered = False
+            run_notes.append(str(exc))
+        probe.stop()
+        result = audit(pipe, plan, log, ledger=not control)
+        catch_up = probe.catch_up_s(log) if not control else None
+        results.append(
+            ScenarioResult(name, control, result, recovered, probe.fault_s, catch_up, run_notes)
+        )
+    progress(f"{name}: drained and audited")
+    return results
 
 
 def _wait_sent(logs: Sequence[SendLog], seq: int, timeout_s: float = 300) -> None:

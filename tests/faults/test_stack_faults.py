@@ -13,6 +13,7 @@ import pytest
 
 from magnetar.pulsar_admin import PulsarAdmin
 from magnetar.settings import Settings
+from tests.faults.gateway_postgres import accepted_while_down, postgres_down_while_ingesting
 from tests.faults.scenarios import RunOptions, broker_kill, postgres_restart
 from tests.faults.test_function_faults import report_and_check
 
@@ -36,3 +37,18 @@ def test_postgres_immediate_stop_and_restart_mid_stream(
 ) -> None:
     options = RunOptions(events=10_000, rate_per_s=500, drain_timeout_s=600)
     report_and_check(postgres_restart(settings, pulsar_admin, options))
+
+
+@pytest.mark.timeout(1200)
+@pytest.mark.usefixtures("exclusive_stack")
+def test_postgres_down_while_ingesting_through_the_gateway(
+    settings: Settings, pulsar_admin: PulsarAdmin
+) -> None:
+    # Ingest must go on through the outage: keys and quotas are served from their last good
+    # answer (gateway.answer_cache); before that fix every call failed once the 5 s caches
+    # expired.
+    options = RunOptions(events=10_000, rate_per_s=300, drain_timeout_s=600)
+    results = postgres_down_while_ingesting(settings, pulsar_admin, options)
+    report_and_check(results)
+    for result in results:
+        assert accepted_while_down(result) > 0, result.describe()

@@ -419,13 +419,28 @@ KEY_VOLUME = "pulsar-token-secret-key"
 def test_the_chart_sets_the_settings_the_code_reads() -> None:
     """The variable names the chart renders are the ones Settings.load looks up."""
     names = {f"MAGNETAR_{field.name.upper()}" for field in fields(Settings)}
-    assert {KEY_FILE_ENV, STATE_STORAGE_ENV} <= names
+    assert {KEY_FILE_ENV, STATE_STORAGE_ENV, "MAGNETAR_GATEWAY_REPLICAS"} <= names
 
 
 def gateway_pod(docs: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
     spec = one(docs, "Deployment", "gateway")["spec"]["template"]["spec"]
     (container,) = spec["containers"]
     return spec, container
+
+
+@tool_timeout
+def test_each_gateway_replica_knows_how_many_share_the_quotas(rendered: dict[str, str]) -> None:
+    """Without autoscaling the replica count; with it, the autoscaler's minimum."""
+    minimal = yaml.safe_load(scenario("minimal").read_text())["gateway"]
+    production = yaml.safe_load(scenario("production").read_text())["gateway"]
+    expected = {
+        "minimal": minimal["replicaCount"],
+        "production": production["autoscaling"]["minReplicas"],
+    }
+    for name, count in expected.items():
+        _, container = gateway_pod(check_helm.documents(rendered[name]))
+        env = {entry["name"]: entry.get("value") for entry in container["env"]}
+        assert env["MAGNETAR_GATEWAY_REPLICAS"] == str(count), name
 
 
 @tool_timeout

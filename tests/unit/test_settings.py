@@ -16,8 +16,10 @@ def test_numbers_from_the_environment_are_typed(
 ) -> None:
     monkeypatch.setenv("MAGNETAR_GRPC_PORT", "50999")
     monkeypatch.setenv("MAGNETAR_GIL_SWITCH_INTERVAL_US", "2000")
+    monkeypatch.setenv("MAGNETAR_GATEWAY_REPLICAS", "3")
     settings = Settings.load(tmp_path)
     assert (settings.grpc_port, settings.gil_switch_interval_us) == (50999, 2000)
+    assert settings.gateway_replicas == 3
 
 
 @pytest.mark.parametrize(
@@ -27,6 +29,7 @@ def test_numbers_from_the_environment_are_typed(
         ("MAGNETAR_METRICS_PORT", "70000", "a port number"),
         ("MAGNETAR_GIL_SWITCH_INTERVAL_US", "0", "a number above 0"),
         ("MAGNETAR_GIL_SWITCH_INTERVAL_US", "-5", "a number above 0"),
+        ("MAGNETAR_GATEWAY_REPLICAS", "0", "a number above 0"),
     ],
 )
 def test_a_value_that_cannot_work_names_the_variable_and_the_fix(

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import pytest
 
 from gateway.event_validation import EventLike
-from magnetar.errors import ResourceExhausted
+from magnetar.errors import ResourceExhausted, Unavailable
 from tenants.ingest_quota import IngestQuota, IngestRateLimiter, RateLimitedSink, TokenBucket
 
 
@@ -24,9 +24,13 @@ class Quotas:
     def __init__(self, quotas: dict[str, IngestQuota | None]) -> None:
         self.quotas = quotas
         self.lookups = 0
+        # PostgreSQL down: every lookup fails as the store's port says it does.
+        self.failing = False
 
     def ingest_quota(self, tenant_id: str) -> IngestQuota | None:
         self.lookups += 1
+        if self.failing:
+            raise Unavailable("PostgreSQL is unavailable", reason="DATABASE_UNAVAILABLE")
         return self.quotas.get(tenant_id)
 
 
@@ -56,7 +60,11 @@ def test_the_limiter_refuses_over_quota_with_retry_information() -> None:
             await limiter.admit("a", 10)
         assert refused.value.reason == "INGEST_RATE_EXCEEDED"
         assert refused.value.retry_after_s == pytest.approx(0.1)
-        assert refused.value.metadata == {"events_per_second": "100", "burst": "100"}
+        assert refused.value.metadata == {
+            "events_per_second": "100",
+            "burst": "100",
+            "gateway_replicas": "1",
+        }
         clock.now += 0.1
         await limiter.admit("a", 10)
 
@@ -116,3 +124,62 @@ def test_the_sink_publishes_only_what_was_admitted() -> None:
 
     asyncio.run(run())
     assert published == [10]
+
+
+def test_when_postgresql_fails_the_last_quota_is_used_for_ten_minutes() -> None:
+    clock = Clock()
+    source = Quotas({"a": IngestQuota(100, 100), "legacy": None})
+    limiter = IngestRateLimiter(source, ttl_s=5, stale_s=600, clock=clock)
+
+    async def run() -> None:
+        await limiter.admit("a", 1)
+        await limiter.admit("legacy", 1)
+        source.failing = True
+        clock.now += 6  # past the TTL: the lookup fails, the last answer still holds
+        await limiter.admit("a", 50)
+        with pytest.raises(ResourceExhausted):
+            await limiter.admit("a", 100)  # and is still enforced
+        await limiter.admit("legacy", 10_000)
+        lookups = source.lookups
+        for _ in range(20):
+            await limiter.admit("a", 0)
+        # A failed lookup is not retried on every call, only once per TTL.
+        assert source.lookups == lookups
+        with pytest.raises(Unavailable):
+            await limiter.admit("never-seen", 1)  # nothing to fall back on
+        clock.now += 600
+        with pytest.raises(Unavailable):
+            await limiter.admit("a", 1)  # beyond the bound: the outage shows
+        source.failing = False
+        clock.now += 5
+        await limiter.admit("a", 1)
+
+    asyncio.run(run())
+
+
+def test_each_replica_admits_its_share_of_the_quota() -> None:
+    clock = Clock()
+    source = Quotas({"a": IngestQuota(100, 200)})
+    replicas = [IngestRateLimiter(source, replicas=4, clock=clock) for _ in range(4)]
+
+    async def run() -> int:
+        admitted = 0
+        for limiter in replicas:  # traffic spread evenly over the four
+            for _ in range(100):
+                try:
+                    await limiter.admit("a", 1)
+                    admitted += 1
+                except ResourceExhausted as refused:
+                    assert refused.metadata["gateway_replicas"] == "4"
+        clock.now += 1.0  # one second: each replica refills 100 / 4
+        for limiter in replicas:
+            for _ in range(100):
+                try:
+                    await limiter.admit("a", 1)
+                    admitted += 1
+                except ResourceExhausted:
+                    pass
+        return admitted
+
+    # The tenant's burst (200) and one second of its rate (100), not four times each.
+    assert asyncio.run(run()) == 300
