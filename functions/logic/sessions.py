@@ -4,7 +4,7 @@ A session is a run of one user's events, by event time (``occurred_at``), with n
 than ``inactivity_gap_ms``. Its id is a hash of tenant, user and the time of the event that
 opened it (:func:`session_id_for`), so the same events in the same order give the same ids on a
 replay, after a restart and on another instance — nothing depends on wall-clock time, process
-identity or counters. `enrich` consumes ``events/deduped`` keyed by user with ``Key_Shared``,
+identity or counters. The pipeline consumes ``events/raw`` keyed by user with ``Key_Shared``,
 so one instance sees all of a user's events in publish order.
 
 Out-of-order events (possible within the lateness policy: a mobile app flushing a buffer, a
