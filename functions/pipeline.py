@@ -145,8 +145,9 @@ class Pipeline(Function):  # type: ignore[misc]
         else:
             if outcome.late:
                 context.record_metric("events_late", 1)
-            event = wire.to_state_event(wire.to_enriched_proto(outcome, message))
-            self._sink.add(event, runtime.current_delivery(context), accepted_at)
+            self._sink.add(
+                wire.state_event_of(outcome), runtime.current_delivery(context), accepted_at
+            )
         self._save_state(now)
 
     def _save_state(self, now: int) -> None:

@@ -125,6 +125,26 @@ def to_enriched_proto(
     return message
 
 
+def state_event_of(enriched: stream.EnrichedEvent) -> StateEvent:
+    """What the state counts of an enriched event: the same record as `to_state_event` of its
+    wire form (`to_enriched_proto`), without building and reading that message."""
+    event = enriched.event
+    price = enriched.item.price
+    return StateEvent(
+        event_id=event.event_id,
+        tenant_id=event.tenant_id,
+        user_id=event.subject_id,
+        session_id=enriched.session_id,
+        type=event.type,
+        item_id=event.item_id,
+        occurred_at=event.occurred_at_ms,
+        value=event.value,
+        quantity=event.quantity or 1,
+        categories=tuple(enriched.item.categories),
+        price=0.0 if price is None else price,
+    )
+
+
 def to_state_event(message: enriched_event_pb2.EnrichedEvent) -> StateEvent:
     event = message.event
     return StateEvent(

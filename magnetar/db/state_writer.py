@@ -236,8 +236,10 @@ def _apply(
         for user_id, raw in conn.execute(_LOCK_USERS, {"tenant": tenant_id, "users": users})
     }
     delta = fold_events(events, settings, stored_recent, not_after_ms=not_after_ms)
-    for sql, params in _statements(tenant_id, delta, settings, stored_recent):
-        conn.execute(sql, params)
+    # Every upsert in one round trip: none reads another's result.
+    with conn.pipeline():
+        for sql, params in _statements(tenant_id, delta, settings, stored_recent):
+            conn.execute(sql, params)
 
 
 def _statements(

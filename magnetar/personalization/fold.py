@@ -106,12 +106,10 @@ class _SessionPairs:
         self._settings = settings
         self._recent = recent
         self._sessions: dict[tuple[str, str, str], list[_SessionEntry]] = {}
-        self._loaded_users: set[UserKey] = set()
 
     def partners(self, event: EnrichedEvent, weight: float) -> list[tuple[str, float]]:
         """The event's distinct earlier items in its session (item, weight), then records it."""
-        self._load_stored(UserKey(event.tenant_id, event.user_id))
-        entries = self._sessions.setdefault((event.tenant_id, event.user_id, event.session_id), [])
+        entries = self._session(event.tenant_id, event.user_id, event.session_id)
         order = (event.occurred_at, event.event_id)
         position = bisect.bisect_left(entries, (order,))
         found: dict[str, float] = {}
@@ -126,16 +124,21 @@ class _SessionPairs:
         entries.insert(position, (order, event.item_id, weight))
         return list(found.items())
 
-    def _load_stored(self, user: UserKey) -> None:
-        if user in self._loaded_users:
-            return
-        self._loaded_users.add(user)
-        for entry in sorted(self._recent.get(user, ())):
-            weight = self._settings.weights.of(entry.type)
-            if weight > 0:
-                self._sessions.setdefault(
-                    (user.tenant_id, user.user_id, entry.session_id), []
-                ).append(((entry.occurred_at, entry.event_id), entry.item_id, weight))
+    def _session(self, tenant_id: str, user_id: str, session_id: str) -> list[_SessionEntry]:
+        """The session's entries in time order, starting from what the state stored: only
+        this session's stored entries are read, the first time the batch meets it."""
+        key = (tenant_id, user_id, session_id)
+        entries = self._sessions.get(key)
+        if entries is None:
+            weight_of = self._settings.weights.of
+            entries = [
+                ((entry.occurred_at, entry.event_id), entry.item_id, weight)
+                for entry in self._recent.get(UserKey(tenant_id, user_id), ())
+                if entry.session_id == session_id and (weight := weight_of(entry.type)) > 0
+            ]
+            entries.sort()
+            self._sessions[key] = entries
+        return entries
 
 
 def fold_events(

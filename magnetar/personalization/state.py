@@ -145,13 +145,23 @@ def merge_recent(
     within each. Idempotent and order-insensitive, so a redelivered or reordered batch
     cannot corrupt it.
     """
-    latest: dict[tuple[str, str], RecentItem] = {}
+    # The dataclass order, as plain tuples: comparing tuples is several times cheaper than
+    # the generated __lt__, and this runs for every user of every batch.
+    latest: dict[tuple[str, str], tuple[tuple[int, str, str, str, str], RecentItem]] = {}
     for entry in (*existing, *delta):
         key = (entry.session_id, entry.item_id)
+        order = (entry.occurred_at, entry.event_id, entry.item_id, entry.session_id, entry.type)
         kept = latest.get(key)
-        if kept is None or entry > kept:
-            latest[key] = entry
-    return tuple(sorted(latest.values(), reverse=True)[:limit])
+        if kept is None or order > kept[0]:
+            latest[key] = (order, entry)
+    ranked = sorted(latest.values(), key=_first, reverse=True)
+    return tuple(entry for _, entry in ranked[:limit])
+
+
+def _first(
+    pair: tuple[tuple[int, str, str, str, str], RecentItem],
+) -> tuple[int, str, str, str, str]:
+    return pair[0]
 
 
 def distinct_items(entries: Iterable[RecentItem], limit: int) -> tuple[RecentItem, ...]:

@@ -74,6 +74,8 @@ def through_the_pipeline(payload: bytes, accepted_at_ms: int = NOW_MS) -> str:
         return outcome.reason.value
     wire_form = wire.to_enriched_proto(outcome, message).SerializeToString()
     state = wire.to_state_event(wire.decode_enriched(wire_form))
+    # The pipeline counts the same record without the wire form.
+    assert wire.state_event_of(outcome) == state
     assert state.event_id == message.event_id
     assert state.tenant_id == TENANT
     assert_storable(state)
