@@ -93,12 +93,37 @@ def ledger_enabled(config: dict[str, Any]) -> bool:
     return False
 
 
+# A commit that fails with these will fail the same way on every retry: the data, not the
+# database, is at fault. The batch is split to find the event, which goes to the DLQ.
+PERMANENT_ERRORS: tuple[type[psycopg.Error], ...] = (
+    psycopg.errors.DataError,
+    psycopg.errors.IntegrityError,
+)
+DLQ_STEP = "materialize"
+
+
 @dataclass
 class _Pending:
     events: list[EnrichedEvent] = field(default_factory=list)
     deliveries: list[tuple[Any, str]] = field(default_factory=list)
     accepted_at: list[int] = field(default_factory=list)
+    payloads: list[bytes] = field(default_factory=list)
+    keys: list[str] = field(default_factory=list)
     oldest_at: float = 0.0
+
+    def split(self) -> tuple[_Pending, _Pending]:
+        half = len(self.events) // 2
+        return self._part(slice(0, half)), self._part(slice(half, None))
+
+    def _part(self, part: slice) -> _Pending:
+        return _Pending(
+            self.events[part],
+            self.deliveries[part],
+            self.accepted_at[part],
+            self.payloads[part],
+            self.keys[part],
+            self.oldest_at,
+        )
 
 
 class BatchCommitter:
@@ -115,7 +140,17 @@ class BatchCommitter:
         self._thread = threading.Thread(target=self._run, name="materialize-flush", daemon=True)
         self._thread.start()
 
-    def add(self, event: EnrichedEvent, delivery: tuple[Any, str], accepted_at: int) -> None:
+    def add(
+        self,
+        event: EnrichedEvent,
+        delivery: tuple[Any, str],
+        accepted_at: int,
+        *,
+        payload: bytes = b"",
+        key: str = "",
+    ) -> None:
+        """Buffer `event`; `payload` and `key` are the input's, for the DLQ should the event
+        turn out to be one PostgreSQL cannot store."""
         with self._cond:
             while len(self._pending.events) >= self._config.max_buffer:
                 self._cond.wait(0.05)
@@ -124,6 +159,8 @@ class BatchCommitter:
             self._pending.events.append(event)
             self._pending.deliveries.append(delivery)
             self._pending.accepted_at.append(accepted_at)
+            self._pending.payloads.append(payload)
+            self._pending.keys.append(key)
             if len(self._pending.events) >= self._config.max_batch:
                 self._cond.notify_all()
 
@@ -153,58 +190,90 @@ class BatchCommitter:
 
     def _flush_forever(self) -> None:
         while True:
-            batch = self._take()
-            backoff = 0.05
-            while not self._commit(batch):
-                time.sleep(backoff)
-                backoff = min(backoff * 2, 2.0)
-            committed = runtime.now_ms()
-            for delivery in batch.deliveries:
-                runtime.ack(self._context, delivery)
-            # End-to-end freshness: accepted by the gateway (and occurred) → visible in state.
-            tenant = self._config.tenant_id
-            since_accepted = FRESHNESS.labels(tenant, "accepted")
-            since_occurred = FRESHNESS.labels(tenant, "occurred")
-            for event, accepted in zip(batch.events, batch.accepted_at, strict=True):
-                self._context.record_metric("freshness_ms", max(0, committed - accepted))
-                since_accepted.observe(max(0, committed - accepted) / 1000)
-                since_occurred.observe(max(0, committed - event.occurred_at) / 1000)
+            self.flush(self._take())
             # Between batches: a bounded expiry of old ledger rows every few minutes.
-            self._ledger_upkeep.run_if_due(self._conn)
+            if self._conn is not None:
+                self._ledger_upkeep.run_if_due(self._conn)
 
-    def _commit(self, batch: _Pending) -> bool:
-        try:
-            if self._conn is None or self._conn.closed:
-                self._conn = psycopg.connect(
-                    self._config.database_url, autocommit=True, connect_timeout=5
-                )
-                # Never write as a role row-level security does not bind (logged; retried,
-                # so fixing the URL file and restarting the instance resumes).
-                refuse_unsafe_role(self._conn)
-            started = time.monotonic()
-            outcome = commit_batch(
-                self._conn,
-                self._config.tenant_id,
-                batch.events,
-                self._signals,
-                now_ms=runtime.now_ms(),
-                ledger=self._config.ledger,
-                accepted_at_ms={
-                    e.event_id: a for e, a in zip(batch.events, batch.accepted_at, strict=True)
-                },
+    def flush(self, batch: _Pending) -> None:
+        """Commit `batch` and acknowledge it; an event PostgreSQL refuses for its data is
+        isolated by halving the batch and dead-lettered with the error, the rest committed.
+        Failures of the database itself are retried with backoff until they pass."""
+        parts = [batch]
+        while parts:
+            part = parts.pop()
+            refused = self._commit_retrying(part)
+            if refused is None:
+                self._acknowledge(part)
+            elif len(part.events) == 1:
+                self._dead_letter(part, refused)
+            else:
+                first, second = part.split()
+                parts += [second, first]
+
+    def _commit_retrying(self, part: _Pending) -> psycopg.Error | None:
+        backoff = 0.05
+        while True:
+            try:
+                self._commit(part)
+                return None
+            except PERMANENT_ERRORS as error:
+                log.warning("PostgreSQL refused %d events: %s", len(part.events), error)
+                return error
+            except (psycopg.Error, EnvironmentProblem):
+                log.exception("commit of %d events failed; retrying", len(part.events))
+                if self._conn is not None:
+                    self._conn.close()
+                self._conn = None
+            time.sleep(backoff)
+            backoff = min(backoff * 2, 2.0)
+
+    def _acknowledge(self, part: _Pending) -> None:
+        committed = runtime.now_ms()
+        for delivery in part.deliveries:
+            runtime.ack(self._context, delivery)
+        # End-to-end freshness: accepted by the gateway (and occurred) → visible in state.
+        tenant = self._config.tenant_id
+        since_accepted = FRESHNESS.labels(tenant, "accepted")
+        since_occurred = FRESHNESS.labels(tenant, "occurred")
+        for event, accepted in zip(part.events, part.accepted_at, strict=True):
+            self._context.record_metric("freshness_ms", max(0, committed - accepted))
+            since_accepted.observe(max(0, committed - accepted) / 1000)
+            since_occurred.observe(max(0, committed - event.occurred_at) / 1000)
+
+    def _dead_letter(self, part: _Pending, error: psycopg.Error) -> None:
+        runtime.dead_letter(
+            self._context,
+            self._config.dlq_topic,
+            part.payloads[0],
+            stage=DLQ_STEP,
+            reason="STATE_REFUSED",
+            detail=f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}",
+            key=part.keys[0],
+            delivery=part.deliveries[0],
+            accepted_at=part.accepted_at[0],
+        )
+
+    def _commit(self, batch: _Pending) -> None:
+        if self._conn is None or self._conn.closed:
+            self._conn = psycopg.connect(
+                self._config.database_url, autocommit=True, connect_timeout=5
             )
-        except psycopg.Error:
-            log.exception("commit of %d events failed; retrying", len(batch.events))
-            if self._conn is not None:
-                self._conn.close()
-            self._conn = None
-            return False
-        except EnvironmentProblem:
-            if self._conn is not None:
-                self._conn.close()
-            self._conn = None
-            return False
+            # Never write as a role row-level security does not bind (logged; retried,
+            # so fixing the URL file and restarting the instance resumes).
+            refuse_unsafe_role(self._conn)
+        started = time.monotonic()
+        outcome = commit_batch(
+            self._conn,
+            self._config.tenant_id,
+            batch.events,
+            self._signals,
+            now_ms=runtime.now_ms(),
+            ledger=self._config.ledger,
+            accepted_at_ms={
+                e.event_id: a for e, a in zip(batch.events, batch.accepted_at, strict=True)
+            },
+        )
         self._context.record_metric("batch_commit_ms", (time.monotonic() - started) * 1000)
         self._context.record_metric("events_materialized", outcome.counted)
         self._context.record_metric("events_already_counted", outcome.already_counted)
-        return True

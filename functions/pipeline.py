@@ -47,6 +47,9 @@ from magnetar.personalization.records import EnrichedEvent as StateEvent
 # The step that refused a dead-lettered event, in its `dlq_stage` property.
 DECODE_STEP = "decode"
 ENRICH_STEP = "enrich"
+STAGE = "pipeline"
+# Deliveries of an input whose processing raises before it goes to the DLQ.
+MAX_ATTEMPTS = 5
 FIRST_SIGHTINGS = (DedupeReason.FIRST_SEEN, DedupeReason.OUTSIDE_WINDOW)
 # How often first sightings and changed sessions are appended to function state.
 SNAPSHOT_INTERVAL_MS = 1_000
@@ -61,7 +64,15 @@ SESSIONS_LOG = "sessions"
 class EventSink(Protocol):
     """Where counted events go: `BatchCommitter` (PostgreSQL), or a stand-in in tests."""
 
-    def add(self, event: StateEvent, delivery: tuple[Any, str], accepted_at: int) -> None: ...
+    def add(
+        self,
+        event: StateEvent,
+        delivery: tuple[Any, str],
+        accepted_at: int,
+        *,
+        payload: bytes = b"",
+        key: str = "",
+    ) -> None: ...
 
 
 class Pipeline(Function):  # type: ignore[misc]
@@ -104,7 +115,27 @@ class Pipeline(Function):  # type: ignore[misc]
 
     def process(self, input: bytes, context: Any) -> None:
         if not self._ready:
+            # A setup failure (configuration, state storage, catalog) is the deployment's, not
+            # the event's: raised, so the runtime redelivers until it is fixed.
             self._setup(context)
+        try:
+            self._process(input, context)
+        except Exception as error:
+            # Raised: the runtime nacks and the broker redelivers, a few times; then the event
+            # goes to the DLQ with the exception, so one poison message cannot loop for ever.
+            if runtime.delivery_attempts(context) < MAX_ATTEMPTS:
+                raise
+            runtime.dead_letter(
+                context,
+                self._dlq,
+                input,
+                stage=STAGE,
+                reason="PROCESSING_FAILED",
+                detail=f"{type(error).__name__}: {error}",
+                key=context.get_partition_key() or "",
+            )
+
+    def _process(self, input: bytes, context: Any) -> None:
         assert self._sink is not None
         message = runtime.decode_or_dead_letter(
             context, input, wire.decode_event, dlq=self._dlq, stage=DECODE_STEP
@@ -146,7 +177,11 @@ class Pipeline(Function):  # type: ignore[misc]
             if outcome.late:
                 context.record_metric("events_late", 1)
             self._sink.add(
-                wire.state_event_of(outcome), runtime.current_delivery(context), accepted_at
+                wire.state_event_of(outcome),
+                runtime.current_delivery(context),
+                accepted_at,
+                payload=input,
+                key=key,
             )
         self._save_state(now)
 

@@ -122,9 +122,12 @@ def forward(
     event_time_ms: int,
     accepted_at: int,
     properties: Mapping[str, str] | None = None,
+    delivery: tuple[Any, str] | None = None,
 ) -> None:
-    """Publish `payload` keyed by `key`; acknowledge the current input once it is stored."""
-    delivery = current_delivery(context)
+    """Publish `payload` keyed by `key`; acknowledge the input (`delivery`, by default the
+    current one) once it is stored."""
+    if delivery is None:
+        delivery = current_delivery(context)
 
     def on_published(result: Any, _message_id: Any) -> None:
         if result == pulsar.Result.Ok:
@@ -151,8 +154,11 @@ def dead_letter(
     detail: str,
     key: str,
     extra: Mapping[str, str] | None = None,
+    delivery: tuple[Any, str] | None = None,
+    accepted_at: int | None = None,
 ) -> None:
-    """Route a permanently bad input to the tenant's DLQ with why, then acknowledge it."""
+    """Route a permanently bad input to the tenant's DLQ with why, then acknowledge it (by
+    default the current input; a batch's input from another thread names its `delivery`)."""
     context.record_metric("events_dead_lettered", 1)
     forward(
         context,
@@ -160,7 +166,8 @@ def dead_letter(
         payload,
         key=key,
         event_time_ms=now_ms(),
-        accepted_at=accepted_at_ms(context),
+        accepted_at=accepted_at_ms(context) if accepted_at is None else accepted_at,
+        delivery=delivery,
         properties={
             **(extra or {}),
             REASON_PROPERTY: reason,
@@ -168,6 +175,12 @@ def dead_letter(
             SOURCE_STAGE_PROPERTY: stage,
         },
     )
+
+
+def delivery_attempts(context: Any) -> int:
+    """How many times the current input has been delivered, this time included."""
+    message = getattr(context, "message", None)  # the runtime's current pulsar.Message
+    return 1 + (int(message.redelivery_count()) if message is not None else 0)
 
 
 def decode_or_dead_letter(

@@ -43,9 +43,13 @@ class FakeMessageId:
 @dataclass
 class FakeMessage:
     published_ms: int
+    redeliveries: int = 0
 
     def publish_timestamp(self) -> int:
         return self.published_ms
+
+    def redelivery_count(self) -> int:
+        return self.redeliveries
 
 
 @dataclass
@@ -122,7 +126,15 @@ class CountingSink:
     context: FakeContext
     counted: list[EnrichedEvent] = field(default_factory=list)
 
-    def add(self, event: EnrichedEvent, delivery: tuple[Any, str], accepted_at: int) -> None:
+    def add(
+        self,
+        event: EnrichedEvent,
+        delivery: tuple[Any, str],
+        accepted_at: int,
+        *,
+        payload: bytes = b"",
+        key: str = "",
+    ) -> None:
         assert event.tenant_id == "fuzz" and event.event_id
         self.counted.append(event)
         self.context.ack(delivery[0], delivery[1])
