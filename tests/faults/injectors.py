@@ -124,6 +124,24 @@ def kill_after_commit(
     then no committed event comes back. Falls back to a blind kill after `timeout_s`.
     """
     instance = find_instance(tenant, name)
+    wait_for_commit(tenant, database_url, timeout_s)
+    os.kill(instance.pid, signal.SIGKILL)
+    return instance
+
+
+def stop_after_commit(
+    tenant: str, database_url: str, name: str = PIPELINE_FUNCTION, timeout_s: float = 10
+) -> FunctionInstance:
+    """SIGSTOP the stage right after one of its commits becomes visible in PostgreSQL (see
+    `kill_after_commit`): its acknowledgements are then still with the stopped client."""
+    instance = find_instance(tenant, name)
+    wait_for_commit(tenant, database_url, timeout_s)
+    os.kill(instance.pid, signal.SIGSTOP)
+    return instance
+
+
+def wait_for_commit(tenant: str, database_url: str, timeout_s: float) -> None:
+    """Return as soon as the tenant's counted events change, or after `timeout_s`."""
     with psycopg.connect(database_url, autocommit=True) as conn:
         # Session-level tenant: this probe connection serves one tenant only.
         conn.execute("SELECT set_config('magnetar.tenant', %s, false)", (tenant,))
@@ -132,8 +150,6 @@ def kill_after_commit(
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline and conn.execute(query).fetchone() == baseline:
             time.sleep(0.002)
-    os.kill(instance.pid, signal.SIGKILL)
-    return instance
 
 
 def wait_replaced(instance: FunctionInstance, timeout_s: float = 120) -> float:
@@ -155,8 +171,8 @@ def wait_replaced(instance: FunctionInstance, timeout_s: float = 120) -> float:
 
 
 def pause_instances(instances: list[FunctionInstance], seconds: float) -> None:
-    """SIGSTOP the instances for `seconds`, then SIGCONT those still there (the worker may
-    have replaced one in the meantime)."""
+    """SIGSTOP the instances (again: stopping a stopped process changes nothing) for
+    `seconds`, then SIGCONT those still there (the worker may have replaced one)."""
     for instance in instances:
         os.kill(instance.pid, signal.SIGSTOP)
     try:
