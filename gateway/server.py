@@ -31,6 +31,7 @@ from gateway.catalog_service import mount_catalog_service
 from gateway.event_publisher import EventPublisher, PublisherOptions, PulsarCredentials
 from gateway.event_service import SERVICE_NAME as EVENT_SERVICE
 from gateway.event_service import EventService
+from gateway.ingest_quota import IngestRateLimiter, RateLimitedSink
 from gateway.ingestion import Ingestor
 from gateway.interceptors import (
     AuthInterceptor,
@@ -50,7 +51,6 @@ from magnetar.db.engine import make_engine, make_sessionmaker
 from magnetar.observability.metrics import PipelineMetrics, rpc_histogram
 from magnetar.settings import Settings
 from magnetar.v1 import event_service_pb2_grpc
-from tenants.ingest_quota import IngestRateLimiter, RateLimitedSink
 from tenants.store import PostgresTenantStore
 
 log = logging.getLogger(__name__)

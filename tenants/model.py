@@ -154,3 +154,11 @@ class TenantChanges:
     display_name: str = ""
     plan: str = ""
     quotas: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class IngestQuota:
+    """A tenant's ingest rate at the gateway: `events_per_second`, in bursts of `burst`."""
+
+    events_per_second: int
+    burst: int

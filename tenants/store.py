@@ -30,9 +30,9 @@ from magnetar.api_keys import Scope
 from magnetar.db.engine import tenant_transaction
 from magnetar.db.models import ApiKey, Tenant
 from magnetar.errors import Unavailable
-from tenants.ingest_quota import IngestQuota
 from tenants.model import (
     ONBOARDING_STEPS,
+    IngestQuota,
     StepState,
     StepStatus,
     TenantRecord,
@@ -321,7 +321,7 @@ class PostgresTenantStore:
     # -- the gateway's rate limiter ---------------------------------------------------
 
     def ingest_quota(self, tenant_id: str) -> IngestQuota | None:
-        """`tenants.ingest_quota.QuotaSource`: None for tenants without recorded quotas."""
+        """`gateway.ingest_quota.QuotaSource`: None for tenants without recorded quotas."""
         with self._session() as session:
             quotas = session.execute(
                 select(Tenant.quotas).where(Tenant.tenant_id == tenant_id)

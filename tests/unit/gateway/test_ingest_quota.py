@@ -8,8 +8,9 @@ from collections.abc import Sequence
 import pytest
 
 from gateway.event_validation import EventLike
+from gateway.ingest_quota import IngestRateLimiter, RateLimitedSink, TokenBucket
 from magnetar.errors import ResourceExhausted, Unavailable
-from tenants.ingest_quota import IngestQuota, IngestRateLimiter, RateLimitedSink, TokenBucket
+from tenants.model import IngestQuota
 
 
 class Clock:

@@ -23,19 +23,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Protocol
 
 from gateway.answer_cache import AnswerCache, CachedLookup
 from gateway.event_validation import EventLike
 from gateway.ingestion import EventSink
 from magnetar.errors import ResourceExhausted
-
-
-@dataclass(frozen=True)
-class IngestQuota:
-    events_per_second: int
-    burst: int
+from tenants.model import IngestQuota
 
 
 class QuotaSource(Protocol):
