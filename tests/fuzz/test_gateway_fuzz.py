@@ -202,7 +202,7 @@ def target(settings: Settings, pulsar_admin: PulsarAdmin) -> Iterator[Target]:
     add_tenant_row(settings, tenant)
     engine = make_engine(settings.database_url, pool_size=1)
     key, _ = ApiKeyStore(make_sessionmaker(engine)).create(
-        tenant, [Scope.INGEST, Scope.READ], "gateway fuzz"
+        tenant, [Scope.INGEST, Scope.READ, Scope.MANAGE], "gateway fuzz"
     )
     engine.dispose()
     admin_key = secrets.token_urlsafe(32)
