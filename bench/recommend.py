@@ -2,6 +2,7 @@
 
     .venv/bin/magnetar bench recommend [--seconds 10] [--rate 500] [--ingest-rate 1000]
                                        [--peak-rates 250,500,750,1000] [--step-seconds 5]
+                                       [--client ghz|python] [--connections 16]
 
 One run, one scratch tenant with its pipeline deployed (one Function: dedupe, enrich, materialize):
 
@@ -12,7 +13,10 @@ One run, one scratch tenant with its pipeline deployed (one Function: dedupe, en
    empty handler: a method taking a `RecommendRequest` and answering an empty
    `RecommendResponse` through the same interceptors (auth, errors, limits, metrics), the
    floor of any call on this server;
-3. while `--ingest-rate` events/s go through `EventService.Ingest` (batches of 100) and the
+3. a bare grpc.aio server in a process of its own: an empty `async def` handler for
+   `PersonalizationService/Recommend`, no interceptors, nothing else — the floor of a Python
+   gRPC call on this machine;
+4. while `--ingest-rate` events/s go through `EventService.Ingest` (batches of 100) and the
    pipeline folds them into the state being read: each handler at `--rate` requests/s for
    `--seconds` (open loop: calls start on schedule whatever earlier calls do), then at
    every rate of `--peak-rates` for `--step-seconds` until one misses: the peak is the
@@ -32,6 +36,10 @@ while holds the tenant's trending and neighbour lists in memory (see
 Requests: 90% signed-in shoppers from the history (more active ones more often), 10%
 unknown visitors with a context item (the cold path); k = 10; a third exclude purchases.
 
+Load comes from `ghz` (`bench.ghz`, Go, open loop over `--connections` connections) unless
+`--client python` asks for the asyncio client of earlier runs, which costs more CPU per call
+than the gateway does and so measures itself as much as the server.
+
 A benchmark, not a test: on a shared 2-core machine the figures move with whatever else
 runs (the load average is recorded with them), and the client generating the load runs on
 the same cores as the gateway, PostgreSQL and Pulsar.
@@ -42,12 +50,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import random
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -57,7 +67,9 @@ from typing import Any
 
 import grpc
 import psycopg
+from google.protobuf.json_format import MessageToDict
 
+from bench import ghz
 from bench.pipeline import bench_tenant
 from bench.report import BenchReport, percentile
 from magnetar.api_key_store import ApiKeyStore
@@ -83,6 +95,12 @@ from magnetar.workload.wire import catalog_items, to_wire_event
 
 EMPTY_SERVICE = "magnetar.bench.EmptyService"
 EMPTY_METHOD = f"/{EMPTY_SERVICE}/Recommend"
+RECOMMEND_METHOD = "/magnetar.v1.PersonalizationService/Recommend"
+# Handler labels: which server and method each is.
+BARE = "bare grpc.aio"
+EMPTY = "empty handler"
+RECOMMEND = "Recommend"
+HANDLERS = (BARE, EMPTY, RECOMMEND)
 P99_BUDGET_MS = 25.0
 PAUSE_S = 5.0
 PEAK_RATES = (50.0, 100.0, 150.0, 200.0, 300.0, 400.0, 500.0, 750.0, 1000.0)
@@ -134,6 +152,34 @@ async def serve_with_empty_handler(port: int) -> None:
     await gateway.stop(5)
 
 
+async def serve_bare(port: int) -> None:
+    """A grpc.aio server with one empty `async def` handler for Recommend, no interceptors."""
+
+    async def empty(request: pb.RecommendRequest, context: Any) -> pb.RecommendResponse:
+        return pb.RecommendResponse()
+
+    server = grpc.aio.server()
+    handler = grpc.unary_unary_rpc_method_handler(
+        empty,
+        request_deserializer=pb.RecommendRequest.FromString,
+        response_serializer=pb.RecommendResponse.SerializeToString,
+    )
+    server.add_generic_rpc_handlers(
+        (
+            grpc.method_handlers_generic_handler(
+                "magnetar.v1.PersonalizationService", {"Recommend": handler}
+            ),
+        )
+    )
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    await server.start()
+    stopping = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        asyncio.get_running_loop().add_signal_handler(sig, stopping.set)
+    await stopping.wait()
+    await server.stop(1)
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -152,11 +198,12 @@ class GatewayProcess:
 
 
 @contextmanager
-def gateway_process() -> Iterator[GatewayProcess]:
+def gateway_process(command: str = "serve") -> Iterator[GatewayProcess]:
+    """This module's `serve` (the gateway) or `serve-bare` as a process of its own."""
     port = _free_port()
     env = {**os.environ, "MAGNETAR_GATEWAY_INSTANCE": f"bench-recommend-{port}"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "bench.recommend", "serve", "--port", str(port)],
+        [sys.executable, "-m", "bench.recommend", command, "--port", str(port)],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -269,7 +316,9 @@ class Phase:
     handler: str
     offered: float
     seconds: float
-    latencies_ms: list[float]
+    served: int
+    p50_ms: float
+    p99_ms: float
     errors: int
     ingested: int
     # The machine's 1-minute load average when the phase began.
@@ -279,18 +328,18 @@ class Phase:
 
     @property
     def gateway_cpu_ms_per_call(self) -> float:
-        calls = len(self.latencies_ms) + self.errors
+        calls = self.served + self.errors
         return self.gateway_cpu_s / calls * 1000 if calls else 0.0
 
     @property
     def achieved(self) -> float:
-        return len(self.latencies_ms) / self.seconds if self.seconds else 0.0
+        return self.served / self.seconds if self.seconds else 0.0
 
     def within_budget(self) -> bool:
         return (
             self.errors == 0
             and self.achieved >= 0.95 * self.offered
-            and percentile(self.latencies_ms, 99) <= P99_BUDGET_MS
+            and self.p99_ms <= P99_BUDGET_MS
         )
 
 
@@ -336,10 +385,20 @@ async def warm_shared_reads(clients: Clients, concurrency: int = 8) -> None:
 
 class Clients:
     def __init__(
-        self, gateway: GatewayProcess, read_key: str, ingest_key: str, workload: Workload
+        self,
+        gateway: GatewayProcess,
+        bare: GatewayProcess,
+        read_key: str,
+        ingest_key: str,
+        workload: Workload,
+        args: argparse.Namespace,
     ) -> None:
         self.gateway = gateway
+        self.bare = bare
+        self.read_key = read_key
+        self.args = args
         self._channel = grpc.aio.insecure_channel(gateway.address)
+        self._bare_channel = grpc.aio.insecure_channel(bare.address)
         self._read = (("authorization", f"Bearer {read_key}"),)
         self._write = (("authorization", f"Bearer {ingest_key}"),)
         self.personalization = pb_grpc.PersonalizationServiceStub(self._channel)
@@ -350,6 +409,7 @@ class Clients:
             request_serializer=pb.RecommendRequest.SerializeToString,
             response_deserializer=pb.RecommendResponse.FromString,
         )
+        self.bare_recommend = pb_grpc.PersonalizationServiceStub(self._bare_channel).Recommend
         rng = random.Random(11)
         self.requests = [self._request(rng, workload) for _ in range(5_000)]
         self._workload = workload
@@ -377,6 +437,16 @@ class Clients:
     async def call_empty(self, n: int) -> None:
         await self.empty(self.requests[n % len(self.requests)], metadata=self._read, timeout=5)
 
+    async def call_bare(self, n: int) -> None:
+        request = self.requests[n % len(self.requests)]
+        await self.bare_recommend(request, metadata=self._read, timeout=5)
+
+    def target(self, handler: str) -> tuple[GatewayProcess, str]:
+        """The process serving `handler` and its method, `/package.Service/Method`."""
+        if handler == BARE:
+            return self.bare, RECOMMEND_METHOD
+        return self.gateway, EMPTY_METHOD if handler == EMPTY else RECOMMEND_METHOD
+
     async def ingest(self, n: int) -> None:
         events = [next(self._workload.live) for _ in range(INGEST_BATCH)]
         reply = await self.events.Ingest(
@@ -391,25 +461,72 @@ class Clients:
 
     async def close(self) -> None:
         await self._channel.close()
+        await self._bare_channel.close()
+
+
+async def python_load(
+    clients: Clients, handler: str, rate: float, seconds: float
+) -> tuple[int, float, float, int, float]:
+    """served, p50 ms, p99 ms, errors, seconds: from this process's asyncio client."""
+    calls = {BARE: clients.call_bare, EMPTY: clients.call_empty, RECOMMEND: clients.recommend}
+    latencies, errors, elapsed = await open_loop(calls[handler], rate, seconds)
+    return (
+        len(latencies),
+        percentile(latencies, 50),
+        percentile(latencies, 99),
+        errors,
+        elapsed,
+    )
+
+
+async def ghz_load(
+    clients: Clients, handler: str, rate: float, seconds: float
+) -> tuple[int, float, float, int, float]:
+    """The same figures from ghz, open loop over `--connections` connections."""
+    process, method = clients.target(handler)
+    args = clients.args
+    argv = ghz.command(
+        args.ghz_binary,
+        args.protoset,
+        process.address,
+        method.lstrip("/"),
+        args.requests_file,
+        key=clients.read_key,
+        rate=rate,
+        seconds=seconds,
+        connections=args.connections,
+        # Enough workers that calls never wait for one: the load stays open loop.
+        workers=max(args.connections, int(rate * 0.05) + 1),
+    )
+    child = await asyncio.create_subprocess_exec(
+        *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await child.communicate()
+    if child.returncode != 0 or not out:
+        raise SystemExit(f"ghz failed ({child.returncode}): {err.decode()[-2000:]}")
+    # ghz stops sending at `seconds`: that is the phase's length.
+    result = ghz.parse_report(json.loads(out), seconds)
+    return result.served, result.p50_ms, result.p99_ms, result.errors, seconds
 
 
 async def measure(
     clients: Clients, label: str, handler: str, rate: float, seconds: float, ingest_rate: float
 ) -> Phase:
-    call = clients.recommend if handler == "Recommend" else clients.call_empty
+    load_from = ghz_load if clients.args.client == "ghz" else python_load
+    process, _ = clients.target(handler)
     before = clients.ingested
     load = os.getloadavg()[0]
-    cpu_before = clients.gateway.cpu_s()
+    cpu_before = process.cpu_s()
     ingest = asyncio.ensure_future(
         open_loop(clients.ingest, ingest_rate / INGEST_BATCH, seconds)
         if ingest_rate > 0
         else asyncio.sleep(0)
     )
-    latencies, errors, elapsed = await open_loop(call, rate, seconds)
+    served, p50, p99, errors, elapsed = await load_from(clients, handler, rate, seconds)
     await ingest
     ingested = clients.ingested - before
-    cpu = clients.gateway.cpu_s() - cpu_before
-    return Phase(label, handler, rate, elapsed, latencies, errors, ingested, load, cpu)
+    cpu = process.cpu_s() - cpu_before
+    return Phase(label, handler, rate, elapsed, served, p50, p99, errors, ingested, load, cpu)
 
 
 async def drive(args: argparse.Namespace, clients: Clients, workload: Workload) -> list[Phase]:
@@ -417,7 +534,7 @@ async def drive(args: argparse.Namespace, clients: Clients, workload: Workload) 
     (the target): the peak search for each handler, then each at the steady rate. Quiet
     pauses between phases let the previous one's queues drain."""
     await clients.upsert_catalog(workload.catalog)
-    handlers = ("empty handler", "Recommend")
+    handlers = HANDLERS
     for handler in handlers:  # warm-up: connections, auth cache, prepared statements
         await measure(clients, "warm-up", handler, min(args.rate, 100), 3, 0)
     await warm_shared_reads(clients)
@@ -495,13 +612,13 @@ def flood_report(
             **{
                 "offered/s": phase.offered,
                 "served/s": phase.achieved,
-                "p50 ms": percentile(phase.latencies_ms, 50),
-                "p99 ms": percentile(phase.latencies_ms, 99),
+                "p50 ms": phase.p50_ms,
+                "p99 ms": phase.p99_ms,
                 "errors": phase.errors,
                 "load": phase.load,
             },
         )
-    alone = max(percentile(p.latencies_ms, 99) for p in phases if p.label != "beside the flood")
+    alone = max(p.p99_ms for p in phases if p.label != "beside the flood")
     flooded = next(p for p in phases if p.label == "beside the flood")
     result.notes.append(
         f"flood of {args.unknown_key_flood:.0f} unknown keys/s answered: "
@@ -509,7 +626,7 @@ def flood_report(
     )
     result.notes.append(
         f"target: p99 beside the flood <= 2x alone ({alone:.1f} ms, the worse of the two "
-        f"alone phases) → {percentile(flooded.latencies_ms, 99):.1f} ms, "
+        f"alone phases) → {flooded.p99_ms:.1f} ms, "
         f"{flooded.errors} errors"
     )
     return result
@@ -527,7 +644,7 @@ def report(phases: Sequence[Phase], args: argparse.Namespace) -> BenchReport:
             "p99 ms",
             "errors",
             "ingested/s",
-            "gateway cpu ms/call",
+            "server cpu ms/call",
             "load",
         ),
     )
@@ -538,18 +655,18 @@ def report(phases: Sequence[Phase], args: argparse.Namespace) -> BenchReport:
             **{
                 "offered/s": phase.offered,
                 "served/s": phase.achieved,
-                "p50 ms": percentile(phase.latencies_ms, 50),
-                "p99 ms": percentile(phase.latencies_ms, 99),
+                "p50 ms": phase.p50_ms,
+                "p99 ms": phase.p99_ms,
                 "errors": phase.errors,
                 "ingested/s": phase.ingested / phase.seconds if phase.seconds else 0.0,
-                # With ingest, the gateway's Ingest calls are in it too.
-                "gateway cpu ms/call": phase.gateway_cpu_ms_per_call,
+                # The serving process's; with ingest, the gateway's Ingest calls are in it too.
+                "server cpu ms/call": phase.gateway_cpu_ms_per_call,
                 "load": phase.load,
             },
         )
     for condition in ("no ingest", "under ingest"):
         searched = [p for p in phases if p.label == f"peak, {condition}"]
-        for handler in ("empty handler", "Recommend"):
+        for handler in HANDLERS:
             served = [p.offered for p in searched if p.handler == handler and p.within_budget()]
             peak = f"{max(served):,.0f}/s" if served else f"below {min(args.peak_rates):,.0f}/s"
             result.notes.append(
@@ -558,8 +675,8 @@ def report(phases: Sequence[Phase], args: argparse.Namespace) -> BenchReport:
     recommend = next(p for p in phases if p.label == "under ingest" and p.handler == "Recommend")
     result.notes.append(
         f"targets at {args.rate:.0f}/s under {args.ingest_rate:.0f} events/s: p50 <= 2 ms → "
-        f"{percentile(recommend.latencies_ms, 50):.1f} ms, p99 <= 10 ms → "
-        f"{percentile(recommend.latencies_ms, 99):.1f} ms"
+        f"{recommend.p50_ms:.1f} ms, p99 <= 10 ms → "
+        f"{recommend.p99_ms:.1f} ms"
     )
     result.notes.append(
         f"load = 1-minute load average at the start of the phase, on {os.cpu_count()} cores; "
@@ -578,6 +695,8 @@ def run(
     peak_rates: Sequence[float] = PEAK_RATES,
     step_seconds: float = 5.0,
     unknown_key_flood: float = 0.0,
+    client: str = "ghz",
+    connections: int = 16,
 ) -> BenchReport:
     args = argparse.Namespace(
         rate=rate,
@@ -586,7 +705,11 @@ def run(
         peak_rates=list(peak_rates),
         step_seconds=step_seconds,
         unknown_key_flood=unknown_key_flood,
+        client=client,
+        connections=connections,
     )
+    if client == "ghz":
+        args.ghz_binary = ghz.ghz_binary()
     phases: list[Phase] = []
     codes: dict[str, int] = {}
     cleanup_failure = ""
@@ -598,10 +721,19 @@ def run(
         ):
             history, workload = build_workload(topics.tenant)
             seed_state(settings, topics.tenant, history)
-            with gateway_process() as gateway:
+            with (
+                gateway_process() as gateway,
+                gateway_process("serve-bare") as bare,
+                tempfile.TemporaryDirectory() as scratch,
+            ):
 
                 async def go() -> tuple[list[Phase], dict[str, int]]:
-                    clients = Clients(gateway, read_key, ingest_key, workload)
+                    clients = Clients(gateway, bare, read_key, ingest_key, workload, args)
+                    args.protoset = ghz.write_protoset(Path(scratch) / "protoset.pb")
+                    args.requests_file = Path(scratch) / "requests.json"
+                    args.requests_file.write_text(
+                        json.dumps([MessageToDict(r) for r in clients.requests])
+                    )
                     try:
                         if unknown_key_flood > 0:
                             return await drive_flood(args, clients, workload)
@@ -627,8 +759,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="the gateway with the empty handler (internal)")
     serve.add_argument("--port", type=int, required=True)
+    bare = commands.add_parser("serve-bare", help="grpc.aio with an empty handler (internal)")
+    bare.add_argument("--port", type=int, required=True)
     args = parser.parse_args(argv)
-    asyncio.run(serve_with_empty_handler(args.port))
+    if args.command == "serve-bare":
+        asyncio.run(serve_bare(args.port))
+    else:
+        asyncio.run(serve_with_empty_handler(args.port))
     return 0
 
 

@@ -1,15 +1,17 @@
 """`magnetar.v1.PersonalizationService`: proto in, `PersonalizationServing` (the domain), proto out.
 
-The domain reads PostgreSQL with blocking calls, so each call runs on a worker thread; the
-tenant is taken from the caller's key on the event loop first (it lives in the RPC's
-context). One connection pool per process, opened by the mount and closed with the
-gateway's engine.
+Each call first runs on the event loop with memory only (`magnetar.serving.memory`): a warm
+user whose rows, shared lists and catalog facts this process holds is answered without a
+thread hop or any I/O. Otherwise it runs again on a worker thread, reading PostgreSQL with
+blocking calls (and filling memory). The tenant is taken from the caller's key on the event
+loop first (it lives in the RPC's context). One connection pool per process, opened by the
+mount and closed with the gateway's engine.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from google.protobuf import timestamp_pb2
 
@@ -18,6 +20,8 @@ from gateway.interceptors import current_tenant
 from gateway.lifetime import close_with_gateway
 from magnetar.db.serving_reader import ServingStateReader, open_serving_pool
 from magnetar.personalization.recommend import UserProfile
+from magnetar.serving.memory import NotInMemory, ServingMemory, memory_only
+from magnetar.serving.memory_state import MemoryFirst
 from magnetar.serving.personalization import (
     ItemFilter,
     PersonalizationServing,
@@ -34,6 +38,9 @@ from magnetar.v1 import personalization_service_pb2_grpc as pb_grpc
 
 if TYPE_CHECKING:  # the server imports this module to mount it by default
     from gateway.server import GatewayDeps
+
+Q = TypeVar("Q")
+R = TypeVar("R")
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["PersonalizationService"].full_name
 _WINDOW_PREFIX = "TRENDING_WINDOW_"
@@ -112,6 +119,16 @@ def _profile(profile: UserProfile) -> pb.UserProfile:
     )
 
 
+async def _served(context: Any, call: Callable[[str, Q], R], query: Q) -> R:
+    """`call(tenant, query)` from memory on the loop, else on a worker thread."""
+    tenant = current_tenant()
+    try:
+        with memory_only():
+            return call(tenant, query)
+    except NotInMemory:
+        return await in_thread(context, call, tenant, query)
+
+
 class PersonalizationService(pb_grpc.PersonalizationServiceServicer):
     def __init__(self, serving: PersonalizationServing) -> None:
         self._serving = serving
@@ -125,7 +142,7 @@ class PersonalizationService(pb_grpc.PersonalizationServiceServicer):
             context_item_ids=tuple(request.context_item_ids),
             filter=_filter(request.filter),
         )
-        result = await in_thread(context, self._serving.recommend, current_tenant(), query)
+        result = await _served(context, self._serving.recommend, query)
         return pb.RecommendResponse(items=_scored(result.items), cold_start=result.cold_start)
 
     async def SimilarItems(
@@ -137,14 +154,14 @@ class PersonalizationService(pb_grpc.PersonalizationServiceServicer):
             filter=_filter(request.filter),
             user_id=request.user_id,
         )
-        items = await in_thread(context, self._serving.similar_items, current_tenant(), query)
+        items = await _served(context, self._serving.similar_items, query)
         return pb.SimilarItemsResponse(items=_scored(items))
 
     async def Trending(self, request: pb.TrendingRequest, context: Any) -> pb.TrendingResponse:
         query = TrendingQuery(
             window=_window(request.window), k=request.k, category=request.category
         )
-        items = await in_thread(context, self._serving.trending, current_tenant(), query)
+        items = await _served(context, self._serving.trending, query)
         return pb.TrendingResponse(items=_scored(items))
 
     async def GetUserProfile(
@@ -155,13 +172,18 @@ class PersonalizationService(pb_grpc.PersonalizationServiceServicer):
             anonymous_id=request.anonymous_id,
             recent_items_limit=request.recent_items_limit,
         )
-        profile = await in_thread(context, self._serving.user_profile, current_tenant(), query)
+        profile = await _served(context, self._serving.user_profile, query)
         return pb.GetUserProfileResponse(profile=_profile(profile))
 
 
 def mount_personalization_service(server: Any, deps: GatewayDeps) -> str:
     pool = open_serving_pool(deps.settings.database_url)
     close_with_gateway(deps.sessions, lambda: pool.close(timeout=1.0))
-    serving = PersonalizationServing(SharedReadsCache(ServingStateReader(pool)))
+    reader = ServingStateReader(pool)
+    # Without a change stream (a server built without one) memory is never live: every
+    # request reads PostgreSQL.
+    memory = deps.memory.memory if deps.memory is not None else ServingMemory()
+    state = MemoryFirst(SharedReadsCache(reader), reader, memory, reader.signals)
+    serving = PersonalizationServing(state)
     pb_grpc.add_PersonalizationServiceServicer_to_server(PersonalizationService(serving), server)
     return str(SERVICE_NAME)

@@ -43,6 +43,7 @@ from gateway.method_scopes import method_scopes
 from gateway.metrics import MetricsInterceptor, serve_metrics
 from gateway.personalization_service import mount_personalization_service
 from gateway.request_sizes import max_request_bytes
+from gateway.serving_memory import MemoryFeed, register_metrics
 from gateway.tenant_service import mount_tenant_service, tenant_credentials
 from gateway.user_service import mount_user_service
 from magnetar.api_key_store import ApiKeyStore
@@ -84,6 +85,8 @@ class GatewayDeps:
     publisher: EventPublisher
     # How long a cache of PostgreSQL answers may serve its last good one while it fails.
     serve_stale_s: float = 600.0
+    # This process's serving memory and its change stream (gateway.serving_memory).
+    memory: MemoryFeed | None = None
 
 
 ServiceMount = Callable[[Any, GatewayDeps], str]
@@ -115,6 +118,8 @@ class GatewayServer:
         self._engines = tuple(engines)
 
     async def start(self) -> None:
+        if self.deps.memory is not None:
+            self.deps.memory.start()
         await self.grpc.start()
         for name in ("", *self.service_names):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -125,6 +130,8 @@ class GatewayServer:
         await self.grpc.stop(grace)
         await self.deps.publisher.close()
         self.deps.authenticator.close()
+        if self.deps.memory is not None:
+            self.deps.memory.stop()
         for engine in self._engines:
             engine.dispose()
 
@@ -200,7 +207,11 @@ def create_server(
             ("grpc.so_reuseport", 0),
         ],
     )
-    deps = GatewayDeps(settings, sessions, authenticator, publisher, options.serve_stale_s)
+    feed = MemoryFeed(settings.database_url)
+    register_metrics(feed.memory, registry)
+    deps = GatewayDeps(
+        settings, sessions, authenticator, publisher, options.serve_stale_s, memory=feed
+    )
     names = [mount(server, deps) for mount in (mount_event_service, *services)]
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -1,13 +1,24 @@
-"""`magnetar.v1.UserService`: proto in, `UserErasure` (the domain), proto out."""
+"""`magnetar.v1.UserService`: proto in, `UserErasure` (the domain), proto out.
+
+DeleteUser leaves no process serving the user from memory: the erasure's transaction
+announces the users on the change stream (every gateway process drops them when it
+commits), this process drops them itself, and the answer waits (up to `ERASURE_ECHO_S`)
+until this process's listener has heard the announcement, then `ERASURE_SPREAD_S` more:
+PostgreSQL delivers it to every listener at the same commit, and the other processes'
+listeners act on it within that (a process stalled longer could answer from memory for as
+long as its stall; docs/serving.md).
+"""
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Any
 
 from google.protobuf import timestamp_pb2
 
 from gateway.blocking import in_thread
 from gateway.interceptors import current_tenant
+from gateway.serving_memory import ERASURE_ECHO_S, ERASURE_SPREAD_S, MemoryFeed
 from magnetar.db.user_erasure import PostgresErasureStore
 from magnetar.serving.erasure import UserErasure
 from magnetar.v1 import user_service_pb2 as pb
@@ -20,19 +31,30 @@ SERVICE_NAME = pb.DESCRIPTOR.services_by_name["UserService"].full_name
 
 
 class UserService(pb_grpc.UserServiceServicer):
-    def __init__(self, erasure: UserErasure) -> None:
+    def __init__(self, erasure: UserErasure, feed: MemoryFeed | None = None) -> None:
         self._erasure = erasure
+        self._feed = feed
 
     async def DeleteUser(
         self, request: pb.DeleteUserRequest, context: Any
     ) -> pb.DeleteUserResponse:
-        report = await in_thread(
-            context,
-            self._erasure.delete_user,
-            current_tenant(),
-            request.user_id,
-            request.anonymous_id,
-        )
+        tenant = current_tenant()
+        subjects = [s for s in (request.user_id, request.anonymous_id) if s]
+        feed = self._feed if self._feed is not None and self._feed.listener.connected else None
+        heard = [(s, feed.listener.expect(tenant, s)) for s in subjects] if feed else []
+        try:
+            report = await in_thread(
+                context, self._erasure.delete_user, tenant, request.user_id, request.anonymous_id
+            )
+            if feed is not None:
+                for subject, seen in heard:
+                    feed.memory.forget_user(tenant, subject)
+                    await asyncio.to_thread(seen.wait, ERASURE_ECHO_S)
+                await asyncio.sleep(ERASURE_SPREAD_S)
+        finally:
+            if feed is not None:
+                for subject, seen in heard:
+                    feed.listener.forget(tenant, subject, seen)
         deleted_before = timestamp_pb2.Timestamp()
         deleted_before.FromMilliseconds(report.erased_before_ms)
         return pb.DeleteUserResponse(
@@ -43,5 +65,5 @@ class UserService(pb_grpc.UserServiceServicer):
 
 def mount_user_service(server: Any, deps: GatewayDeps) -> str:
     erasure = UserErasure(PostgresErasureStore(deps.sessions))
-    pb_grpc.add_UserServiceServicer_to_server(UserService(erasure), server)
+    pb_grpc.add_UserServiceServicer_to_server(UserService(erasure, deps.memory), server)
     return str(SERVICE_NAME)

@@ -42,7 +42,7 @@ def register(subparsers: Any) -> None:
     ingest.set_defaults(handler=_ingest)
 
     recommend = scenarios.add_parser(
-        "recommend", help="Recommend latency under ingest, beside an empty handler"
+        "recommend", help="Recommend under ingest, beside an empty handler and bare grpc.aio"
     )
     recommend.add_argument("--rate", type=float, default=500.0, help="requests/s, steady phase")
     recommend.add_argument(
@@ -63,6 +63,15 @@ def register(subparsers: Any) -> None:
         metavar="CALLS_PER_S",
         help="instead: Recommend at --rate alone, then beside this many calls/s with "
         "well-formed unknown keys (docs/serving.md, unauthenticated callers)",
+    )
+    recommend.add_argument(
+        "--client",
+        choices=("ghz", "python"),
+        default="ghz",
+        help="load generator: ghz (Go, scripts/install_tools.sh) or the asyncio client",
+    )
+    recommend.add_argument(
+        "--connections", type=int, default=16, help="gRPC connections ghz spreads calls over"
     )
     recommend.set_defaults(handler=_recommend)
 
@@ -116,6 +125,8 @@ def _recommend(args: argparse.Namespace) -> int:
         peak_rates=args.peak_rates,
         step_seconds=args.step_seconds,
         unknown_key_flood=args.unknown_key_flood,
+        client=args.client,
+        connections=args.connections,
     )
     report.print()
     print(f"results: {report.save()}")

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from magnetar.db.availability import unavailable_on_failure
 from magnetar.db.catalog_models import CatalogItemRow
+from magnetar.db.change_stream import CHANNEL, payloads
 from magnetar.db.engine import tenant_transaction
 from magnetar.serving.catalog import CatalogItem
 
@@ -35,6 +36,12 @@ def _item(row: CatalogItemRow) -> CatalogItem:
         attributes=dict(row.attributes),
         update_time_ms=_ms(row.update_time),
     )
+
+
+def _announce(session: Session, tenant_id: str, item_ids: Sequence[str]) -> None:
+    """Gateways drop these items' catalog facts from memory when the transaction commits."""
+    for payload in payloads(tenant_id, items=item_ids):
+        session.execute(select(func.pg_notify(CHANNEL, payload)))
 
 
 class PostgresCatalogStore:
@@ -81,6 +88,7 @@ class PostgresCatalogStore:
         )
         with self._tenant(tenant_id) as session:
             session.execute(statement)
+            _announce(session, tenant_id, [item.item_id for item in items])
             before_commit()
 
     def get(self, tenant_id: str, item_id: str) -> CatalogItem | None:
@@ -110,5 +118,6 @@ class PostgresCatalogStore:
             ).one_or_none()
             if row is None:
                 return None
+            _announce(session, tenant_id, [item_id])
             before_commit()
             return _item(row)

@@ -169,6 +169,10 @@ class ServingStateReader(PostgresStateReader):
             current.users[user_id] = rows
         return rows
 
+    def user_rows(self, tenant_id: str, user_id: str) -> UserRows | None:
+        """The user's rows (read in the current request's round trip); None outside one."""
+        return self._user(tenant_id, user_id)
+
     def recent_items(self, tenant_id: str, user_id: str, limit: int) -> Sequence[RecentItem]:
         rows = self._user(tenant_id, user_id)
         if rows is None:

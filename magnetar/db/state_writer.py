@@ -9,7 +9,9 @@ One transaction per batch:
 3. fold only the new events (`magnetar.personalization.fold`) into per-key deltas;
 4. write each key once: one multi-row upsert per table, decaying the stored score lazily
    with the same arithmetic as `DecayedScore.merge`;
-5. advance the tenant's count of counted events (`magnetar.db.ledger`) by the new events.
+5. advance the tenant's count of counted events (`magnetar.db.ledger`) by the new events;
+6. announce the users whose rows changed on the change stream (`magnetar.db.change_stream`),
+   which PostgreSQL delivers to the gateways only when this transaction commits.
 
 A redelivered event finds its ledger row in step 1 and changes nothing; a crash before the
 commit leaves neither the ledger row nor the aggregates, and the broker redelivers.
@@ -24,6 +26,7 @@ from typing import Any
 
 import psycopg
 
+from magnetar.db.change_stream import notify
 from magnetar.db.decay_sql import decayed_sql
 from magnetar.db.ledger import COUNT_SQL
 from magnetar.personalization.fold import fold_events
@@ -198,6 +201,8 @@ def commit_batch(
         kept = _not_erased(conn, tenant_id, fresh) if fresh else fresh
         if kept:
             _apply(conn, tenant_id, kept, settings, now_ms + max_future_skew_ms)
+            # Delivered on commit only: a gateway that hears it reads the new rows.
+            notify(conn, tenant_id, sorted({e.user_id for e in kept}))
         if new_ids:
             # Last, so the counter row is locked only for the commit itself.
             conn.execute(COUNT_SQL, {"tenant": tenant_id, "counted": len(new_ids)})

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 import magnetar.db.state_models  # noqa: F401  (registers the state tables in the metadata)
 from magnetar.db.availability import unavailable_on_failure
 from magnetar.db.catalog_models import ErasedUserRow
+from magnetar.db.change_stream import CHANNEL, payloads
 from magnetar.db.engine import tenant_transaction
 from magnetar.db.models import Base
 from magnetar.db.state_writer import ERASURE_LOCK_KEY
@@ -73,4 +74,10 @@ class PostgresErasureStore:
                     )
                 )
                 deleted[table.name] = int(getattr(result, "rowcount", 0))
+            # Every gateway drops the users from memory when this commits.
+            for payload in payloads(tenant_id, subjects):
+                connection.exec_driver_sql(
+                    "SELECT pg_notify(%(channel)s, %(payload)s)",
+                    {"channel": CHANNEL, "payload": payload},
+                )
         return deleted

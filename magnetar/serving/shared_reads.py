@@ -11,8 +11,9 @@ So they are kept in memory. An entry younger than its `ttl_ms` is served as is; 
 is still served, and refreshed once in the background, so no request waits for a
 re-ranking (the cost that would otherwise land on one unlucky request per list and TTL); an
 entry older than `max_stale_ms` (a list nobody asked for in a while) is read again before
-answering. A user's own signals (recent items, affinities, purchases) are always read live,
-so a user's own events show at once. Trending lists lag by 30 s to a few minutes, neighbour
+answering (in memory-only mode, `magnetar.serving.memory`, it raises `NotInMemory`
+instead). A user's own signals (recent items, affinities, purchases) are not kept here
+(`magnetar.serving.memory` keeps them, current with the change stream). Trending lists lag by 30 s to a few minutes, neighbour
 lists by 10 minutes to an hour: next to their half-lives (an hour for the shortest trending
 window, 60 days for co-visitation) that changes nothing a user could see. The refreshes are
 the cache's own load on PostgreSQL and on the gateway, and it is bounded whatever the
@@ -42,6 +43,7 @@ from magnetar.personalization.state import (
     ScoredItem,
     UserActivity,
 )
+from magnetar.serving.memory import NotInMemory, in_memory_only
 from magnetar.serving.personalization import CatalogFact, ServingState
 
 log = logging.getLogger(__name__)
@@ -180,6 +182,8 @@ class SharedReadsCache:
             if entry[1] > freshness.ttl_ms:
                 stale.append(name)
         if missing:
+            if in_memory_only():
+                raise NotInMemory
             fetched = fetch(missing)
             for name in missing:
                 found[name] = fetched.get(name, ())

@@ -1,0 +1,83 @@
+"""This process's serving memory and the change stream that keeps it current.
+
+One `ServingMemory` and one `ChangeListener` per gateway process, shared by the services
+that read it (PersonalizationService) and write what it holds (UserService). Memory is
+served only while the listener is connected (`ServingMemory.live`); its size and hit rate
+are Prometheus metrics (`magnetar_serving_memory_*`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from magnetar.db.change_listener import ChangeListener
+from magnetar.serving.memory import ServingMemory
+
+# How long DeleteUser waits for its own change to come back on the stream, then how much
+# longer it gives the other processes' listeners, woken by the same commit, to act on it.
+ERASURE_ECHO_S = 2.0
+ERASURE_SPREAD_S = 0.05
+
+
+class MemoryFeed:
+    def __init__(self, database_url: str, memory: ServingMemory | None = None) -> None:
+        self.memory = memory or ServingMemory()
+        self.listener = ChangeListener(
+            database_url,
+            on_change=self.memory.invalidate,
+            on_reset=self.memory.set_live,
+        )
+        self._started = False
+
+    def start(self) -> None:
+        if not self._started:
+            self._started = True
+            self.listener.start()
+
+    def stop(self) -> None:
+        if self._started:
+            self.listener.stop()
+
+
+class _MemoryCollector(Collector):
+    def __init__(self, memory: ServingMemory) -> None:
+        self._memory = memory
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        stats = self._memory.stats
+        lookups = CounterMetricFamily(
+            "magnetar_serving_memory_lookups", "User lookups in serving memory", labels=["result"]
+        )
+        lookups.add_metric(["hit"], stats.hits)
+        lookups.add_metric(["miss"], stats.misses)
+        yield lookups
+        yield CounterMetricFamily(
+            "magnetar_serving_memory_refused_fills",
+            "Reads not kept because a change arrived while they ran",
+            value=stats.refused_fills,
+        )
+        yield CounterMetricFamily(
+            "magnetar_serving_memory_changes",
+            "Changes heard on the stream",
+            value=stats.invalidations,
+        )
+        size = GaugeMetricFamily(
+            "magnetar_serving_memory_entries", "Entries held", labels=["tenant", "kind"]
+        )
+        for tenant, (users, items) in self._memory.sizes().items():
+            size.add_metric([tenant, "user"], users)
+            size.add_metric([tenant, "item"], items)
+        yield size
+        yield GaugeMetricFamily(
+            "magnetar_serving_memory_live",
+            "1 while the change stream is connected and memory serves",
+            value=1.0 if self._memory.live else 0.0,
+        )
+
+
+def register_metrics(memory: ServingMemory, registry: CollectorRegistry) -> None:
+    registry.register(_MemoryCollector(memory))

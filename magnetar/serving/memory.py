@@ -1,0 +1,195 @@
+"""Per-tenant serving state in memory, kept current by the change stream; no I/O here.
+
+`ServingMemory` holds, per tenant, each recently served user's rows (recent items,
+affinities, purchases: one `UserRows`) and the catalog facts of recently served items, in
+least-recently-used maps bounded per tenant (`max_users`, `max_items`). Keys always carry
+the tenant taken from the caller's API key: a tenant's entries can only answer that tenant.
+
+Freshness: the pipeline's `commit_batch`, `DeleteUser` and the catalog writes announce what
+they changed when they commit (`magnetar.db.change_stream`); `invalidate(change)` drops
+those entries, so the next request reads PostgreSQL (the source of truth) again. A read
+that raced a change must not put back what it read before the change: `token()` is taken
+before the read and `put_*` refuses the value if any change to that key (or all of the
+tenant, or a reset) arrived since. While the stream is not connected (`live` false), nothing
+is served or kept: memory is empty and every request reads PostgreSQL.
+
+`MemoryOnly` and `memory_only()`: a request first runs with memory only (on the event loop,
+no thread, no I/O); any answer memory does not hold raises `NotInMemory`, and the caller
+then runs the request again the ordinary way, which reads and fills.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Hashable, Iterator
+from contextlib import contextmanager, suppress
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any
+
+from magnetar.db.change_stream import Change
+
+_MEMORY_ONLY: ContextVar[bool] = ContextVar("magnetar_memory_only", default=False)
+
+
+class NotInMemory(Exception):
+    """The request needs something memory does not hold: serve it the ordinary way."""
+
+
+@contextmanager
+def memory_only() -> Iterator[None]:
+    token = _MEMORY_ONLY.set(True)
+    try:
+        yield
+    finally:
+        _MEMORY_ONLY.reset(token)
+
+
+def in_memory_only() -> bool:
+    return _MEMORY_ONLY.get()
+
+
+# Marks "the catalog has no such item", kept like a fact.
+ABSENT = object()
+
+
+@dataclass
+class MemoryStats:
+    hits: int = 0
+    misses: int = 0
+    refused_fills: int = 0
+    invalidations: int = 0
+
+
+class _Tenant:
+    __slots__ = ("items", "users")
+
+    def __init__(self) -> None:
+        self.users: OrderedDict[str, Any] = OrderedDict()
+        self.items: OrderedDict[str, Any] = OrderedDict()
+
+
+class ServingMemory:
+    def __init__(
+        self, *, max_users: int = 50_000, max_items: int = 100_000, max_changes: int = 200_000
+    ) -> None:
+        self._max_users = max_users
+        self._max_items = max_items
+        self._max_changes = max_changes
+        self._tenants: dict[str, _Tenant] = {}
+        self._lock = threading.Lock()
+        self._seq = 0
+        # When each key last changed (bounded: a fill older than `_floor` is refused).
+        self._changed: OrderedDict[Hashable, int] = OrderedDict()
+        self._floor = 0
+        self._live = False
+        self.stats = MemoryStats()
+
+    @property
+    def live(self) -> bool:
+        return self._live
+
+    def set_live(self, live: bool) -> None:
+        with self._lock:
+            self._drop_all()
+            self._live = live
+
+    def token(self) -> int:
+        return self._seq
+
+    # -- reads -------------------------------------------------------------------------
+
+    def user(self, tenant_id: str, user_id: str) -> Any | None:
+        return self._get(tenant_id, user_id, users=True)
+
+    def item(self, tenant_id: str, item_id: str) -> Any | None:
+        """A catalog fact, `ABSENT` (known not to be in the catalog), or None (not held)."""
+        return self._get(tenant_id, item_id, users=False)
+
+    def _get(self, tenant_id: str, key: str, *, users: bool) -> Any | None:
+        tenant = self._tenants.get(tenant_id)
+        entries = None if tenant is None else (tenant.users if users else tenant.items)
+        found = None if entries is None else entries.get(key)
+        if found is None:
+            if users:
+                self.stats.misses += 1
+            return None
+        if users:
+            self.stats.hits += 1
+        # It may have been dropped meanwhile by the stream's thread.
+        with suppress(KeyError):
+            entries.move_to_end(key)  # type: ignore[union-attr]
+        return found
+
+    # -- fills -------------------------------------------------------------------------
+
+    def put_user(self, tenant_id: str, user_id: str, rows: Any, token: int) -> None:
+        self._put(tenant_id, ("u", tenant_id, user_id), user_id, rows, token, users=True)
+
+    def put_item(self, tenant_id: str, item_id: str, fact: Any, token: int) -> None:
+        self._put(tenant_id, ("i", tenant_id, item_id), item_id, fact, token, users=False)
+
+    def _put(
+        self, tenant_id: str, changed: Hashable, key: str, value: Any, token: int, *, users: bool
+    ) -> None:
+        with self._lock:
+            if (
+                not self._live
+                or token < self._floor
+                or self._changed.get(changed, -1) > token
+                or self._changed.get(("all", tenant_id), -1) > token
+            ):
+                self.stats.refused_fills += 1
+                return
+            tenant = self._tenants.setdefault(tenant_id, _Tenant())
+            entries, limit = (
+                (tenant.users, self._max_users) if users else (tenant.items, self._max_items)
+            )
+            entries[key] = value
+            entries.move_to_end(key)
+            while len(entries) > limit:
+                entries.popitem(last=False)
+
+    # -- the change stream -------------------------------------------------------------
+
+    def invalidate(self, change: Change) -> None:
+        with self._lock:
+            self._seq += 1
+            self.stats.invalidations += 1
+            tenant = self._tenants.get(change.tenant_id)
+            if change.everything:
+                self._mark(("all", change.tenant_id))
+                self._tenants.pop(change.tenant_id, None)
+                return
+            for user_id in change.users:
+                self._mark(("u", change.tenant_id, user_id))
+                if tenant is not None:
+                    tenant.users.pop(user_id, None)
+            for item_id in change.items:
+                self._mark(("i", change.tenant_id, item_id))
+                if tenant is not None:
+                    tenant.items.pop(item_id, None)
+
+    def forget_user(self, tenant_id: str, user_id: str) -> None:
+        """Drop a user now (this process's own erasure), as a change would."""
+        self.invalidate(Change(tenant_id, users=(user_id,)))
+
+    def _mark(self, key: Hashable) -> None:
+        self._changed[key] = self._seq
+        self._changed.move_to_end(key)
+        while len(self._changed) > self._max_changes:
+            _, seq = self._changed.popitem(last=False)
+            self._floor = max(self._floor, seq)
+
+    def _drop_all(self) -> None:
+        self._seq += 1
+        self._floor = self._seq
+        self._tenants.clear()
+        self._changed.clear()
+
+    # -- metrics -----------------------------------------------------------------------
+
+    def sizes(self) -> dict[str, tuple[int, int]]:
+        """Users and items held, per tenant."""
+        return {t: (len(e.users), len(e.items)) for t, e in list(self._tenants.items())}

@@ -1,0 +1,163 @@
+"""Serving memory kept current by the change stream, on real PostgreSQL through real gateways.
+
+State is written with the materializer's own `commit_batch` called here (its NOTIFY is what
+the gateways hear); two gateways in this process stand for two gateway processes: each has
+its own memory and its own listening connection.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from functools import partial
+
+import grpc
+import psycopg
+import pytest
+
+from gateway.server import GatewayOptions
+from magnetar.api_key_store import ApiKeyStore
+from magnetar.db.state_writer import commit_batch
+from magnetar.personalization.settings import SignalSettings
+from magnetar.pulsar_admin import PulsarAdmin
+from magnetar.settings import Settings
+from magnetar.v1 import personalization_service_pb2 as pb
+from magnetar.v1 import user_service_pb2 as users
+from tests.e2e.grpc_support import Stubs, failure, stubs
+from tests.integration.gateway_harness import RunningGateway, admin_key, key_store
+from tests.integration.test_serving import NOW, ServingTenant, _purchase, serving_tenant
+
+pytestmark = pytest.mark.integration
+__all__ = ["admin_key", "key_store"]  # fixtures, imported to register
+
+
+def _running(settings: Settings, admin: str) -> RunningGateway:
+    running = RunningGateway(
+        settings.merged({"grpc_port": 0, "admin_api_key": admin}),
+        GatewayOptions(auth_cache_ttl_s=0.2),
+    )
+    memory = running.server.deps.memory
+    assert memory is not None and memory.listener.wait_connected(10)
+    return running
+
+
+@pytest.fixture(scope="module")
+def two_gateways(settings: Settings, admin_key: str) -> Iterator[tuple[RunningGateway, ...]]:
+    first, second = _running(settings, admin_key), _running(settings, admin_key)
+    yield first, second
+    first.stop()
+    second.stop()
+
+
+@pytest.fixture
+def shop(
+    settings: Settings, pulsar_admin: PulsarAdmin, key_store: ApiKeyStore
+) -> Iterator[ServingTenant]:
+    with serving_tenant(settings, pulsar_admin, key_store) as made:
+        yield made
+
+
+@pytest.fixture
+def other_shop(
+    settings: Settings, pulsar_admin: PulsarAdmin, key_store: ApiKeyStore
+) -> Iterator[ServingTenant]:
+    with serving_tenant(settings, pulsar_admin, key_store) as made:
+        yield made
+
+
+def _commit(settings: Settings, tenant: str, *events: object) -> None:
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        commit_batch(conn, tenant, list(events), SignalSettings(), now_ms=NOW)  # type: ignore[arg-type]
+
+
+def _recent(client: Stubs, tenant: ServingTenant, user: str) -> list[str]:
+    reply = client.personalization.GetUserProfile(
+        pb.GetUserProfileRequest(user_id=user), metadata=tenant.read, timeout=5
+    )
+    return [r.item_id for r in reply.profile.recent_items]
+
+
+def _held(gateway: RunningGateway, tenant: str, user: str) -> bool:
+    feed = gateway.server.deps.memory
+    assert feed is not None
+    return feed.memory.user(tenant, user) is not None
+
+
+def test_a_counted_event_reaches_a_user_served_from_memory(
+    settings: Settings, two_gateways: tuple[RunningGateway, ...], shop: ServingTenant
+) -> None:
+    gateway = two_gateways[0]
+    _commit(settings, shop.tenant_id, _purchase(shop.tenant_id, "ann", "s1", "tent", NOW, "out"))
+    with grpc.insecure_channel(gateway.address) as channel:
+        client = stubs(channel)
+        assert _recent(client, shop, "ann") == ["tent"]
+        assert _held(gateway, shop.tenant_id, "ann")  # warm: served from memory from now on
+        assert _recent(client, shop, "ann") == ["tent"]
+
+        _commit(
+            settings, shop.tenant_id, _purchase(shop.tenant_id, "ann", "s1", "mug", NOW + 1, "k")
+        )
+        # The commit's notification drops the user from memory; the next read is PostgreSQL.
+        deadline = time.monotonic() + 2
+        while _recent(client, shop, "ann") != ["mug", "tent"]:
+            assert time.monotonic() < deadline, "the committed event never reached Recommend"
+            time.sleep(0.01)
+        reply = client.personalization.Recommend(
+            pb.RecommendRequest(
+                user_id="ann", k=5, filter=pb.RecommendationFilter(exclude_purchased=True)
+            ),
+            metadata=shop.read,
+            timeout=5,
+        )
+        assert not {"mug", "tent"} & {i.item_id for i in reply.items}
+
+
+def test_a_warm_user_of_one_tenant_never_answers_another(
+    settings: Settings,
+    two_gateways: tuple[RunningGateway, ...],
+    shop: ServingTenant,
+    other_shop: ServingTenant,
+) -> None:
+    gateway = two_gateways[0]
+    _commit(settings, shop.tenant_id, _purchase(shop.tenant_id, "sam", "s", "tent", NOW, "out"))
+    _commit(
+        settings,
+        other_shop.tenant_id,
+        _purchase(other_shop.tenant_id, "sam", "s", "teapot", NOW, "kitchen"),
+    )
+    with grpc.insecure_channel(gateway.address) as channel:
+        client = stubs(channel)
+        assert _recent(client, shop, "sam") == ["tent"]
+        assert _held(gateway, shop.tenant_id, "sam")
+        assert not _held(gateway, other_shop.tenant_id, "sam")
+        # Same user id, the other tenant's key: its own state, never the warm entry.
+        assert _recent(client, other_shop, "sam") == ["teapot"]
+        assert _recent(client, shop, "sam") == ["tent"]
+
+
+def test_delete_user_leaves_no_gateway_serving_the_user_from_memory(
+    settings: Settings, two_gateways: tuple[RunningGateway, ...], shop: ServingTenant
+) -> None:
+    first, second = two_gateways
+    user = f"gone-{uuid.uuid4().hex[:6]}"
+    _commit(settings, shop.tenant_id, _purchase(shop.tenant_id, user, "s", "tent", NOW, "out"))
+    with (
+        grpc.insecure_channel(first.address) as one,
+        grpc.insecure_channel(second.address) as two,
+    ):
+        a, b = stubs(one), stubs(two)
+        assert _recent(a, shop, user) == ["tent"]
+        assert _recent(b, shop, user) == ["tent"]
+        assert _held(first, shop.tenant_id, user) and _held(second, shop.tenant_id, user)
+
+        a.users.DeleteUser(users.DeleteUserRequest(user_id=user), metadata=shop.manage, timeout=10)
+
+        # At once, on the other gateway too: no window in which memory still answers.
+        assert not _held(second, shop.tenant_id, user)
+        assert not _held(first, shop.tenant_id, user)
+        request = pb.GetUserProfileRequest(user_id=user)
+        for client in (b, a):
+            profile = client.personalization.GetUserProfile
+            gone = failure(partial(profile, request, metadata=shop.read, timeout=5))
+            assert gone.code is grpc.StatusCode.NOT_FOUND
