@@ -73,7 +73,7 @@ def choose_baseline(history: History, override: str | None = None) -> Baseline:
             raise ContractError(f"no merge base of HEAD and {history.main} in this clone")
         return Baseline(history.merge_base, "the merge base with main")
     if history.parent is not None:
-        return Baseline(history.parent, "the previous commit of main (HEAD's first parent)")
+        return Baseline(history.parent, "HEAD's first parent: on main, its previous commit")
     if history.shallow:
         raise ContractError("HEAD's parent is not in this shallow clone")
     return Baseline(None, "a root commit")

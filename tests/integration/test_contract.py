@@ -98,7 +98,7 @@ def test_a_renumbered_field_on_main_fails_against_the_previous_commit(repo: Path
     failed = check(repo)
     assert failed.returncode == 1
     assert 'field "2" with name "user_id"' in failed.stdout + failed.stderr
-    assert "previous commit of main" in failed.stderr
+    assert "on main, its previous commit" in failed.stderr
 
 
 def test_an_uncommitted_break_on_a_branch_fails_against_the_merge_base(repo: Path) -> None:
