@@ -149,7 +149,9 @@ def export_protos(commit: str, into: Path, root: Path = ROOT) -> Path | None:
 
 def buf_path() -> Path:
     bin_dir = Path(os.environ.get("MAGNETAR_TOOLS_BIN", ROOT / ".magnetar" / "tools" / "bin"))
-    subprocess.run(["bash", str(ROOT / "scripts" / "install_tools.sh")], check=True, timeout=1800)
+    installed = subprocess.run(["bash", str(ROOT / "scripts" / "install_tools.sh")], timeout=1800)
+    if installed.returncode != 0:
+        raise ContractError("scripts/install_tools.sh could not install buf (see above)")
     return bin_dir / "buf"
 
 
@@ -181,7 +183,11 @@ def main(argv: list[str] | None = None) -> int:
     except ContractError as error:
         print(f"check_contract: error: {error}", file=sys.stderr)
         return 2
-    buf = buf_path()
+    try:
+        buf = buf_path()
+    except ContractError as error:
+        print(f"check_contract: error: {error}", file=sys.stderr)
+        return 2
     protos = args.root / PROTO
     ok = lint(buf, protos)
     if not ok:
