@@ -3,9 +3,13 @@
 Run by `make test` (and by hand: `python scripts/check_contract.py`). Two checks, with the
 rules in `proto/buf.yaml`:
 
-- `buf lint proto`;
-- `buf breaking proto` against the protos of a baseline commit, exported with `git archive`
+- `buf lint`;
+- `buf breaking` against the protos of a baseline commit, exported with `git archive`
   (which works in worktrees and shallow clones, where buf's own `.git#ref=` input does not).
+
+buf reads each side as an image (a FileDescriptorSet built by `generate_proto.build_image`
+with the imports the Python build uses), because it cannot fetch `google/api` here; only
+`magnetar/v1` is checked (`--path`), not the imported files.
 
 The baseline is, in this order: `MAGNETAR_CONTRACT_BASELINE` (any commit-ish, e.g. the last
 release tag); on a branch whose commits `main` lacks, its merge base with `main` (what the
@@ -27,8 +31,12 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import generate_proto  # a sibling script, not an installed module
+
 ROOT = Path(__file__).resolve().parent.parent
 PROTO = "proto"
+CHECKED = str(generate_proto.PACKAGE_DIR)
 MAIN_BRANCHES = ("main", "origin/main")
 
 
@@ -134,6 +142,7 @@ def resolve_baseline(root: Path = ROOT, override: str | None = None) -> Baseline
 
 def export_protos(commit: str, into: Path, root: Path = ROOT) -> Path | None:
     """The baseline's `proto/` written under `into`; None when that commit had none."""
+    into.mkdir(parents=True, exist_ok=True)
     if _git("cat-file", "-e", f"{commit}:{PROTO}", root=root, check=False) is None:
         return None
     archive = subprocess.run(
@@ -155,14 +164,28 @@ def buf_path() -> Path:
     return bin_dir / "buf"
 
 
-def lint(buf: Path, protos: Path) -> bool:
-    return subprocess.run([str(buf), "lint", str(protos)], timeout=300).returncode == 0
-
-
-def breaking(buf: Path, protos: Path, against: Path) -> bool:
-    """True when `protos` keeps every promise of `against` (buf prints each one broken)."""
+def lint(buf: Path, image: Path, config: Path) -> bool:
     done = subprocess.run(
-        [str(buf), "breaking", str(protos), "--against", str(against)], timeout=300
+        [str(buf), "lint", str(image), "--config", str(config), "--path", CHECKED], timeout=300
+    )
+    return done.returncode == 0
+
+
+def breaking(buf: Path, image: Path, against: Path, config: Path) -> bool:
+    """True when `image` keeps every promise of `against` (buf prints each one broken)."""
+    done = subprocess.run(
+        [
+            str(buf),
+            "breaking",
+            str(image),
+            "--against",
+            str(against),
+            "--config",
+            str(config),
+            "--path",
+            CHECKED,
+        ],
+        timeout=300,
     )
     return done.returncode == 0
 
@@ -189,17 +212,22 @@ def main(argv: list[str] | None = None) -> int:
         print(f"check_contract: error: {error}", file=sys.stderr)
         return 2
     protos = args.root / PROTO
-    ok = lint(buf, protos)
-    if not ok:
-        print("check_contract: `buf lint` failed (rules: proto/buf.yaml)", file=sys.stderr)
-    if baseline.commit is None:
-        print(f"check_contract: no baseline ({baseline.why}): breaking check skipped")
-        return 0 if ok else 1
+    config = protos / "buf.yaml"
     with tempfile.TemporaryDirectory() as scratch:
-        against = export_protos(baseline.commit, Path(scratch), args.root)
+        work = Path(scratch)
+        image = generate_proto.build_image(work / "current.binpb", protos)
+        ok = lint(buf, image, config)
+        if not ok:
+            print("check_contract: `buf lint` failed (rules: proto/buf.yaml)", file=sys.stderr)
+        if baseline.commit is None:
+            print(f"check_contract: no baseline ({baseline.why}): breaking check skipped")
+            return 0 if ok else 1
+        against = export_protos(baseline.commit, work / "baseline", args.root)
         if against is None:
             print(f"check_contract: {baseline.commit[:12]} has no proto/: nothing to break")
-        elif not breaking(buf, protos, against):
+        elif not breaking(
+            buf, image, generate_proto.build_image(work / "baseline.binpb", against), config
+        ):
             print(
                 f"check_contract: proto/ breaks the contract of {baseline.commit[:12]} "
                 f"({baseline.why}); see docs/clients.md for how to change it compatibly",
@@ -208,7 +236,8 @@ def main(argv: list[str] | None = None) -> int:
             ok = False
         else:
             print(
-                f"check_contract: proto/ lint clean and compatible with {baseline.commit[:12]} ({baseline.why})"
+                f"check_contract: proto/ lint clean and compatible with {baseline.commit[:12]} "
+                f"({baseline.why})"
             )
     return 0 if ok else 1
 

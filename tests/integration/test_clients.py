@@ -16,6 +16,7 @@ import filecmp
 import json
 import os
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -126,6 +127,7 @@ def test_the_committed_go_code_is_what_the_protos_generate(tmp_path: Path) -> No
         ["bash", str(ROOT / "scripts" / "generate_go_client.sh"), str(tmp_path)],
         check=True,
         timeout=1800,
+        env={**os.environ, "PYTHON": sys.executable},
     )
     compared = filecmp.dircmp(GO_CLIENT / "gen", tmp_path / "gen")
     stale: list[str] = []

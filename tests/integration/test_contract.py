@@ -43,7 +43,7 @@ def renumber_user_id(repo: Path) -> None:
     path = repo / EVENTS
     text = path.read_text()
     assert "string user_id = 2;" in text
-    path.write_text(text.replace("string user_id = 2;", "string user_id = 13;"))
+    path.write_text(text.replace("string user_id = 2;", "string user_id = 99;"))
 
 
 def add_a_field(repo: Path) -> None:

@@ -9,6 +9,7 @@
 package magnetarv1
 
 import (
+	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
@@ -487,7 +488,7 @@ var File_magnetar_v1_event_service_proto protoreflect.FileDescriptor
 
 const file_magnetar_v1_event_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1fmagnetar/v1/event_service.proto\x12\vmagnetar.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18magnetar/v1/events.proto\"~\n" +
+	"\x1fmagnetar/v1/event_service.proto\x12\vmagnetar.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18magnetar/v1/events.proto\"~\n" +
 	"\x0eEventViolation\x12\x14\n" +
 	"\x05field\x18\x01 \x01(\tR\x05field\x124\n" +
 	"\x06reason\x18\x02 \x01(\x0e2\x1c.magnetar.v1.RejectionReasonR\x06reason\x12 \n" +
@@ -525,9 +526,9 @@ const file_magnetar_v1_event_service_proto_rawDesc = "" +
 	" REJECTION_REASON_EVENT_TOO_LARGE\x10\x06\x12'\n" +
 	"#REJECTION_REASON_OCCURRED_IN_FUTURE\x10\a\x12*\n" +
 	"&REJECTION_REASON_OCCURRED_TOO_LONG_AGO\x10\b\x12'\n" +
-	"#REJECTION_REASON_DUPLICATE_EVENT_ID\x10\t2\xaa\x01\n" +
-	"\fEventService\x12A\n" +
-	"\x06Ingest\x12\x1a.magnetar.v1.IngestRequest\x1a\x1b.magnetar.v1.IngestResponse\x12W\n" +
+	"#REJECTION_REASON_DUPLICATE_EVENT_ID\x10\t2\xc8\x01\n" +
+	"\fEventService\x12_\n" +
+	"\x06Ingest\x12\x1a.magnetar.v1.IngestRequest\x1a\x1b.magnetar.v1.IngestResponse\"\x1c\x82\xd3\xe4\x93\x02\x16:\x01*\"\x11/v1/events:ingest\x12W\n" +
 	"\fStreamEvents\x12 .magnetar.v1.StreamEventsRequest\x1a!.magnetar.v1.StreamEventsResponse(\x010\x01B\xa1\x01\n" +
 	"\x0fcom.magnetar.v1B\x11EventServiceProtoP\x01Z.magnetar/clients/go/gen/magnetar/v1;magnetarv1\xa2\x02\x03MXX\xaa\x02\vMagnetar.V1\xca\x02\vMagnetar\\V1\xe2\x02\x17Magnetar\\V1\\GPBMetadata\xea\x02\fMagnetar::V1b\x06proto3"
 

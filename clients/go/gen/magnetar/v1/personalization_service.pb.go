@@ -10,6 +10,7 @@
 package magnetarv1
 
 import (
+	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
@@ -1111,7 +1112,7 @@ var File_magnetar_v1_personalization_service_proto protoreflect.FileDescriptor
 
 const file_magnetar_v1_personalization_service_proto_rawDesc = "" +
 	"\n" +
-	")magnetar/v1/personalization_service.proto\x12\vmagnetar.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18magnetar/v1/events.proto\"\x9b\x01\n" +
+	")magnetar/v1/personalization_service.proto\x12\vmagnetar.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18magnetar/v1/events.proto\"\x9b\x01\n" +
 	"\x14RecommendationReason\x12+\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x17.magnetar.v1.ReasonKindR\x04kind\x12&\n" +
 	"\x0frelated_item_id\x18\x02 \x01(\tR\rrelatedItemId\x12\x1a\n" +
@@ -1192,11 +1193,11 @@ const file_magnetar_v1_personalization_service_proto_rawDesc = "" +
 	"\x1bTRENDING_WINDOW_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14TRENDING_WINDOW_HOUR\x10\x01\x12\x17\n" +
 	"\x13TRENDING_WINDOW_DAY\x10\x02\x12\x18\n" +
-	"\x14TRENDING_WINDOW_WEEK\x10\x032\xdd\x02\n" +
-	"\x16PersonalizationService\x12J\n" +
-	"\tRecommend\x12\x1d.magnetar.v1.RecommendRequest\x1a\x1e.magnetar.v1.RecommendResponse\x12S\n" +
-	"\fSimilarItems\x12 .magnetar.v1.SimilarItemsRequest\x1a!.magnetar.v1.SimilarItemsResponse\x12G\n" +
-	"\bTrending\x12\x1c.magnetar.v1.TrendingRequest\x1a\x1d.magnetar.v1.TrendingResponse\x12Y\n" +
+	"\x14TRENDING_WINDOW_WEEK\x10\x032\xc4\x03\n" +
+	"\x16PersonalizationService\x12t\n" +
+	"\tRecommend\x12\x1d.magnetar.v1.RecommendRequest\x1a\x1e.magnetar.v1.RecommendResponse\"(\x82\xd3\xe4\x93\x02\":\x01*\"\x1d/v1/recommendations:recommend\x12q\n" +
+	"\fSimilarItems\x12 .magnetar.v1.SimilarItemsRequest\x1a!.magnetar.v1.SimilarItemsResponse\"\x1c\x82\xd3\xe4\x93\x02\x16:\x01*\"\x11/v1/items:similar\x12f\n" +
+	"\bTrending\x12\x1c.magnetar.v1.TrendingRequest\x1a\x1d.magnetar.v1.TrendingResponse\"\x1d\x82\xd3\xe4\x93\x02\x17:\x01*\"\x12/v1/items:trending\x12Y\n" +
 	"\x0eGetUserProfile\x12\".magnetar.v1.GetUserProfileRequest\x1a#.magnetar.v1.GetUserProfileResponseB\xab\x01\n" +
 	"\x0fcom.magnetar.v1B\x1bPersonalizationServiceProtoP\x01Z.magnetar/clients/go/gen/magnetar/v1;magnetarv1\xa2\x02\x03MXX\xaa\x02\vMagnetar.V1\xca\x02\vMagnetar\\V1\xe2\x02\x17Magnetar\\V1\\GPBMetadata\xea\x02\fMagnetar::V1b\x06proto3"
 
