@@ -20,9 +20,10 @@ install: $(STAMP)
 run: install
 	$(BIN)/magnetar demo
 
-## Everything CI checks: lint, types, generated code, unit, integration and e2e tests.
+## Everything CI checks: lint, types, generated code, the contract, unit, integration and e2e tests.
 test: install
 	$(BIN)/python scripts/check_generated.py
+	$(BIN)/python scripts/check_contract.py
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy

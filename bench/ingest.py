@@ -256,6 +256,7 @@ def gateway_process(port: int) -> Iterator[str]:
         "MAGNETAR_GATEWAY_INSTANCE": f"bench-{port}",
         # Its own metrics port: the local stack's gateway holds the default one.
         "MAGNETAR_METRICS_PORT": str(free_port()),
+        "MAGNETAR_HTTP_PORT": "0",  # the HTTP door: any free port
     }
     process = subprocess.Popen(
         [sys.executable, *PROFILE, "-m", "magnetar.cli", "gateway", "serve", "--port", str(port)],

@@ -74,6 +74,7 @@ def gateway_process() -> Iterator[str]:
         **os.environ,
         "MAGNETAR_GATEWAY_INSTANCE": f"bench-onboard-{port}",
         "MAGNETAR_METRICS_PORT": str(_free_port()),
+        "MAGNETAR_HTTP_PORT": "0",  # the HTTP door: any free port
     }
     process = subprocess.Popen(
         [sys.executable, "-m", "magnetar.cli", "gateway", "serve", "--port", str(port)],

@@ -31,6 +31,7 @@ from gateway.catalog_service import mount_catalog_service
 from gateway.event_publisher import EventPublisher, PublisherOptions, PulsarCredentials
 from gateway.event_service import SERVICE_NAME as EVENT_SERVICE
 from gateway.event_service import EventService
+from gateway.http_door import start_http_door
 from gateway.ingest_quota import IngestRateLimiter, RateLimitedSink
 from gateway.ingestion import Ingestor
 from gateway.interceptors import (
@@ -244,6 +245,8 @@ async def serve(settings: Settings, options: GatewayOptions | None = None) -> No
     gateway, port = create_server(settings, options=options, registry=registry)
     await gateway.start()
     log.info("gateway listening on %s:%d", settings.grpc_host, port)
+    door = await start_http_door(settings.http_host, settings.http_port, settings.grpc_host, port)
+    log.info("HTTP/JSON on http://%s:%d/v1/", settings.http_host, door.port)
     serve_metrics(registry, settings.metrics_host, settings.metrics_port)
     pipeline_metrics = PipelineMetrics(settings, registry)
     pipeline_metrics.start()
@@ -254,4 +257,5 @@ async def serve(settings: Settings, options: GatewayOptions | None = None) -> No
         loop.add_signal_handler(sig, stopping.set)
     await stopping.wait()
     log.info("shutting down (grace %.0f s)", options.shutdown_grace_s)
+    await door.stop()
     await gateway.stop(options.shutdown_grace_s)

@@ -43,6 +43,9 @@ class Settings:
     database_owner_url: str = "postgresql://magnetar_owner@127.0.0.1:55432/magnetar"
     grpc_host: str = "127.0.0.1"
     grpc_port: int = 50051
+    # The HTTP/JSON door (gateway/http_door.py, docs/clients.md) beside gRPC.
+    http_host: str = "127.0.0.1"
+    http_port: int = 8090
     # /metrics binds its own address, never grpc_host's: a gateway that serves gRPC on every
     # interface keeps its metrics (tenant names, call rates) on loopback unless told otherwise.
     metrics_host: str = "127.0.0.1"
@@ -63,7 +66,7 @@ class Settings:
     def __post_init__(self) -> None:
         # Checked here, not where used: a gateway pod with a bad value must fail at start
         # with the variable's name, not later inside grpc or `sys.setswitchinterval`.
-        for name in ("grpc_port", "metrics_port"):
+        for name in ("grpc_port", "http_port", "metrics_port"):
             if not 0 <= getattr(self, name) <= 65_535:
                 raise _bad(name, getattr(self, name), "a port number from 0 to 65535")
         if self.gil_switch_interval_us <= 0:

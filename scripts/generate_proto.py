@@ -26,8 +26,42 @@ INIT_TEXT = '''"""Generated from proto/magnetar/v1 by scripts/generate_proto.py.
 '''
 
 
-def proto_files() -> list[Path]:
-    return sorted((PROTO_ROOT / PACKAGE_DIR).glob("*.proto"))
+def proto_files(proto_root: Path = PROTO_ROOT) -> list[Path]:
+    return sorted((proto_root / PACKAGE_DIR).glob("*.proto"))
+
+
+def import_paths() -> list[Path]:
+    """Where the protos' imports come from: protobuf's own files (`google/protobuf`, shipped
+    with grpcio-tools) and `google/api` (the HTTP annotations, shipped as .proto files with
+    googleapis-common-protos, whose generated modules the Python code imports at run time).
+    """
+    from google.api import annotations_pb2
+
+    return [
+        Path(protoc.__file__).parent / "_proto",
+        Path(annotations_pb2.__file__).resolve().parents[2],
+    ]
+
+
+def build_image(out: Path, proto_root: Path = PROTO_ROOT) -> Path:
+    """A FileDescriptorSet of `proto_root`'s files and their imports, with source info: the
+    input buf lints, compares and generates the Go client from (buf cannot fetch
+    `google/api` itself here; it reads it from the image)."""
+    files = proto_files(proto_root)
+    if not files:
+        raise SystemExit(f"no .proto files under {proto_root / PACKAGE_DIR}")
+    args = [
+        "grpc_tools.protoc",
+        f"--proto_path={proto_root}",
+        *(f"--proto_path={path}" for path in import_paths()),
+        "--include_imports",
+        "--include_source_info",
+        f"--descriptor_set_out={out}",
+        *(str(f.relative_to(proto_root)) for f in files),
+    ]
+    if protoc.main(args) != 0:
+        raise SystemExit("protoc failed (see the messages above)")
+    return out
 
 
 def _plugin(name: str) -> str:
@@ -48,11 +82,10 @@ def generate(out_root: Path) -> list[Path]:
         raise SystemExit(f"no .proto files under {PROTO_ROOT / PACKAGE_DIR}")
     with tempfile.TemporaryDirectory() as scratch:
         work = Path(scratch)
-        well_known = Path(protoc.__file__).parent / "_proto"
         args = [
             "grpc_tools.protoc",
             f"--proto_path={PROTO_ROOT}",
-            f"--proto_path={well_known}",
+            *(f"--proto_path={path}" for path in import_paths()),
             f"--plugin=protoc-gen-mypy={_plugin('protoc-gen-mypy')}",
             f"--plugin=protoc-gen-mypy_grpc={_plugin('protoc-gen-mypy_grpc')}",
             f"--python_out={work}",
@@ -77,7 +110,13 @@ def generate(out_root: Path) -> list[Path]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT, help="root to write magnetar/v1 under")
+    parser.add_argument(
+        "--image", type=Path, help="write a FileDescriptorSet (buf's input) here instead"
+    )
     args = parser.parse_args(argv)
+    if args.image is not None:
+        print(f"wrote {build_image(args.image)}")
+        return 0
     written = generate(args.out)
     print(f"generated {len(written)} files in {args.out / PACKAGE_DIR}")
     return 0

@@ -22,31 +22,34 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from magnetar.v1 import events_pb2 as magnetar_dot_v1_dot_events__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fmagnetar/v1/event_service.proto\x12\x0bmagnetar.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18magnetar/v1/events.proto\"b\n\x0e\x45ventViolation\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12,\n\x06reason\x18\x02 \x01(\x0e\x32\x1c.magnetar.v1.RejectionReason\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\"~\n\x0e\x45ventRejection\x12\r\n\x05index\x18\x01 \x01(\r\x12,\n\x06reason\x18\x02 \x01(\x0e\x32\x1c.magnetar.v1.RejectionReason\x12/\n\nviolations\x18\x03 \x03(\x0b\x32\x1b.magnetar.v1.EventViolation\"K\n\rIngestRequest\x12\"\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x12.magnetar.v1.Event\x12\x16\n\x0e\x61ll_or_nothing\x18\x02 \x01(\x08\"\x8f\x01\n\x0eIngestResponse\x12\x16\n\x0e\x61\x63\x63\x65pted_count\x18\x01 \x01(\r\x12\x34\n\x0frejected_events\x18\x02 \x03(\x0b\x32\x1b.magnetar.v1.EventRejection\x12/\n\x0b\x61\x63\x63\x65pted_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"K\n\x13StreamEventsRequest\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\x04\x12\"\n\x06\x65vents\x18\x02 \x03(\x0b\x32\x12.magnetar.v1.Event\"\xa7\x01\n\x14StreamEventsResponse\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\x04\x12\x16\n\x0e\x61\x63\x63\x65pted_count\x18\x02 \x01(\r\x12\x34\n\x0frejected_events\x18\x03 \x03(\x0b\x32\x1b.magnetar.v1.EventRejection\x12/\n\x0b\x61\x63\x63\x65pted_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\x97\x03\n\x0fRejectionReason\x12 \n\x1cREJECTION_REASON_UNSPECIFIED\x10\x00\x12\"\n\x1eREJECTION_REASON_MISSING_FIELD\x10\x01\x12\"\n\x1eREJECTION_REASON_INVALID_FIELD\x10\x02\x12#\n\x1fREJECTION_REASON_FIELD_TOO_LONG\x10\x03\x12\'\n#REJECTION_REASON_VALUE_OUT_OF_RANGE\x10\x04\x12(\n$REJECTION_REASON_TOO_MANY_ATTRIBUTES\x10\x05\x12$\n REJECTION_REASON_EVENT_TOO_LARGE\x10\x06\x12\'\n#REJECTION_REASON_OCCURRED_IN_FUTURE\x10\x07\x12*\n&REJECTION_REASON_OCCURRED_TOO_LONG_AGO\x10\x08\x12\'\n#REJECTION_REASON_DUPLICATE_EVENT_ID\x10\t2\xaa\x01\n\x0c\x45ventService\x12\x41\n\x06Ingest\x12\x1a.magnetar.v1.IngestRequest\x1a\x1b.magnetar.v1.IngestResponse\x12W\n\x0cStreamEvents\x12 .magnetar.v1.StreamEventsRequest\x1a!.magnetar.v1.StreamEventsResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fmagnetar/v1/event_service.proto\x12\x0bmagnetar.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18magnetar/v1/events.proto\"b\n\x0e\x45ventViolation\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12,\n\x06reason\x18\x02 \x01(\x0e\x32\x1c.magnetar.v1.RejectionReason\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\"~\n\x0e\x45ventRejection\x12\r\n\x05index\x18\x01 \x01(\r\x12,\n\x06reason\x18\x02 \x01(\x0e\x32\x1c.magnetar.v1.RejectionReason\x12/\n\nviolations\x18\x03 \x03(\x0b\x32\x1b.magnetar.v1.EventViolation\"K\n\rIngestRequest\x12\"\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x12.magnetar.v1.Event\x12\x16\n\x0e\x61ll_or_nothing\x18\x02 \x01(\x08\"\x8f\x01\n\x0eIngestResponse\x12\x16\n\x0e\x61\x63\x63\x65pted_count\x18\x01 \x01(\r\x12\x34\n\x0frejected_events\x18\x02 \x03(\x0b\x32\x1b.magnetar.v1.EventRejection\x12/\n\x0b\x61\x63\x63\x65pted_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"K\n\x13StreamEventsRequest\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\x04\x12\"\n\x06\x65vents\x18\x02 \x03(\x0b\x32\x12.magnetar.v1.Event\"\xa7\x01\n\x14StreamEventsResponse\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\x04\x12\x16\n\x0e\x61\x63\x63\x65pted_count\x18\x02 \x01(\r\x12\x34\n\x0frejected_events\x18\x03 \x03(\x0b\x32\x1b.magnetar.v1.EventRejection\x12/\n\x0b\x61\x63\x63\x65pted_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\x97\x03\n\x0fRejectionReason\x12 \n\x1cREJECTION_REASON_UNSPECIFIED\x10\x00\x12\"\n\x1eREJECTION_REASON_MISSING_FIELD\x10\x01\x12\"\n\x1eREJECTION_REASON_INVALID_FIELD\x10\x02\x12#\n\x1fREJECTION_REASON_FIELD_TOO_LONG\x10\x03\x12\'\n#REJECTION_REASON_VALUE_OUT_OF_RANGE\x10\x04\x12(\n$REJECTION_REASON_TOO_MANY_ATTRIBUTES\x10\x05\x12$\n REJECTION_REASON_EVENT_TOO_LARGE\x10\x06\x12\'\n#REJECTION_REASON_OCCURRED_IN_FUTURE\x10\x07\x12*\n&REJECTION_REASON_OCCURRED_TOO_LONG_AGO\x10\x08\x12\'\n#REJECTION_REASON_DUPLICATE_EVENT_ID\x10\t2\xc8\x01\n\x0c\x45ventService\x12_\n\x06Ingest\x12\x1a.magnetar.v1.IngestRequest\x1a\x1b.magnetar.v1.IngestResponse\"\x1c\x82\xd3\xe4\x93\x02\x16\"\x11/v1/events:ingest:\x01*\x12W\n\x0cStreamEvents\x12 .magnetar.v1.StreamEventsRequest\x1a!.magnetar.v1.StreamEventsResponse(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'magnetar.v1.event_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_REJECTIONREASON']._serialized_start=806
-  _globals['_REJECTIONREASON']._serialized_end=1213
-  _globals['_EVENTVIOLATION']._serialized_start=107
-  _globals['_EVENTVIOLATION']._serialized_end=205
-  _globals['_EVENTREJECTION']._serialized_start=207
-  _globals['_EVENTREJECTION']._serialized_end=333
-  _globals['_INGESTREQUEST']._serialized_start=335
-  _globals['_INGESTREQUEST']._serialized_end=410
-  _globals['_INGESTRESPONSE']._serialized_start=413
-  _globals['_INGESTRESPONSE']._serialized_end=556
-  _globals['_STREAMEVENTSREQUEST']._serialized_start=558
-  _globals['_STREAMEVENTSREQUEST']._serialized_end=633
-  _globals['_STREAMEVENTSRESPONSE']._serialized_start=636
-  _globals['_STREAMEVENTSRESPONSE']._serialized_end=803
-  _globals['_EVENTSERVICE']._serialized_start=1216
-  _globals['_EVENTSERVICE']._serialized_end=1386
+  _globals['_EVENTSERVICE'].methods_by_name['Ingest']._loaded_options = None
+  _globals['_EVENTSERVICE'].methods_by_name['Ingest']._serialized_options = b'\202\323\344\223\002\026\"\021/v1/events:ingest:\001*'
+  _globals['_REJECTIONREASON']._serialized_start=836
+  _globals['_REJECTIONREASON']._serialized_end=1243
+  _globals['_EVENTVIOLATION']._serialized_start=137
+  _globals['_EVENTVIOLATION']._serialized_end=235
+  _globals['_EVENTREJECTION']._serialized_start=237
+  _globals['_EVENTREJECTION']._serialized_end=363
+  _globals['_INGESTREQUEST']._serialized_start=365
+  _globals['_INGESTREQUEST']._serialized_end=440
+  _globals['_INGESTRESPONSE']._serialized_start=443
+  _globals['_INGESTRESPONSE']._serialized_end=586
+  _globals['_STREAMEVENTSREQUEST']._serialized_start=588
+  _globals['_STREAMEVENTSREQUEST']._serialized_end=663
+  _globals['_STREAMEVENTSRESPONSE']._serialized_start=666
+  _globals['_STREAMEVENTSRESPONSE']._serialized_end=833
+  _globals['_EVENTSERVICE']._serialized_start=1246
+  _globals['_EVENTSERVICE']._serialized_end=1446
 # @@protoc_insertion_point(module_scope)

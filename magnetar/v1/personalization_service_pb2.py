@@ -22,51 +22,58 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from magnetar.v1 import events_pb2 as magnetar_dot_v1_dot_events__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)magnetar/v1/personalization_service.proto\x12\x0bmagnetar.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18magnetar/v1/events.proto\"v\n\x14RecommendationReason\x12%\n\x04kind\x18\x01 \x01(\x0e\x32\x17.magnetar.v1.ReasonKind\x12\x17\n\x0frelated_item_id\x18\x02 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x03 \x01(\t\x12\x0c\n\x04text\x18\x04 \x01(\t\"_\n\nScoredItem\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x01\x12\x31\n\x06reason\x18\x03 \x01(\x0b\x32!.magnetar.v1.RecommendationReason\"w\n\x14RecommendationFilter\x12\x19\n\x11\x65xclude_purchased\x18\x01 \x01(\x08\x12\x16\n\x0e\x65xclude_viewed\x18\x02 \x01(\x08\x12\x18\n\x10\x65xclude_item_ids\x18\x03 \x03(\t\x12\x12\n\ncategories\x18\x04 \x03(\t\"\xa5\x01\n\x10RecommendRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x14\n\x0c\x61nonymous_id\x18\x02 \x01(\t\x12\x12\n\nsession_id\x18\x03 \x01(\t\x12\t\n\x01k\x18\x04 \x01(\r\x12\x18\n\x10\x63ontext_item_ids\x18\x05 \x03(\t\x12\x31\n\x06\x66ilter\x18\x06 \x01(\x0b\x32!.magnetar.v1.RecommendationFilter\"O\n\x11RecommendResponse\x12&\n\x05items\x18\x01 \x03(\x0b\x32\x17.magnetar.v1.ScoredItem\x12\x12\n\ncold_start\x18\x02 \x01(\x08\"u\n\x13SimilarItemsRequest\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\t\n\x01k\x18\x02 \x01(\r\x12\x31\n\x06\x66ilter\x18\x03 \x01(\x0b\x32!.magnetar.v1.RecommendationFilter\x12\x0f\n\x07user_id\x18\x04 \x01(\t\">\n\x14SimilarItemsResponse\x12&\n\x05items\x18\x01 \x03(\x0b\x32\x17.magnetar.v1.ScoredItem\"[\n\x0fTrendingRequest\x12+\n\x06window\x18\x01 \x01(\x0e\x32\x1b.magnetar.v1.TrendingWindow\x12\x10\n\x08\x63\x61tegory\x18\x02 \x01(\t\x12\t\n\x01k\x18\x03 \x01(\r\":\n\x10TrendingResponse\x12&\n\x05items\x18\x01 \x03(\x0b\x32\x17.magnetar.v1.ScoredItem\"Z\n\x15GetUserProfileRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x14\n\x0c\x61nonymous_id\x18\x02 \x01(\t\x12\x1a\n\x12recent_items_limit\x18\x03 \x01(\r\"\x80\x01\n\nRecentItem\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12/\n\x0flast_event_type\x18\x02 \x01(\x0e\x32\x16.magnetar.v1.EventType\x12\x30\n\x0clast_seen_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"3\n\x10\x43\x61tegoryAffinity\x12\x10\n\x08\x63\x61tegory\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x01\"E\n\x0e\x45ventTypeCount\x12$\n\x04type\x18\x01 \x01(\x0e\x32\x16.magnetar.v1.EventType\x12\r\n\x05\x63ount\x18\x02 \x01(\x04\"\x9f\x02\n\x0bUserProfile\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12-\n\x0crecent_items\x18\x02 \x03(\x0b\x32\x17.magnetar.v1.RecentItem\x12\x35\n\x0etop_categories\x18\x03 \x03(\x0b\x32\x1d.magnetar.v1.CategoryAffinity\x12\x31\n\x0c\x65vent_counts\x18\x04 \x03(\x0b\x32\x1b.magnetar.v1.EventTypeCount\x12\x30\n\x0clast_seen_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rfirst_seen_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"C\n\x16GetUserProfileResponse\x12)\n\x07profile\x18\x01 \x01(\x0b\x32\x18.magnetar.v1.UserProfile*\xa6\x01\n\nReasonKind\x12\x1b\n\x17REASON_KIND_UNSPECIFIED\x10\x00\x12\x1d\n\x19REASON_KIND_CO_VISITATION\x10\x01\x12\x1f\n\x1bREASON_KIND_REPEAT_AFFINITY\x10\x02\x12!\n\x1dREASON_KIND_CATEGORY_AFFINITY\x10\x03\x12\x18\n\x14REASON_KIND_TRENDING\x10\x04*~\n\x0eTrendingWindow\x12\x1f\n\x1bTRENDING_WINDOW_UNSPECIFIED\x10\x00\x12\x18\n\x14TRENDING_WINDOW_HOUR\x10\x01\x12\x17\n\x13TRENDING_WINDOW_DAY\x10\x02\x12\x18\n\x14TRENDING_WINDOW_WEEK\x10\x03\x32\xdd\x02\n\x16PersonalizationService\x12J\n\tRecommend\x12\x1d.magnetar.v1.RecommendRequest\x1a\x1e.magnetar.v1.RecommendResponse\x12S\n\x0cSimilarItems\x12 .magnetar.v1.SimilarItemsRequest\x1a!.magnetar.v1.SimilarItemsResponse\x12G\n\x08Trending\x12\x1c.magnetar.v1.TrendingRequest\x1a\x1d.magnetar.v1.TrendingResponse\x12Y\n\x0eGetUserProfile\x12\".magnetar.v1.GetUserProfileRequest\x1a#.magnetar.v1.GetUserProfileResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)magnetar/v1/personalization_service.proto\x12\x0bmagnetar.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18magnetar/v1/events.proto\"v\n\x14RecommendationReason\x12%\n\x04kind\x18\x01 \x01(\x0e\x32\x17.magnetar.v1.ReasonKind\x12\x17\n\x0frelated_item_id\x18\x02 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x03 \x01(\t\x12\x0c\n\x04text\x18\x04 \x01(\t\"_\n\nScoredItem\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x01\x12\x31\n\x06reason\x18\x03 \x01(\x0b\x32!.magnetar.v1.RecommendationReason\"w\n\x14RecommendationFilter\x12\x19\n\x11\x65xclude_purchased\x18\x01 \x01(\x08\x12\x16\n\x0e\x65xclude_viewed\x18\x02 \x01(\x08\x12\x18\n\x10\x65xclude_item_ids\x18\x03 \x03(\t\x12\x12\n\ncategories\x18\x04 \x03(\t\"\xa5\x01\n\x10RecommendRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x14\n\x0c\x61nonymous_id\x18\x02 \x01(\t\x12\x12\n\nsession_id\x18\x03 \x01(\t\x12\t\n\x01k\x18\x04 \x01(\r\x12\x18\n\x10\x63ontext_item_ids\x18\x05 \x03(\t\x12\x31\n\x06\x66ilter\x18\x06 \x01(\x0b\x32!.magnetar.v1.RecommendationFilter\"O\n\x11RecommendResponse\x12&\n\x05items\x18\x01 \x03(\x0b\x32\x17.magnetar.v1.ScoredItem\x12\x12\n\ncold_start\x18\x02 \x01(\x08\"u\n\x13SimilarItemsRequest\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\t\n\x01k\x18\x02 \x01(\r\x12\x31\n\x06\x66ilter\x18\x03 \x01(\x0b\x32!.magnetar.v1.RecommendationFilter\x12\x0f\n\x07user_id\x18\x04 \x01(\t\">\n\x14SimilarItemsResponse\x12&\n\x05items\x18\x01 \x03(\x0b\x32\x17.magnetar.v1.ScoredItem\"[\n\x0fTrendingRequest\x12+\n\x06window\x18\x01 \x01(\x0e\x32\x1b.magnetar.v1.TrendingWindow\x12\x10\n\x08\x63\x61tegory\x18\x02 \x01(\t\x12\t\n\x01k\x18\x03 \x01(\r\":\n\x10TrendingResponse\x12&\n\x05items\x18\x01 \x03(\x0b\x32\x17.magnetar.v1.ScoredItem\"Z\n\x15GetUserProfileRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x14\n\x0c\x61nonymous_id\x18\x02 \x01(\t\x12\x1a\n\x12recent_items_limit\x18\x03 \x01(\r\"\x80\x01\n\nRecentItem\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12/\n\x0flast_event_type\x18\x02 \x01(\x0e\x32\x16.magnetar.v1.EventType\x12\x30\n\x0clast_seen_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"3\n\x10\x43\x61tegoryAffinity\x12\x10\n\x08\x63\x61tegory\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x01\"E\n\x0e\x45ventTypeCount\x12$\n\x04type\x18\x01 \x01(\x0e\x32\x16.magnetar.v1.EventType\x12\r\n\x05\x63ount\x18\x02 \x01(\x04\"\x9f\x02\n\x0bUserProfile\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12-\n\x0crecent_items\x18\x02 \x03(\x0b\x32\x17.magnetar.v1.RecentItem\x12\x35\n\x0etop_categories\x18\x03 \x03(\x0b\x32\x1d.magnetar.v1.CategoryAffinity\x12\x31\n\x0c\x65vent_counts\x18\x04 \x03(\x0b\x32\x1b.magnetar.v1.EventTypeCount\x12\x30\n\x0clast_seen_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rfirst_seen_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"C\n\x16GetUserProfileResponse\x12)\n\x07profile\x18\x01 \x01(\x0b\x32\x18.magnetar.v1.UserProfile*\xa6\x01\n\nReasonKind\x12\x1b\n\x17REASON_KIND_UNSPECIFIED\x10\x00\x12\x1d\n\x19REASON_KIND_CO_VISITATION\x10\x01\x12\x1f\n\x1bREASON_KIND_REPEAT_AFFINITY\x10\x02\x12!\n\x1dREASON_KIND_CATEGORY_AFFINITY\x10\x03\x12\x18\n\x14REASON_KIND_TRENDING\x10\x04*~\n\x0eTrendingWindow\x12\x1f\n\x1bTRENDING_WINDOW_UNSPECIFIED\x10\x00\x12\x18\n\x14TRENDING_WINDOW_HOUR\x10\x01\x12\x17\n\x13TRENDING_WINDOW_DAY\x10\x02\x12\x18\n\x14TRENDING_WINDOW_WEEK\x10\x03\x32\xc4\x03\n\x16PersonalizationService\x12t\n\tRecommend\x12\x1d.magnetar.v1.RecommendRequest\x1a\x1e.magnetar.v1.RecommendResponse\"(\x82\xd3\xe4\x93\x02\"\"\x1d/v1/recommendations:recommend:\x01*\x12q\n\x0cSimilarItems\x12 .magnetar.v1.SimilarItemsRequest\x1a!.magnetar.v1.SimilarItemsResponse\"\x1c\x82\xd3\xe4\x93\x02\x16\"\x11/v1/items:similar:\x01*\x12\x66\n\x08Trending\x12\x1c.magnetar.v1.TrendingRequest\x1a\x1d.magnetar.v1.TrendingResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\"\x12/v1/items:trending:\x01*\x12Y\n\x0eGetUserProfile\x12\".magnetar.v1.GetUserProfileRequest\x1a#.magnetar.v1.GetUserProfileResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'magnetar.v1.personalization_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_REASONKIND']._serialized_start=1747
-  _globals['_REASONKIND']._serialized_end=1913
-  _globals['_TRENDINGWINDOW']._serialized_start=1915
-  _globals['_TRENDINGWINDOW']._serialized_end=2041
-  _globals['_RECOMMENDATIONREASON']._serialized_start=117
-  _globals['_RECOMMENDATIONREASON']._serialized_end=235
-  _globals['_SCOREDITEM']._serialized_start=237
-  _globals['_SCOREDITEM']._serialized_end=332
-  _globals['_RECOMMENDATIONFILTER']._serialized_start=334
-  _globals['_RECOMMENDATIONFILTER']._serialized_end=453
-  _globals['_RECOMMENDREQUEST']._serialized_start=456
-  _globals['_RECOMMENDREQUEST']._serialized_end=621
-  _globals['_RECOMMENDRESPONSE']._serialized_start=623
-  _globals['_RECOMMENDRESPONSE']._serialized_end=702
-  _globals['_SIMILARITEMSREQUEST']._serialized_start=704
-  _globals['_SIMILARITEMSREQUEST']._serialized_end=821
-  _globals['_SIMILARITEMSRESPONSE']._serialized_start=823
-  _globals['_SIMILARITEMSRESPONSE']._serialized_end=885
-  _globals['_TRENDINGREQUEST']._serialized_start=887
-  _globals['_TRENDINGREQUEST']._serialized_end=978
-  _globals['_TRENDINGRESPONSE']._serialized_start=980
-  _globals['_TRENDINGRESPONSE']._serialized_end=1038
-  _globals['_GETUSERPROFILEREQUEST']._serialized_start=1040
-  _globals['_GETUSERPROFILEREQUEST']._serialized_end=1130
-  _globals['_RECENTITEM']._serialized_start=1133
-  _globals['_RECENTITEM']._serialized_end=1261
-  _globals['_CATEGORYAFFINITY']._serialized_start=1263
-  _globals['_CATEGORYAFFINITY']._serialized_end=1314
-  _globals['_EVENTTYPECOUNT']._serialized_start=1316
-  _globals['_EVENTTYPECOUNT']._serialized_end=1385
-  _globals['_USERPROFILE']._serialized_start=1388
-  _globals['_USERPROFILE']._serialized_end=1675
-  _globals['_GETUSERPROFILERESPONSE']._serialized_start=1677
-  _globals['_GETUSERPROFILERESPONSE']._serialized_end=1744
-  _globals['_PERSONALIZATIONSERVICE']._serialized_start=2044
-  _globals['_PERSONALIZATIONSERVICE']._serialized_end=2393
+  _globals['_PERSONALIZATIONSERVICE'].methods_by_name['Recommend']._loaded_options = None
+  _globals['_PERSONALIZATIONSERVICE'].methods_by_name['Recommend']._serialized_options = b'\202\323\344\223\002\"\"\035/v1/recommendations:recommend:\001*'
+  _globals['_PERSONALIZATIONSERVICE'].methods_by_name['SimilarItems']._loaded_options = None
+  _globals['_PERSONALIZATIONSERVICE'].methods_by_name['SimilarItems']._serialized_options = b'\202\323\344\223\002\026\"\021/v1/items:similar:\001*'
+  _globals['_PERSONALIZATIONSERVICE'].methods_by_name['Trending']._loaded_options = None
+  _globals['_PERSONALIZATIONSERVICE'].methods_by_name['Trending']._serialized_options = b'\202\323\344\223\002\027\"\022/v1/items:trending:\001*'
+  _globals['_REASONKIND']._serialized_start=1777
+  _globals['_REASONKIND']._serialized_end=1943
+  _globals['_TRENDINGWINDOW']._serialized_start=1945
+  _globals['_TRENDINGWINDOW']._serialized_end=2071
+  _globals['_RECOMMENDATIONREASON']._serialized_start=147
+  _globals['_RECOMMENDATIONREASON']._serialized_end=265
+  _globals['_SCOREDITEM']._serialized_start=267
+  _globals['_SCOREDITEM']._serialized_end=362
+  _globals['_RECOMMENDATIONFILTER']._serialized_start=364
+  _globals['_RECOMMENDATIONFILTER']._serialized_end=483
+  _globals['_RECOMMENDREQUEST']._serialized_start=486
+  _globals['_RECOMMENDREQUEST']._serialized_end=651
+  _globals['_RECOMMENDRESPONSE']._serialized_start=653
+  _globals['_RECOMMENDRESPONSE']._serialized_end=732
+  _globals['_SIMILARITEMSREQUEST']._serialized_start=734
+  _globals['_SIMILARITEMSREQUEST']._serialized_end=851
+  _globals['_SIMILARITEMSRESPONSE']._serialized_start=853
+  _globals['_SIMILARITEMSRESPONSE']._serialized_end=915
+  _globals['_TRENDINGREQUEST']._serialized_start=917
+  _globals['_TRENDINGREQUEST']._serialized_end=1008
+  _globals['_TRENDINGRESPONSE']._serialized_start=1010
+  _globals['_TRENDINGRESPONSE']._serialized_end=1068
+  _globals['_GETUSERPROFILEREQUEST']._serialized_start=1070
+  _globals['_GETUSERPROFILEREQUEST']._serialized_end=1160
+  _globals['_RECENTITEM']._serialized_start=1163
+  _globals['_RECENTITEM']._serialized_end=1291
+  _globals['_CATEGORYAFFINITY']._serialized_start=1293
+  _globals['_CATEGORYAFFINITY']._serialized_end=1344
+  _globals['_EVENTTYPECOUNT']._serialized_start=1346
+  _globals['_EVENTTYPECOUNT']._serialized_end=1415
+  _globals['_USERPROFILE']._serialized_start=1418
+  _globals['_USERPROFILE']._serialized_end=1705
+  _globals['_GETUSERPROFILERESPONSE']._serialized_start=1707
+  _globals['_GETUSERPROFILERESPONSE']._serialized_end=1774
+  _globals['_PERSONALIZATIONSERVICE']._serialized_start=2074
+  _globals['_PERSONALIZATIONSERVICE']._serialized_end=2526
 # @@protoc_insertion_point(module_scope)

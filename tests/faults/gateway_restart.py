@@ -80,6 +80,7 @@ class Gateway:
             "MAGNETAR_GATEWAY_INSTANCE": f"faults-{self.port}",
             # Its own metrics port: the local stack's gateway holds the default one.
             "MAGNETAR_METRICS_PORT": str(free_port()),
+            "MAGNETAR_HTTP_PORT": "0",  # the HTTP door: any free port
         }
         self._log_path = log_path
         self._process: subprocess.Popen[bytes] | None = None

@@ -58,6 +58,7 @@ def test_the_gateway_refuses_to_start_as_the_owner(settings: Settings) -> None:
         "MAGNETAR_DATABASE_URL": settings.database_owner_url,
         "MAGNETAR_GRPC_PORT": "0",
         "MAGNETAR_METRICS_PORT": "0",
+        "MAGNETAR_HTTP_PORT": "0",  # the HTTP door: any free port
     }
     done = subprocess.run(
         [sys.executable, "-m", "magnetar.cli", "gateway", "serve"],

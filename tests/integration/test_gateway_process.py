@@ -61,6 +61,7 @@ def test_serve_ingests_then_exits_cleanly_on_sigterm(
             "MAGNETAR_GATEWAY_INSTANCE": f"sigterm-{port}",
             # Its own metrics port: the local stack's gateway holds the default one.
             "MAGNETAR_METRICS_PORT": str(free_port()),
+            "MAGNETAR_HTTP_PORT": "0",  # the HTTP door: any free port
         },
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -110,6 +111,7 @@ def test_metrics_bind_their_own_address_not_the_grpc_one() -> None:
             # Another loopback address: Linux routes all of 127.0.0.0/8 to lo.
             "MAGNETAR_METRICS_HOST": "127.0.0.2",
             "MAGNETAR_METRICS_PORT": str(metrics_port),
+            "MAGNETAR_HTTP_PORT": "0",  # the HTTP door: any free port
         },
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

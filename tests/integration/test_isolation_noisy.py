@@ -70,6 +70,7 @@ def gateway_process() -> Iterator[str]:
         **os.environ,
         "MAGNETAR_GATEWAY_INSTANCE": f"noisy-{port}",
         "MAGNETAR_METRICS_PORT": str(free_port()),
+        "MAGNETAR_HTTP_PORT": "0",  # the HTTP door: any free port
     }
     process = subprocess.Popen(
         [sys.executable, "-m", "magnetar.cli", "gateway", "serve", "--port", str(port)],
