@@ -34,7 +34,7 @@ class Rejection(StrEnum):
 
 # magnetar.v1.EventType numbers (a unit test holds them equal to the generated enum).
 VIEW, CLICK, ADD_TO_CART, REMOVE_FROM_CART, PURCHASE, SEARCH, RATE = 1, 2, 3, 4, 5, 6, 7
-KNOWN_EVENT_TYPES = frozenset(range(1, 11))
+KNOWN_EVENT_TYPES = frozenset(range(1, 12))
 KNOWN_DEVICE_TYPES = frozenset(range(0, 7))
 
 

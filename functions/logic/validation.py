@@ -76,6 +76,7 @@ WIRE_EVENT_TYPES = frozenset(
         "impression",
         "add_to_wishlist",
         "share",
+        "cancel",
     }
 )
 
