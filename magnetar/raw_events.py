@@ -24,12 +24,18 @@ from magnetar.v1 import events_pb2
 
 EVENTS_NAMESPACE = "events"
 RAW_TOPIC = "raw"
+# Imported history (EventService.ImportEvents): same schema, partitions and keys as raw.
+IMPORT_TOPIC = "import"
 SCHEMA_TYPE = "PROTOBUF_NATIVE"
 DEFAULT_PARTITIONS = 4
 
 
 def raw_events_topic(tenant_id: str) -> str:
     return f"persistent://{tenant_id}/{EVENTS_NAMESPACE}/{RAW_TOPIC}"
+
+
+def import_events_topic(tenant_id: str) -> str:
+    return f"persistent://{tenant_id}/{EVENTS_NAMESPACE}/{IMPORT_TOPIC}"
 
 
 def event_schema_definition() -> str:
