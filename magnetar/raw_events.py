@@ -79,3 +79,13 @@ def provision_raw_topic(
         f"{tenant_id}/{EVENTS_NAMESPACE}", tenant_role(tenant_id), ("consume", "produce")
     )
     return topic
+
+
+def provision_import_topic(
+    admin: PulsarAdmin, tenant_id: str, *, partitions: int = DEFAULT_PARTITIONS
+) -> str:
+    """The import topic, as `provision_raw_topic` makes raw (after it: same namespace)."""
+    topic = import_events_topic(tenant_id)
+    admin.create_partitioned_topic(topic, partitions)
+    admin.upload_schema(topic, SCHEMA_TYPE, event_schema_definition())
+    return topic
