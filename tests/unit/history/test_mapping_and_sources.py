@@ -129,4 +129,3 @@ def test_the_online_retail_file_maps_to_the_offline_replays_events(tmp_path: Pat
     [skipped] = [m for m in mapped if isinstance(m, Rejected)]
     assert (skipped.line, skipped.reason) == (3, "Online Retail rule: non-product code")
     assert mapped[2].type == events_pb2.EVENT_TYPE_CANCEL  # type: ignore[union-attr]
-
