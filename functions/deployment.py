@@ -68,7 +68,10 @@ def function_config(stage: str, topics: TenantTopics, options: PipelineOptions) 
         "className": CLASSES[stage],
         "runtime": "PYTHON",
         "py": package_file(stage).name,
-        "inputSpecs": {topics.raw: {"serdeClassName": SERDE_CLASS}},
+        # Live events and imported history, through the same steps (docs/pipeline.md).
+        "inputSpecs": {
+            topic: {"serdeClassName": SERDE_CLASS} for topic in (topics.raw, topics.imports)
+        },
         # Key_Shared: one user's events go to one instance (repeats meet, sessions hold).
         "retainKeyOrdering": True,
         "processingGuarantees": "ATLEAST_ONCE",

@@ -1,6 +1,7 @@
 """Pulsar Function `pipeline`: dedupe → enrich → materialize in one instance per tenant.
 
-Deployed per tenant on ``persistent://<tenant>/events/raw`` with ``retainKeyOrdering`` (a
+Deployed per tenant on ``persistent://<tenant>/events/raw`` and ``.../events/import`` (imported
+history, validated without the age limit: `functions.logic.validation.policy_for_topic`) with ``retainKeyOrdering`` (a
 Key_Shared subscription: one user's events, hence an event's repeats and a session, meet one
 instance) and ``autoAck: false``. For each message:
 
@@ -42,6 +43,7 @@ from functions.logic.devices import DeviceParser
 from functions.logic.enrichment import DeadLetter, enrich
 from functions.logic.segment_log import PeriodicSegments, replay
 from functions.logic.sessions import SessionConfig, SessionTracker
+from functions.logic.validation import policy_for_topic
 from magnetar.personalization.records import EnrichedEvent as StateEvent
 
 # The step that refused a dead-lettered event, in its `dlq_stage` property.
@@ -161,6 +163,8 @@ class Pipeline(Function):  # type: ignore[misc]
             self._sessions,
             self._catalog,
             self._devices,
+            # Imported history (the import topic) may be of any age; live events may not.
+            policy_for_topic(context.get_current_message_topic_name()),
         )
         if isinstance(outcome, DeadLetter):
             runtime.dead_letter(

@@ -22,7 +22,7 @@ import logging
 import os
 import secrets
 import socket
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -188,21 +188,33 @@ class TenantProducer:
 
 
 class EventPublisher:
-    """Publishes tenants' accepted events; implements the ingestion's `EventSink` port."""
+    """Publishes tenants' accepted events; implements the ingestion's `EventSink` port.
+
+    One publisher per stream of a tenant's events: live events to the raw topic (the
+    default), imported history to the import topic (`topic_of=import_events_topic`,
+    `role="import"`). Each has its own producers and so its own bound of pending sends: an
+    import never fills the room live ingest needs.
+    """
 
     def __init__(
         self,
         service_url: str,
         credentials: PulsarCredentials,
         options: PublisherOptions | None = None,
+        *,
+        topic_of: Callable[[str], str] = raw_events_topic,
+        role: str = "",
     ) -> None:
         self._service_url = service_url
         self._credentials = credentials
         self.options = options or PublisherOptions()
+        self._topic_of = topic_of
+        self._role = role
         self._producers: dict[str, asyncio.Task[TenantProducer]] = {}
 
     def producer_name(self, tenant_id: str) -> str:
-        return f"gateway-{self.options.instance_name}-{self.options.process}-{tenant_id}"
+        role = f"{self._role}-" if self._role else ""
+        return f"gateway-{role}{self.options.instance_name}-{self.options.process}-{tenant_id}"
 
     async def publish(
         self, tenant_id: str, events: Sequence[EventLike], timeout_s: float | None
@@ -233,7 +245,7 @@ class EventPublisher:
 
     def _create(self, tenant_id: str) -> TenantProducer:
         options = self.options
-        topic = raw_events_topic(tenant_id)
+        topic = self._topic_of(tenant_id)
         client = pulsar.Client(
             self._service_url,
             authentication=pulsar.AuthenticationToken(self._credentials.token_for(tenant_id)),
@@ -247,7 +259,7 @@ class EventPublisher:
                 # A plain topic here means nobody provisioned the tenant (the broker may
                 # auto-create one): refuse rather than lose per-user ordering and scale.
                 raise FailedPrecondition(
-                    f"tenant {tenant_id!r} has no partitioned raw events topic; onboard it first",
+                    f"tenant {tenant_id!r} has no partitioned topic {topic}; onboard it first",
                     reason="TENANT_NOT_PROVISIONED",
                 )
             producer = client.create_producer(

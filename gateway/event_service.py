@@ -1,15 +1,21 @@
-"""`magnetar.v1.EventService`: proto in, `Ingestor` (the domain), proto out."""
+"""`magnetar.v1.EventService`: proto in, `Ingestor` (the domain), proto out.
+
+Live events (`Ingest`, `StreamEvents`) and imported history (`ImportEvents`) each have their
+own `Ingestor`: the import's validates without the age limit and publishes to the tenant's
+import topic through its own quota and producers (docs/ingestion.md, "Importing history").
+"""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from google.protobuf import timestamp_pb2
 
 from gateway.event_validation import EventLike, RejectedEvent
 from gateway.ingestion import Ingestor, IngestOutcome
 from gateway.interceptors import current_tenant, reauthorize
+from magnetar.errors import FailedPrecondition
 from magnetar.v1 import event_service_pb2 as pb
 from magnetar.v1 import event_service_pb2_grpc
 
@@ -40,9 +46,22 @@ def _timestamp(seconds: float) -> timestamp_pb2.Timestamp:
     return stamp
 
 
+class CountedEvents(Protocol):
+    """The tenant's count of events its pipeline has counted; None when it cannot be read."""
+
+    async def counted(self, tenant_id: str) -> int | None: ...
+
+
 class EventService(event_service_pb2_grpc.EventServiceServicer):
-    def __init__(self, ingestor: Ingestor) -> None:
+    def __init__(
+        self,
+        ingestor: Ingestor,
+        importer: Ingestor | None = None,
+        counted: CountedEvents | None = None,
+    ) -> None:
         self._ingestor = ingestor
+        self._importer = importer
+        self._counted = counted
 
     async def Ingest(self, request: pb.IngestRequest, context: Any) -> pb.IngestResponse:
         outcome: IngestOutcome = await self._ingestor.ingest(
@@ -74,3 +93,30 @@ class EventService(event_service_pb2_grpc.EventServiceServicer):
                 rejected_events=_rejections(outcome.rejected),
                 accepted_at=_timestamp(outcome.accepted_at_s),
             )
+
+    async def ImportEvents(
+        self, request_iterator: AsyncIterator[pb.ImportEventsRequest], context: Any
+    ) -> AsyncIterator[pb.ImportEventsResponse]:
+        if self._importer is None:
+            raise FailedPrecondition(
+                "this gateway does not take imports", reason="IMPORT_NOT_ENABLED"
+            )
+        tenant = current_tenant()
+
+        async def batches() -> AsyncIterator[tuple[int, Sequence[EventLike]]]:
+            async for request in request_iterator:
+                await reauthorize()
+                yield request.batch_id, request.events
+
+        outcomes = self._importer.stream(tenant, batches(), context.time_remaining)
+        async for batch_id, outcome in outcomes:
+            response = pb.ImportEventsResponse(
+                batch_id=batch_id,
+                accepted_count=outcome.accepted_count,
+                rejected_events=_rejections(outcome.rejected),
+                accepted_at=_timestamp(outcome.accepted_at_s),
+            )
+            counted = None if self._counted is None else await self._counted.counted(tenant)
+            if counted is not None:
+                response.tenant_counted_events = counted
+            yield response

@@ -34,7 +34,7 @@ class Rejection(StrEnum):
 
 # magnetar.v1.EventType numbers (a unit test holds them equal to the generated enum).
 VIEW, CLICK, ADD_TO_CART, REMOVE_FROM_CART, PURCHASE, SEARCH, RATE = 1, 2, 3, 4, 5, 6, 7
-KNOWN_EVENT_TYPES = frozenset(range(1, 11))
+KNOWN_EVENT_TYPES = frozenset(range(1, 12))
 KNOWN_DEVICE_TYPES = frozenset(range(0, 7))
 
 
@@ -112,11 +112,13 @@ class EventLimits:
     max_rating: float = 5.0
     max_quantity: int = 10_000
     max_future_s: int = 5 * 60
-    max_age_s: int = 7 * 24 * 3600
+    # None: any age (imported history, EventService.ImportEvents).
+    max_age_s: int | None = 7 * 24 * 3600
     max_batch_events: int = 1000
 
 
 DEFAULT_LIMITS = EventLimits()
+IMPORT_LIMITS = EventLimits(max_age_s=None)
 
 
 @dataclass(frozen=True)
@@ -244,11 +246,11 @@ def _check_occurred_at(check: _Checker, occurred_at: TimestampLike, now_s: float
             Rejection.OCCURRED_IN_FUTURE,
             f"occurred_at is more than {check.limits.max_future_s} s in the future",
         )
-    elif seconds < now_s - check.limits.max_age_s:
+    elif (max_age_s := check.limits.max_age_s) is not None and seconds < now_s - max_age_s:
         check.add(
             "occurred_at",
             Rejection.OCCURRED_TOO_LONG_AGO,
-            f"occurred_at is more than {check.limits.max_age_s // 86400} days in the past",
+            f"occurred_at is more than {max_age_s // 86400} days in the past",
         )
 
 

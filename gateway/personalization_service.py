@@ -85,7 +85,7 @@ def _timestamp(ms: int) -> timestamp_pb2.Timestamp:
 
 
 def _event_type(name: str) -> int:
-    # State names types like the wire without the prefix; "cancel" has no wire type.
+    # State names types like the wire without the prefix.
     try:
         return int(events_pb2.EventType.Value(f"EVENT_TYPE_{name.upper()}"))
     except ValueError:

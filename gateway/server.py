@@ -28,9 +28,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.auth import Authenticator, KeyLookup
 from gateway.catalog_service import mount_catalog_service
+from gateway.counted_events import LedgerCounter
 from gateway.event_publisher import EventPublisher, PublisherOptions, PulsarCredentials
 from gateway.event_service import SERVICE_NAME as EVENT_SERVICE
 from gateway.event_service import EventService
+from gateway.event_validation import IMPORT_LIMITS
 from gateway.http_door import start_http_door
 from gateway.ingest_quota import IngestRateLimiter, RateLimitedSink
 from gateway.ingestion import Ingestor
@@ -51,6 +53,7 @@ from magnetar.api_key_store import ApiKeyStore
 from magnetar.db.app_role import require_app_role
 from magnetar.db.engine import make_engine, make_sessionmaker
 from magnetar.observability.metrics import PipelineMetrics, rpc_histogram
+from magnetar.raw_events import import_events_topic
 from magnetar.settings import Settings
 from magnetar.v1 import event_service_pb2_grpc
 from tenants.store import PostgresTenantStore
@@ -86,6 +89,8 @@ class GatewayDeps:
     publisher: EventPublisher
     # How long a cache of PostgreSQL answers may serve its last good one while it fails.
     serve_stale_s: float = 600.0
+    # Imported history's publisher (the import topic), apart from live ingest's.
+    importer: EventPublisher | None = None
     # This process's serving memory and its change stream (gateway.serving_memory).
     memory: MemoryFeed | None = None
 
@@ -130,6 +135,8 @@ class GatewayServer:
         await self.health.enter_graceful_shutdown()
         await self.grpc.stop(grace)
         await self.deps.publisher.close()
+        if self.deps.importer is not None:
+            await self.deps.importer.close()
         self.deps.authenticator.close()
         if self.deps.memory is not None:
             self.deps.memory.stop()
@@ -148,8 +155,23 @@ def mount_event_service(server: Any, deps: GatewayDeps) -> str:
         replicas=deps.settings.gateway_replicas,
         stale_s=deps.serve_stale_s,
     )
+    # Imports get a bucket of their own with the same quota, so an import can at most
+    # double a tenant's write rate and never spends live ingest's tokens (docs/ingestion.md).
+    import_quotas = IngestRateLimiter(
+        PostgresTenantStore(deps.sessions),
+        replicas=deps.settings.gateway_replicas,
+        stale_s=deps.serve_stale_s,
+    )
+    importer = None
+    if deps.importer is not None:
+        importer = Ingestor(RateLimitedSink(deps.importer, import_quotas), IMPORT_LIMITS)
     event_service_pb2_grpc.add_EventServiceServicer_to_server(
-        EventService(Ingestor(RateLimitedSink(deps.publisher, quotas))), server
+        EventService(
+            Ingestor(RateLimitedSink(deps.publisher, quotas)),
+            importer,
+            LedgerCounter(deps.sessions),
+        ),
+        server,
     )
     return str(EVENT_SERVICE)
 
@@ -208,10 +230,23 @@ def create_server(
             ("grpc.so_reuseport", 0),
         ],
     )
+    importer = EventPublisher(
+        settings.pulsar_service_url,
+        credentials or tenant_credentials(settings),
+        options.publisher,
+        topic_of=import_events_topic,
+        role="import",
+    )
     feed = MemoryFeed(settings.database_url)
     register_metrics(feed.memory, registry)
     deps = GatewayDeps(
-        settings, sessions, authenticator, publisher, options.serve_stale_s, memory=feed
+        settings,
+        sessions,
+        authenticator,
+        publisher,
+        options.serve_stale_s,
+        importer=importer,
+        memory=feed,
     )
     names = [mount(server, deps) for mount in (mount_event_service, *services)]
     health_servicer = health.aio.HealthServicer()

@@ -246,8 +246,10 @@ def mount_tenant_service(server: Any, deps: GatewayDeps) -> str:
     def close_producer(tenant_id: str) -> None:
         # Called from the reconciler's worker thread: the producer lives on the loop.
         if loop is not None and loop.is_running():
-            closing = deps.publisher.close_tenant(tenant_id)
-            asyncio.run_coroutine_threadsafe(closing, loop).result(30)
+            for publisher in (deps.publisher, deps.importer):
+                if publisher is not None:
+                    closing = publisher.close_tenant(tenant_id)
+                    asyncio.run_coroutine_threadsafe(closing, loop).result(30)
 
     platform = build_tenant_platform(
         deps.settings, deps.sessions, before_offboarding=[close_producer]

@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "bench",
     "status",
     "eval",
+    "importing",
     "demo",
 )
 

@@ -24,12 +24,18 @@ from magnetar.v1 import events_pb2
 
 EVENTS_NAMESPACE = "events"
 RAW_TOPIC = "raw"
+# Imported history (EventService.ImportEvents): same schema, partitions and keys as raw.
+IMPORT_TOPIC = "import"
 SCHEMA_TYPE = "PROTOBUF_NATIVE"
 DEFAULT_PARTITIONS = 4
 
 
 def raw_events_topic(tenant_id: str) -> str:
     return f"persistent://{tenant_id}/{EVENTS_NAMESPACE}/{RAW_TOPIC}"
+
+
+def import_events_topic(tenant_id: str) -> str:
+    return f"persistent://{tenant_id}/{EVENTS_NAMESPACE}/{IMPORT_TOPIC}"
 
 
 def event_schema_definition() -> str:
@@ -72,4 +78,14 @@ def provision_raw_topic(
     admin.grant_namespace_permission(
         f"{tenant_id}/{EVENTS_NAMESPACE}", tenant_role(tenant_id), ("consume", "produce")
     )
+    return topic
+
+
+def provision_import_topic(
+    admin: PulsarAdmin, tenant_id: str, *, partitions: int = DEFAULT_PARTITIONS
+) -> str:
+    """The import topic, as `provision_raw_topic` makes raw (after it: same namespace)."""
+    topic = import_events_topic(tenant_id)
+    admin.create_partitioned_topic(topic, partitions)
+    admin.upload_schema(topic, SCHEMA_TYPE, event_schema_definition())
     return topic

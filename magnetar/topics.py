@@ -42,6 +42,11 @@ class TenantTopics:
         return self._events("raw")
 
     @property
+    def imports(self) -> str:
+        """Imported history (EventService.ImportEvents): same schema and keys as `raw`."""
+        return self._events("import")
+
+    @property
     def dlq(self) -> str:
         return self._events("dlq")
 

@@ -4,6 +4,12 @@
 configuration asked for is left alone (an update would restart its instances for nothing),
 one that differs is updated, a missing one created. The module functions serve tests,
 benchmarks and the demo that deploy a pipeline directly.
+
+The worker refuses to change a Function's input topics on update ("Input Topics cannot be
+altered"), so a Function whose inputs differ (a pipeline from before the import topic) is
+deleted and created again under the same subscription name: `cleanupSubscription` is off, so
+the subscription and its position stay, and what was in flight is redelivered to the new
+instances (the ledger refuses what was already counted).
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from magnetar.topics import LEGACY_FUNCTIONS, TenantTopics, subscription_of
 from tenants.function_state import FunctionStateStorage, state_namespace
 from tenants.model import FunctionHealth
 from tenants.pulsar_port import pulsar_errors
+from tenants.pulsar_setup import ensure_import_topic
 
 # The fields of a FunctionConfig that decide what runs; the worker fills in the rest.
 _COMPARED = (
@@ -41,12 +48,28 @@ def deploy_pipeline(
     """Create or update the tenant's pipeline (one deployed as asked is left running), then
     remove an earlier release's three-stage pipeline."""
     configs = pipeline(TenantTopics(tenant), options)
-    for stage, config in configs.items():
-        existing = admin.function_config(tenant, "events", stage)
-        if existing is None or not config_matches(existing, config):
-            admin.create_function(config, package_file(stage), update=existing is not None)
+    ensure_import_topic(admin, TenantTopics(tenant))
+    for config in configs.values():
+        apply_function(admin, tenant, config)
     remove_legacy_pipeline(admin, tenant)
     return configs
+
+
+def _inputs(config: Mapping[str, Any]) -> set[str]:
+    return set(config.get("inputSpecs") or {})
+
+
+def apply_function(admin: PulsarAdmin, tenant: str, config: dict[str, Any]) -> None:
+    """Create the Function, update it, or (when its input topics change, which the worker
+    refuses to update) delete and create it; leave it alone when it runs as asked."""
+    stage = str(config["name"])
+    existing = admin.function_config(tenant, "events", stage)
+    if existing is not None and config_matches(existing, config):
+        return
+    if existing is not None and _inputs(existing) != _inputs(config):
+        admin.delete_function(tenant, "events", stage)
+        existing = None
+    admin.create_function(config, package_file(stage), update=existing is not None)
 
 
 def wait_running(
@@ -138,6 +161,8 @@ class PipelineDeployer:
         if self._state is not None:
             # Before any instance starts: they would race to create it (see function_state).
             self._state.ensure_namespace(tenant_id)
+        with pulsar_errors("creating the import topic"):
+            ensure_import_topic(self._admin, TenantTopics(tenant_id))
         # One at a time: concurrent registrations in one namespace race in the worker's
         # package storage ("Someone just created log /pulsar/functions/...").
         for config in pipeline(TenantTopics(tenant_id), self._options).values():
@@ -148,11 +173,7 @@ class PipelineDeployer:
     def _deploy_one(self, tenant_id: str, config: dict[str, Any]) -> None:
         stage = str(config["name"])
         with pulsar_errors(f"deploying function {stage}"):
-            existing = self._admin.function_config(tenant_id, "events", stage)
-            if existing is None or not config_matches(existing, config):
-                self._admin.create_function(
-                    config, package_file(stage), update=existing is not None
-                )
+            apply_function(self._admin, tenant_id, config)
 
     def warm_up(self) -> None:
         """Load the state storage client now rather than in the first onboarding."""

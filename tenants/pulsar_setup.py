@@ -47,6 +47,7 @@ def schemas(topics: TenantTopics) -> list[tuple[str, type[Message]]]:
     """Every topic with a registered schema, and its message."""
     return [
         (topics.raw, events_pb2.Event),
+        (topics.imports, events_pb2.Event),
         (topics.catalog, catalog_service_pb2.Item),
     ]
 
@@ -149,8 +150,19 @@ def _ensure_partitioned(admin: PulsarAdminPort, topic: str, partitions: int) -> 
         admin.create_partitioned_topic(topic, partitions)
 
 
+def ensure_import_topic(admin: PulsarAdminPort, topics: TenantTopics) -> None:
+    """The import topic (imported history), partitioned and with its schema like raw; also
+    called before deploying the pipeline, so a tenant onboarded before imports existed gets it
+    before the Function subscribes (the broker must not auto-create a plain topic)."""
+    _ensure_partitioned(admin, topics.imports, raw_events.DEFAULT_PARTITIONS)
+    schema_type, definition = schema_payload(events_pb2.Event)
+    if not _same_schema(admin.get_schema(topics.imports), schema_type, definition):
+        admin.upload_schema(topics.imports, schema_type, definition)
+
+
 def ensure_topics(admin: PulsarAdminPort, topics: TenantTopics) -> None:
     _ensure_partitioned(admin, topics.raw, raw_events.DEFAULT_PARTITIONS)
+    _ensure_partitioned(admin, topics.imports, raw_events.DEFAULT_PARTITIONS)
     existing = set(admin.topics(topics.events_namespace)) | set(
         admin.topics(topics.catalog_namespace)
     )

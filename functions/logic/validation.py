@@ -43,9 +43,12 @@ Checks, in this order (the first failure is reported):
      windows it has already closed (trending);
    - otherwise on time; a timestamp slightly after acceptance (within the skew) is fine.
 
-Replays of historical data (e.g. the Online Retail file) must shift timestamps towards their
-publish time or widen the horizon in the policy; with the defaults they are ``TOO_OLD`` by
-design.
+Imported history (``ImportEvents``, the tenant's ``events/import`` topic) is judged by
+`IMPORT_POLICY`: an event of any age is accepted and never flagged late (it is history, not
+a live event that arrived late); the future limit, identity, type and field checks are the
+same. `policy_for_topic` picks the policy from the topic a message came from. Counting an
+imported event once relies on dedupe and the ledger as for live events; the ledger keeps an
+id `ledger_keep_ms` after its first commit (docs/pipeline.md, "Imports and the ledger").
 """
 
 from __future__ import annotations
@@ -76,6 +79,7 @@ WIRE_EVENT_TYPES = frozenset(
         "impression",
         "add_to_wishlist",
         "share",
+        "cancel",
     }
 )
 
@@ -128,6 +132,8 @@ class ValidationPolicy:
     max_value: float = 1e9
     max_rating: float = 5.0
     max_quantity: int = 10_000
+    # Imported history: no TOO_OLD and no late flag, whatever the event's age.
+    any_age: bool = False
 
     def __post_init__(self) -> None:
         if self.max_future_skew_ms < 0:
@@ -137,6 +143,23 @@ class ValidationPolicy:
 
 
 DEFAULT_POLICY = ValidationPolicy()
+IMPORT_POLICY = ValidationPolicy(any_age=True)
+# The last path segment of a tenant's import topic (a partition adds "-partition-<n>").
+IMPORT_TOPIC_NAME = "import"
+
+
+def is_import_topic(topic: str) -> bool:
+    """Whether a message from `topic` (a partition's name or the topic's) is imported history."""
+    name = topic.rsplit("/", 1)[-1]
+    base, _, partition = name.rpartition("-partition-")
+    if base and partition.isdigit():
+        name = base
+    return name == IMPORT_TOPIC_NAME
+
+
+def policy_for_topic(topic: str, live: ValidationPolicy = DEFAULT_POLICY) -> ValidationPolicy:
+    """`IMPORT_POLICY` for messages of the import topic, `live` for everything else."""
+    return IMPORT_POLICY if is_import_topic(topic) else live
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,6 +307,8 @@ def _judge_time(event: Event, accepted_at_ms: int, policy: ValidationPolicy) -> 
             "occurred_at",
             f"{-age_ms} ms after acceptance, limit {policy.max_future_skew_ms} ms",
         )
+    if policy.any_age:
+        return Accepted(late=False, lateness_ms=max(age_ms, 0))
     if age_ms > policy.retention_horizon_ms:
         return Rejected(
             DlqReason.TOO_OLD,

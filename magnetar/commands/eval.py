@@ -13,6 +13,7 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -166,12 +167,26 @@ def _run(args: argparse.Namespace) -> int:
         console.print(_candidates_table(reports, chosen))
     console.print(f"chosen on validation: {_label(chosen.settings)}, blend {_blend(chosen.tuned)}")
     console.print(f"left out: {dict(left_out)}; runtime {seconds:.0f} s on {os.cpu_count()} cores")
-    console.print(f"data: {online_retail.CREDIT}, invoices before 2011-10-01")
+    console.print(f"data: {online_retail.CREDIT}, {data_range(events)}")
     args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.range = data_range(events)
     document = _json(chosen, reports, splits, dict(left_out), args, seconds)
     args.output.write_text(json.dumps(document, indent=2) + "\n")
     console.print(f"wrote {args.output}")
     return 0
+
+
+def data_range(events: Sequence[EnrichedEvent]) -> str:
+    """The invoices actually read, first and last day (UTC), for the credit line."""
+    if not events:
+        return "no invoices"
+    first = min(e.occurred_at for e in events)
+    last = max(e.occurred_at for e in events)
+    return f"invoices from {_day(first)} to {_day(last)}"
+
+
+def _day(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).date().isoformat()
 
 
 def _is_customer(user_id: str) -> bool:
@@ -236,14 +251,11 @@ def _json(
     args: argparse.Namespace,
     seconds: float,
 ) -> dict[str, Any]:
-    def day(ms: int) -> str:
-        return datetime.fromtimestamp(ms / 1000, tz=UTC).date().isoformat()
-
     return {
         "scenario": "next-basket hit rate",
-        "data": {"path": str(args.data), "credit": online_retail.CREDIT},
+        "data": {"path": str(args.data), "credit": online_retail.CREDIT, "range": args.range},
         "splits": [
-            {"name": s.name, "held_out_from": day(s.start_ms), "held_out_before": day(s.end_ms)}
+            {"name": s.name, "held_out_from": _day(s.start_ms), "held_out_before": _day(s.end_ms)}
             for s in splits
         ],
         "left_out": left_out,

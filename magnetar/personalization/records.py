@@ -19,8 +19,8 @@ REMOVE_FROM_CART: Final = "remove_from_cart"
 PURCHASE: Final = "purchase"
 ADD_TO_WISHLIST: Final = "add_to_wishlist"
 SHARE: Final = "share"
-# Not on the wire (magnetar.v1.EventType has no cancellation); the Online Retail replay and
-# tenants' returns feeds produce it, and the fold weighs it against the purchase.
+# EVENT_TYPE_CANCEL: a cancelled or returned purchase line; the fold takes back what the
+# purchase added (its affinity, and one purchase of the item).
 CANCEL: Final = "cancel"
 # Other wire types ("impression", "search", "rate") are accepted and weigh nothing: being
 # shown an item or searching says little about interest in one item.

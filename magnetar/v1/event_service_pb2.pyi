@@ -270,3 +270,78 @@ class StreamEventsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___StreamEventsResponse: _TypeAlias = StreamEventsResponse  # noqa: Y015
+
+@_typing.final
+class ImportEventsRequest(_message.Message):
+    """One batch of an import."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BATCH_ID_FIELD_NUMBER: _builtins.int
+    EVENTS_FIELD_NUMBER: _builtins.int
+    batch_id: _builtins.int
+    """A client-chosen number echoed in the response to this batch, e.g. a counter."""
+    @_builtins.property
+    def events(self) -> _containers.RepeatedCompositeFieldContainer[_events_pb2.Event]:
+        """The events of this batch, at most 1000, with their original `occurred_at`."""
+
+    def __init__(
+        self,
+        *,
+        batch_id: _builtins.int = ...,
+        events: _abc.Iterable[_events_pb2.Event] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_id", b"batch_id", "events", b"events"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ImportEventsRequest: _TypeAlias = ImportEventsRequest  # noqa: Y015
+
+@_typing.final
+class ImportEventsResponse(_message.Message):
+    """The acknowledgement of one batch of an import, with the tenant's counting progress."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BATCH_ID_FIELD_NUMBER: _builtins.int
+    ACCEPTED_COUNT_FIELD_NUMBER: _builtins.int
+    REJECTED_EVENTS_FIELD_NUMBER: _builtins.int
+    ACCEPTED_AT_FIELD_NUMBER: _builtins.int
+    TENANT_COUNTED_EVENTS_FIELD_NUMBER: _builtins.int
+    batch_id: _builtins.int
+    """The `batch_id` of the batch this answers."""
+    accepted_count: _builtins.int
+    """How many events of the batch were published (and acknowledged by Pulsar)."""
+    tenant_counted_events: _builtins.int
+    """Events the tenant's pipeline has counted so far, live and imported alike (its
+    processed-event count when this batch was answered; it trails `accepted_count` by the
+    pipeline's latency and never goes down). Absent when the count could not be read.
+    """
+    @_builtins.property
+    def rejected_events(self) -> _containers.RepeatedCompositeFieldContainer[Global___EventRejection]:
+        """The events of the batch that were not accepted, in index order."""
+
+    @_builtins.property
+    def accepted_at(self) -> _timestamp_pb2.Timestamp:
+        """When the gateway accepted the batch."""
+
+    def __init__(
+        self,
+        *,
+        batch_id: _builtins.int = ...,
+        accepted_count: _builtins.int = ...,
+        rejected_events: _abc.Iterable[Global___EventRejection] | None = ...,
+        accepted_at: _timestamp_pb2.Timestamp | None = ...,
+        tenant_counted_events: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_tenant_counted_events", b"_tenant_counted_events", "accepted_at", b"accepted_at", "tenant_counted_events", b"tenant_counted_events"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_tenant_counted_events", b"_tenant_counted_events", "accepted_at", b"accepted_at", "accepted_count", b"accepted_count", "batch_id", b"batch_id", "rejected_events", b"rejected_events", "tenant_counted_events", b"tenant_counted_events"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__tenant_counted_events: _TypeAlias = _typing.Literal["tenant_counted_events"]  # noqa: Y015
+    _WhichOneofArgType__tenant_counted_events: _TypeAlias = _typing.Literal["_tenant_counted_events", b"_tenant_counted_events"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__tenant_counted_events) -> _WhichOneofReturnType__tenant_counted_events | None: ...
+
+Global___ImportEventsResponse: _TypeAlias = ImportEventsResponse  # noqa: Y015

@@ -51,6 +51,11 @@ class EventServiceStub:
                 request_serializer=magnetar_dot_v1_dot_event__service__pb2.StreamEventsRequest.SerializeToString,
                 response_deserializer=magnetar_dot_v1_dot_event__service__pb2.StreamEventsResponse.FromString,
                 _registered_method=True)
+        self.ImportEvents = channel.stream_stream(
+                '/magnetar.v1.EventService/ImportEvents',
+                request_serializer=magnetar_dot_v1_dot_event__service__pb2.ImportEventsRequest.SerializeToString,
+                response_deserializer=magnetar_dot_v1_dot_event__service__pb2.ImportEventsResponse.FromString,
+                _registered_method=True)
 
 
 class EventServiceServicer:
@@ -105,6 +110,22 @@ class EventServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ImportEvents(self, request_iterator, context):
+        """Imports a tenant's history: events with their original `occurred_at`, of any age but not
+        more than 5 minutes in the future, in batches on a stream, one response per batch in the
+        order sent. They travel through the tenant's import topic and the same pipeline as live
+        events, and are counted once by `event_id` like them (docs/ingestion.md, "Importing
+        history"). An import has its own rate quota and its own bound on pending sends, apart
+        from `Ingest` and `StreamEvents`, so it never takes their capacity.
+
+        Validation, limits and errors are those of `StreamEvents`, except that no event is
+        rejected as OCCURRED_TOO_LONG_AGO. RESOURCE_EXHAUSTED (with RetryInfo) ends the stream
+        when the import's quota is used up: resend the batches not answered after the delay.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_EventServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -117,6 +138,11 @@ def add_EventServiceServicer_to_server(servicer, server):
                     servicer.StreamEvents,
                     request_deserializer=magnetar_dot_v1_dot_event__service__pb2.StreamEventsRequest.FromString,
                     response_serializer=magnetar_dot_v1_dot_event__service__pb2.StreamEventsResponse.SerializeToString,
+            ),
+            'ImportEvents': grpc.stream_stream_rpc_method_handler(
+                    servicer.ImportEvents,
+                    request_deserializer=magnetar_dot_v1_dot_event__service__pb2.ImportEventsRequest.FromString,
+                    response_serializer=magnetar_dot_v1_dot_event__service__pb2.ImportEventsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -180,6 +206,33 @@ class EventService:
             '/magnetar.v1.EventService/StreamEvents',
             magnetar_dot_v1_dot_event__service__pb2.StreamEventsRequest.SerializeToString,
             magnetar_dot_v1_dot_event__service__pb2.StreamEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ImportEvents(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/magnetar.v1.EventService/ImportEvents',
+            magnetar_dot_v1_dot_event__service__pb2.ImportEventsRequest.SerializeToString,
+            magnetar_dot_v1_dot_event__service__pb2.ImportEventsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -74,6 +74,18 @@ class EventServiceStub:
     Ends with UNAVAILABLE or DEADLINE_EXCEEDED as `Ingest` does; batches answered before
     that are durable, the others must be resent.
     """
+    ImportEvents: _grpc.StreamStreamMultiCallable[_event_service_pb2.ImportEventsRequest, _event_service_pb2.ImportEventsResponse]
+    """Imports a tenant's history: events with their original `occurred_at`, of any age but not
+    more than 5 minutes in the future, in batches on a stream, one response per batch in the
+    order sent. They travel through the tenant's import topic and the same pipeline as live
+    events, and are counted once by `event_id` like them (docs/ingestion.md, "Importing
+    history"). An import has its own rate quota and its own bound on pending sends, apart
+    from `Ingest` and `StreamEvents`, so it never takes their capacity.
+
+    Validation, limits and errors are those of `StreamEvents`, except that no event is
+    rejected as OCCURRED_TOO_LONG_AGO. RESOURCE_EXHAUSTED (with RetryInfo) ends the stream
+    when the import's quota is used up: resend the batches not answered after the delay.
+    """
 
 @_typing.type_check_only
 class EventServiceAsyncStub(EventServiceStub):
@@ -120,6 +132,18 @@ class EventServiceAsyncStub(EventServiceStub):
     size limit.
     Ends with UNAVAILABLE or DEADLINE_EXCEEDED as `Ingest` does; batches answered before
     that are durable, the others must be resent.
+    """
+    ImportEvents: _aio.StreamStreamMultiCallable[_event_service_pb2.ImportEventsRequest, _event_service_pb2.ImportEventsResponse]  # type: ignore[assignment]
+    """Imports a tenant's history: events with their original `occurred_at`, of any age but not
+    more than 5 minutes in the future, in batches on a stream, one response per batch in the
+    order sent. They travel through the tenant's import topic and the same pipeline as live
+    events, and are counted once by `event_id` like them (docs/ingestion.md, "Importing
+    history"). An import has its own rate quota and its own bound on pending sends, apart
+    from `Ingest` and `StreamEvents`, so it never takes their capacity.
+
+    Validation, limits and errors are those of `StreamEvents`, except that no event is
+    rejected as OCCURRED_TOO_LONG_AGO. RESOURCE_EXHAUSTED (with RetryInfo) ends the stream
+    when the import's quota is used up: resend the batches not answered after the delay.
     """
 
 class EventServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -176,6 +200,24 @@ class EventServiceServicer(metaclass=_abc_1.ABCMeta):
         size limit.
         Ends with UNAVAILABLE or DEADLINE_EXCEEDED as `Ingest` does; batches answered before
         that are durable, the others must be resent.
+        """
+
+    @_abc_1.abstractmethod
+    def ImportEvents(
+        self,
+        request_iterator: _MaybeAsyncIterator[_event_service_pb2.ImportEventsRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_event_service_pb2.ImportEventsResponse], _abc.AsyncIterator[_event_service_pb2.ImportEventsResponse]]:
+        """Imports a tenant's history: events with their original `occurred_at`, of any age but not
+        more than 5 minutes in the future, in batches on a stream, one response per batch in the
+        order sent. They travel through the tenant's import topic and the same pipeline as live
+        events, and are counted once by `event_id` like them (docs/ingestion.md, "Importing
+        history"). An import has its own rate quota and its own bound on pending sends, apart
+        from `Ingest` and `StreamEvents`, so it never takes their capacity.
+
+        Validation, limits and errors are those of `StreamEvents`, except that no event is
+        rejected as OCCURRED_TOO_LONG_AGO. RESOURCE_EXHAUSTED (with RetryInfo) ends the stream
+        when the import's quota is used up: resend the batches not answered after the delay.
         """
 
 def add_EventServiceServicer_to_server(servicer: EventServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -57,6 +57,12 @@ class _EventTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_EventType.V
     """The user saved an item to a wishlist or favourites. Requires `item_id`."""
     EVENT_TYPE_SHARE: _EventType.ValueType  # 10
     """The user shared an item. Requires `item_id`."""
+    EVENT_TYPE_CANCEL: _EventType.ValueType  # 11
+    """The user cancelled or returned `quantity` units of an item bought earlier (one event per
+    line, like PURCHASE). It takes back what the purchase added: the item stops counting as
+    bought once cancellations match purchases, and the purchase's affinity is withdrawn.
+    Requires `item_id`.
+    """
 
 class EventType(_EventType, metaclass=_EventTypeEnumTypeWrapper):
     """What the user did. New values are added at the end; consumers treat unknown values like
@@ -89,6 +95,12 @@ EVENT_TYPE_ADD_TO_WISHLIST: EventType.ValueType  # 9
 """The user saved an item to a wishlist or favourites. Requires `item_id`."""
 EVENT_TYPE_SHARE: EventType.ValueType  # 10
 """The user shared an item. Requires `item_id`."""
+EVENT_TYPE_CANCEL: EventType.ValueType  # 11
+"""The user cancelled or returned `quantity` units of an item bought earlier (one event per
+line, like PURCHASE). It takes back what the purchase added: the item stops counting as
+bought once cancellations match purchases, and the purchase's affinity is withdrawn.
+Requires `item_id`.
+"""
 Global___EventType: _TypeAlias = EventType  # noqa: Y015
 
 class _DeviceType:

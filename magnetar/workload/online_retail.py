@@ -110,6 +110,69 @@ def _epoch_ms(invoice_date: str) -> int:
     return int(parsed.timestamp()) * 1000
 
 
+class RowParser:
+    """One data row at a time (`parse`), so a caller can say which line became what.
+
+    Keeps the parsed descriptions and dates of the rows seen: lines of an invoice share
+    their date string, and parsing each distinct one once halves the time to read the file.
+    """
+
+    def __init__(self, tenant_id: str = DEFAULT_TENANT, keep_anonymous: bool = True) -> None:
+        self._tenant = tenant_id
+        self._keep_anonymous = keep_anonymous
+        self._descriptions: dict[str, tuple[str, ...]] = {}
+        self._instants: dict[str, int] = {}
+
+    def parse(self, line: int, row: Mapping[str, str]) -> EnrichedEvent | str:
+        """The event of data row number `line` (1 = the first after the header), or why the
+        row is dropped (see the module doc)."""
+        code = row["StockCode"].strip().upper()
+        if not is_product(code):
+            return "non-product code"
+        price = float(row["UnitPrice"])
+        if price <= 0:
+            return "no unit price"
+        invoice = row["InvoiceNo"].strip()
+        quantity = int(float(row["Quantity"]))
+        cancelled = invoice.upper().startswith("C")
+        if quantity <= 0 and not cancelled:
+            return "stock adjustment"
+        customer = row["CustomerID"].strip()
+        if not customer:
+            if not self._keep_anonymous:
+                return "no customer id"
+            customer = f"anon-{invoice}"
+        elif customer.endswith(".0"):
+            customer = customer[:-2]
+        description = row["Description"].strip()
+        categories = self._descriptions.get(description)
+        if categories is None:
+            categories = self._descriptions[description] = derive_categories(description)
+        units = abs(quantity)
+        date = row["InvoiceDate"].strip()
+        occurred_at = self._instants.get(date)
+        if occurred_at is None:
+            occurred_at = self._instants[date] = _epoch_ms(date)
+        return EnrichedEvent(
+            event_id=event_id_of(line),
+            tenant_id=self._tenant,
+            user_id=customer,
+            session_id=invoice,
+            type=records.CANCEL if cancelled else records.PURCHASE,
+            item_id=code,
+            occurred_at=occurred_at,
+            value=round(price * units, 4),
+            quantity=units,
+            categories=categories,
+            price=price,
+        )
+
+
+def event_id_of(line: int) -> str:
+    """The event id of data row `line`: file order is (occurred_at, event_id) order."""
+    return f"or-{line:07d}"
+
+
 def parse_rows(
     rows: Iterable[Mapping[str, str]],
     tenant_id: str = DEFAULT_TENANT,
@@ -121,55 +184,13 @@ def parse_rows(
     Each dropped line is counted under its reason in `skipped` when given.
     """
     dropped: Counter[str] = Counter() if skipped is None else skipped
-    descriptions: dict[str, tuple[str, ...]] = {}
-    # Lines of an invoice share their date string; parsing each distinct one once halves
-    # the time to read the file.
-    instants: dict[str, int] = {}
+    parser = RowParser(tenant_id, keep_anonymous)
     for line, row in enumerate(rows, start=1):
-        code = row["StockCode"].strip().upper()
-        if not is_product(code):
-            dropped["non-product code"] += 1
-            continue
-        price = float(row["UnitPrice"])
-        if price <= 0:
-            dropped["no unit price"] += 1
-            continue
-        invoice = row["InvoiceNo"].strip()
-        quantity = int(float(row["Quantity"]))
-        cancelled = invoice.upper().startswith("C")
-        if quantity <= 0 and not cancelled:
-            dropped["stock adjustment"] += 1
-            continue
-        customer = row["CustomerID"].strip()
-        if not customer:
-            if not keep_anonymous:
-                dropped["no customer id"] += 1
-                continue
-            customer = f"anon-{invoice}"
-        elif customer.endswith(".0"):
-            customer = customer[:-2]
-        description = row["Description"].strip()
-        categories = descriptions.get(description)
-        if categories is None:
-            categories = descriptions[description] = derive_categories(description)
-        units = abs(quantity)
-        date = row["InvoiceDate"].strip()
-        occurred_at = instants.get(date)
-        if occurred_at is None:
-            occurred_at = instants[date] = _epoch_ms(date)
-        yield EnrichedEvent(
-            event_id=f"or-{line:07d}",
-            tenant_id=tenant_id,
-            user_id=customer,
-            session_id=invoice,
-            type=records.CANCEL if cancelled else records.PURCHASE,
-            item_id=code,
-            occurred_at=occurred_at,
-            value=round(price * units, 4),
-            quantity=units,
-            categories=categories,
-            price=price,
-        )
+        parsed = parser.parse(line, row)
+        if isinstance(parsed, str):
+            dropped[parsed] += 1
+        else:
+            yield parsed
 
 
 def read_online_retail(

@@ -1,8 +1,7 @@
 """Workload records → the wire contract, so replays and the generator go through the gateway.
 
 Times are shifted by a constant so a replay keeps its rhythm but happens now (the pipeline
-dead-letters events older than its horizon). Cancellations have no wire type
-(`magnetar.v1.EventType`), so they are not sent.
+dead-letters events older than its horizon). Cancellations travel as `EVENT_TYPE_CANCEL`.
 """
 
 from __future__ import annotations
@@ -21,6 +20,7 @@ _WIRE_TYPES = {
     records.PURCHASE: events_pb2.EVENT_TYPE_PURCHASE,
     records.ADD_TO_WISHLIST: events_pb2.EVENT_TYPE_ADD_TO_WISHLIST,
     records.SHARE: events_pb2.EVENT_TYPE_SHARE,
+    records.CANCEL: events_pb2.EVENT_TYPE_CANCEL,
 }
 
 

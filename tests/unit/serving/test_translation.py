@@ -60,7 +60,7 @@ def test_a_profile_maps_types_times_and_counts() -> None:
     assert message.subject_id == "u1"
     assert [r.last_event_type for r in message.recent_items] == [
         events_pb2.EVENT_TYPE_PURCHASE,
-        events_pb2.EVENT_TYPE_UNSPECIFIED,  # cancellations have no wire type
+        events_pb2.EVENT_TYPE_CANCEL,
     ]
     assert message.recent_items[0].last_seen_at.ToMilliseconds() == 1_700_000_000_123
     assert {(c.type, c.count) for c in message.event_counts} == {

@@ -68,9 +68,9 @@ def test_onboarding_creates_every_part_with_the_plans_policies(world: World) -> 
         assert world.pulsar.namespace_permissions(namespace) == {
             tenant_role("acme"): ["consume", "produce"]
         }
-    assert world.pulsar.partitioned == {topics.raw: 4}
+    assert world.pulsar.partitioned == {topics.raw: 4, topics.imports: 4}
     assert world.pulsar.plain_topics == {topics.dlq, topics.catalog}
-    assert set(world.pulsar.schema_uploads) == {topics.raw, topics.catalog}
+    assert set(world.pulsar.schema_uploads) == {topics.raw, topics.imports, topics.catalog}
     assert world.functions.deployed["acme"] == {"pipeline"}
     ingest, read = onboarded.ingest_key, onboarded.read_key
     assert ingest.stored.scopes == {Scope.INGEST} and read.stored.scopes == {Scope.READ}

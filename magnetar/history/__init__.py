@@ -1,0 +1,1 @@
+"""Importing a tenant's history from files (`magnetar import`), through `ImportEvents`."""
