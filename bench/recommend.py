@@ -45,19 +45,16 @@ import contextlib
 import os
 import random
 import signal
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import grpc
 import psycopg
 
+from bench.gateway import GatewayProcess, gateway_process
 from bench.pipeline import bench_tenant
 from bench.report import BenchReport, percentile
 from magnetar.api_key_store import ApiKeyStore
@@ -132,53 +129,6 @@ async def serve_with_empty_handler(port: int) -> None:
         asyncio.get_running_loop().add_signal_handler(sig, stopping.set)
     await stopping.wait()
     await gateway.stop(5)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass(frozen=True)
-class GatewayProcess:
-    address: str
-    pid: int
-
-    def cpu_s(self) -> float:
-        """CPU seconds the gateway process has used (user + system, all its threads)."""
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-@contextmanager
-def gateway_process() -> Iterator[GatewayProcess]:
-    port = _free_port()
-    env = {**os.environ, "MAGNETAR_GATEWAY_INSTANCE": f"bench-recommend-{port}"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bench.recommend", "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            with socket.socket() as sock:
-                if sock.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            if process.poll() is not None or time.monotonic() > deadline:
-                stderr = process.stderr.read() if process.stderr else ""
-                raise SystemExit(f"gateway did not start: {stderr}")
-            time.sleep(0.1)
-        yield GatewayProcess(f"127.0.0.1:{port}", process.pid)
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 # -- the tenant and its state --------------------------------------------------------------
@@ -598,7 +548,7 @@ def run(
         ):
             history, workload = build_workload(topics.tenant)
             seed_state(settings, topics.tenant, history)
-            with gateway_process() as gateway:
+            with gateway_process("recommend", ("-m", "bench.recommend", "serve")) as gateway:
 
                 async def go() -> tuple[list[Phase], dict[str, int]]:
                     clients = Clients(gateway, read_key, ingest_key, workload)
