@@ -76,7 +76,7 @@ class Client:
         )
 
 
-def _view(user: str, item: str) -> events_pb2.Event:
+def view(user: str, item: str) -> events_pb2.Event:
     event = events_pb2.Event(event_id=uuid.uuid4().hex, user_id=user, item_id=item)
     event.type = events_pb2.EVENT_TYPE_VIEW
     event.occurred_at.GetCurrentTime()
@@ -105,7 +105,7 @@ def one_run(client: Client, timeout_s: float) -> Run:
     metadata_s = time.perf_counter() - began
     try:
         client.events.Ingest(
-            event_service_pb2.IngestRequest(events=[_view(user, item)]),
+            event_service_pb2.IngestRequest(events=[view(user, item)]),
             metadata=[("authorization", f"Bearer {created.ingest_key.secret}")],
             timeout=30,
         )

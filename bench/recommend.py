@@ -327,12 +327,13 @@ class Clients:
     async def call_empty(self, n: int) -> None:
         await self.empty(self.requests[n % len(self.requests)], metadata=self._read, timeout=5)
 
-    async def ingest(self, n: int) -> None:
+    async def ingest(self, n: int) -> int:
         events = [next(self._workload.live) for _ in range(INGEST_BATCH)]
         reply = await self.events.Ingest(
             event_service_pb2.IngestRequest(events=events), metadata=self._write, timeout=10
         )
         self.ingested += reply.accepted_count
+        return int(reply.accepted_count)
 
     async def upsert_catalog(self, items: Sequence[catalog_service_pb2.Item]) -> None:
         for start in range(0, len(items), 1000):
