@@ -155,6 +155,12 @@ def classify(processes: Sequence[ProcessInfo], roles: Roles) -> dict[str, Group]
     return groups
 
 
+def tenant_instances_kb(processes: Iterable[ProcessInfo], tenant: str) -> int | None:
+    """RSS (kB) of the tenant's function instances summed; None when none is running."""
+    sizes = [p.rss_kb for p in processes if (function_instance(p.argv) or ("",))[0] == tenant]
+    return sum(sizes) if sizes else None
+
+
 def add_postgres_pss(groups: dict[str, Group], pss: Mapping[int, int | None]) -> None:
     """PostgreSQL's proportional share beside its summed RSS, when every member was read."""
     members = groups.get(POSTGRES)

@@ -181,6 +181,7 @@ async def onboard_once(run: Run, channel: grpc.aio.Channel, admin_key: str) -> O
     run.onboarded.add(tenant)
     began = time.monotonic()
     created_s = reflected_s = deleted_s = None
+    instance_kb = None
     error = ""
     step = "CreateTenant"
     try:
@@ -206,6 +207,8 @@ async def onboard_once(run: Run, channel: grpc.aio.Channel, admin_key: str) -> O
             )
             if item in [i.item_id for i in reply.items]:
                 reflected_s = time.monotonic() - began
+                found = await asyncio.to_thread(process_memory.read_processes)
+                instance_kb = process_memory.tenant_instances_kb(found, tenant)
                 break
             await asyncio.sleep(ONBOARD_POLL_S)
         else:
@@ -227,7 +230,8 @@ async def onboard_once(run: Run, channel: grpc.aio.Channel, admin_key: str) -> O
                 run.onboarded.discard(tenant)  # never created
             else:
                 error = (error + "; " if error else "") + f"DeleteTenant {failure.code().name}"
-    return Onboarding(tenant, created_s, reflected_s, deleted_s, error)
+    instance_mb = round(instance_kb / 1024, 1) if instance_kb is not None else None
+    return Onboarding(tenant, created_s, reflected_s, deleted_s, error, instance_mb)
 
 
 async def onboarding(run: Run, channel: grpc.aio.Channel, admin_key: str) -> None:
@@ -246,20 +250,23 @@ async def onboarding(run: Run, channel: grpc.aio.Channel, admin_key: str) -> Non
 
 def remove_leftover_tenants(run: Run) -> list[str]:
     """Tenants onboarded but not removed (interrupted, or DeleteTenant failed): removed here,
-    in this process; what could not be removed is returned."""
-    left: list[str] = []
+    in this process through the reconciler. Returns a line for each, saying how it went."""
+    lines: list[str] = []
     if not run.onboarded:
-        return left
+        return lines
     with tenant_admin() as admin:
         for tenant in sorted(run.onboarded):
             try:
                 admin.delete(tenant)
+                lines.append(f"{tenant} removed by the benchmark's process, not the gateway")
             except NotFound:
                 pass  # never created, or removed meanwhile
             except Exception as error:  # the next tenant is still to be removed
-                left.append(f"{tenant}: {str(error).splitlines()[0] if str(error) else error!r}")
+                lines.append(
+                    f"{tenant} NOT removed: {(str(error).splitlines() or [repr(error)])[0]}"
+                )
     run.onboarded.clear()
-    return left
+    return lines
 
 
 # -- samples and tables --------------------------------------------------------------------
@@ -393,11 +400,11 @@ def run(settings: Settings, options: SoakOptions) -> BenchReport:
             report.notes.append(
                 f"interrupted after {(time.monotonic() - state.started_s) / 60:.1f} min"
             )
+            report.notes += remove_leftover_tenants(state)
             save_partial(report, state)
             raise
         finally:
-            for left in remove_leftover_tenants(state):
-                report.notes.append(f"not removed: {left}")
+            report.notes += remove_leftover_tenants(state)
     finish(report, state)
     return report
 
@@ -413,6 +420,12 @@ def finish(report: BenchReport, state: Run) -> None:
         f"{options.catalog_seconds:g} s, a tenant onboarded and removed every "
         f"{options.onboard_minutes:g} min; freshness = accepted → committed, last minute"
     )
+    sizes = [o["instance_mb"] for r in report.rows for o in r["onboardings"] if o["instance_mb"]]
+    if sizes:
+        report.notes.append(
+            "onboarded tenants' pipeline instance at its first recommendation (RSS MB): "
+            + ", ".join(f"{mb:g}" for mb in sizes)
+        )
 
 
 def save_partial(report: BenchReport, state: Run) -> None:

@@ -15,34 +15,40 @@ from typing import Any
 
 from bench.report import percentile
 
+# fresh = freshness (gateway acceptance → commit), reco = Recommend, catalog = upserts in the
+# window, onboarded = tenants onboarded and removed / tried (seconds to the first
+# recommendation), DLQ = events dead-lettered since the tenant was made.
 COLUMNS = (
     "minute",
-    "ingested/s",
+    "ingest/s",
     "counted/s",
     "backlog",
-    "freshness p50 ms",
-    "freshness p99 ms",
-    "Recommend/s",
-    "Recommend p50 ms",
-    "Recommend p99 ms",
-    "catalog upserts",
+    "fresh p50 ms",
+    "fresh p99 ms",
+    "reco/s",
+    "reco p50 ms",
+    "reco p99 ms",
+    "catalog",
     "onboarded",
     "errors",
-    "dead-lettered",
+    "DLQ",
     "load",
 )
 
 
 @dataclass(frozen=True)
 class Onboarding:
-    """One tenant onboarded and removed: seconds from CreateTenant to each step, None
-    where the step was not reached; `error` empty when all went well."""
+    """One tenant onboarded and removed: seconds from CreateTenant to its event in a
+    recommendation, seconds DeleteTenant took; None where the step was not reached; `error`
+    empty when all went well."""
 
     tenant: str
     created_s: float | None = None
     reflected_s: float | None = None
     deleted_s: float | None = None
     error: str = ""
+    # RSS of the tenant's pipeline instance(s) when its event was recommended.
+    instance_mb: float | None = None
 
 
 @dataclass(frozen=True)
@@ -80,8 +86,8 @@ def _onboarded_cell(onboardings: Sequence[Onboarding]) -> str:
     done = [o for o in onboardings if o.reflected_s is not None and o.deleted_s is not None]
     if not onboardings:
         return ""
-    seconds = ", ".join(f"{o.reflected_s:.1f} s" for o in done)
-    return f"{len(done)}/{len(onboardings)}" + (f" ({seconds})" if seconds else "")
+    seconds = ",".join(f"{o.reflected_s:.1f}s" for o in done)
+    return f"{len(done)}/{len(onboardings)}" + (f" {seconds}" if seconds else "")
 
 
 def row(
@@ -103,18 +109,18 @@ def row(
     onboarding_errors = sum(1 for o in window.onboardings if o.error)
     return {
         "minute": round((ended_s - run_started_s) / 60, 1),
-        "ingested/s": _rate(window.ingested, seconds),
+        "ingest/s": _rate(window.ingested, seconds),
         "counted/s": counted,
         "backlog": pipeline.backlog if pipeline else None,
-        "freshness p50 ms": pipeline.freshness_p50_ms if pipeline else None,
-        "freshness p99 ms": pipeline.freshness_p99_ms if pipeline else None,
-        "Recommend/s": _rate(len(window.recommend_ms), seconds),
-        "Recommend p50 ms": percentile(window.recommend_ms, 50) if window.recommend_ms else None,
-        "Recommend p99 ms": percentile(window.recommend_ms, 99) if window.recommend_ms else None,
-        "catalog upserts": window.catalog_upserts,
+        "fresh p50 ms": pipeline.freshness_p50_ms if pipeline else None,
+        "fresh p99 ms": pipeline.freshness_p99_ms if pipeline else None,
+        "reco/s": _rate(len(window.recommend_ms), seconds),
+        "reco p50 ms": percentile(window.recommend_ms, 50) if window.recommend_ms else None,
+        "reco p99 ms": percentile(window.recommend_ms, 99) if window.recommend_ms else None,
+        "catalog": window.catalog_upserts,
         "onboarded": _onboarded_cell(window.onboardings),
         "errors": sum(window.errors.values()) + onboarding_errors,
-        "dead-lettered": pipeline.dead_lettered_total if pipeline else None,
+        "DLQ": pipeline.dead_lettered_total if pipeline else None,
         "load": load,
         # For the JSON: which calls failed how, each onboarding, the functions' exceptions.
         "errors by call": dict(window.errors),

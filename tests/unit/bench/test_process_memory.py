@@ -21,6 +21,7 @@ from bench.process_memory import (
     function_instance,
     read_processes,
     report_points,
+    tenant_instances_kb,
 )
 
 
@@ -195,3 +196,9 @@ def test_a_process_that_vanishes_while_read_is_skipped(tmp_path: Path) -> None:
     (tmp_path / "self").mkdir()
 
     assert read_processes(tmp_path) == []
+
+
+def test_an_onboarded_tenants_instances_are_summed_when_running() -> None:
+    assert tenant_instances_kb(PROCESSES, "churned") == 80_103
+    assert tenant_instances_kb([*PROCESSES, instance(104, "churned", "1")], "churned") == 160_207
+    assert tenant_instances_kb(PROCESSES, "gone") is None

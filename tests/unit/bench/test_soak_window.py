@@ -28,18 +28,18 @@ def test_a_window_becomes_a_row_of_rates_latencies_and_pipeline_figures() -> Non
 
     assert {k: result[k] for k in COLUMNS} == {
         "minute": 2.0,
-        "ingested/s": 300.0,
+        "ingest/s": 300.0,
         "counted/s": 300.0,
         "backlog": 120,
-        "freshness p50 ms": 850.0,
-        "freshness p99 ms": 2_400.0,
-        "Recommend/s": 100 / 60,
-        "Recommend p50 ms": 50.0,
-        "Recommend p99 ms": 100.0,  # nearest rank (bench.report.percentile)
-        "catalog upserts": 6,
-        "onboarded": "1/1 (6.5 s)",
+        "fresh p50 ms": 850.0,
+        "fresh p99 ms": 2_400.0,
+        "reco/s": 100 / 60,
+        "reco p50 ms": 50.0,
+        "reco p99 ms": 100.0,  # nearest rank (bench.report.percentile)
+        "catalog": 6,
+        "onboarded": "1/1 6.5s",
         "errors": 3,
-        "dead-lettered": 2,
+        "DLQ": 2,
         "load": 2.5,
     }
     assert result["errors by call"] == {"Recommend DEADLINE_EXCEEDED": 2, "Ingest not sent": 1}
@@ -63,6 +63,6 @@ def test_without_pipeline_figures_the_row_still_has_the_clients_side() -> None:
 
     result = row(window, 60.0, 0.0, None, counted_before=500, load=1.0)
 
-    assert result["ingested/s"] == 10.0
-    assert result["backlog"] is None and result["freshness p99 ms"] is None
-    assert result["Recommend p50 ms"] is None and result["onboarded"] == ""
+    assert result["ingest/s"] == 10.0
+    assert result["backlog"] is None and result["fresh p99 ms"] is None
+    assert result["reco p50 ms"] is None and result["onboarded"] == ""
