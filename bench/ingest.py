@@ -23,10 +23,6 @@ import argparse
 import asyncio
 import json
 import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, Sequence
@@ -40,6 +36,7 @@ import pulsar
 from rich.console import Console
 from rich.table import Table
 
+from bench.gateway import SERVE, gateway_process
 from bench.report import machine, percentile
 from gateway.event_publisher import PublisherOptions
 from gateway.pulsar_bridge import BatchAck
@@ -243,49 +240,6 @@ def scratch_tenant(settings: Settings) -> Iterator[tuple[str, str, str]]:
             engine.dispose()
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextmanager
-def gateway_process(port: int) -> Iterator[str]:
-    env = {
-        **os.environ,
-        "MAGNETAR_GATEWAY_INSTANCE": f"bench-{port}",
-        # Its own metrics port: the local stack's gateway holds the default one.
-        "MAGNETAR_METRICS_PORT": str(free_port()),
-        "MAGNETAR_HTTP_PORT": "0",  # the HTTP door: any free port
-    }
-    process = subprocess.Popen(
-        [sys.executable, *PROFILE, "-m", "magnetar.cli", "gateway", "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    address = f"127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            with socket.socket() as sock:
-                if sock.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(
-                    f"gateway did not start: {process.stderr.read() if process.stderr else ''}"
-                )
-            time.sleep(0.1)
-        yield address
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-
-
 # -- the run -----------------------------------------------------------------------------
 
 
@@ -419,8 +373,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     settings = Settings.load()
-    with scratch_tenant(settings) as (_tenant, topic, key), gateway_process(free_port()) as address:
-        phases = asyncio.run(run(args, settings, address, key, topic))
+    with (
+        scratch_tenant(settings) as (_tenant, topic, key),
+        gateway_process("ingest", (*PROFILE, *SERVE)) as gateway,
+    ):
+        phases = asyncio.run(run(args, settings, gateway.address, key, topic))
     result = report(phases, args)
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"ingest-{time.strftime('%Y%m%dT%H%M%S')}.json"

@@ -20,23 +20,19 @@ the notes and not counted. Target: whole p95 <= 5 s on the 2-core development ma
 from __future__ import annotations
 
 import os
-import signal
-import socket
-import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import grpc
 import psycopg
 
+from bench.gateway import gateway_process
 from bench.report import BenchReport, percentile
-from magnetar.dev.gateway_process import serving
 from magnetar.settings import Settings
+from magnetar.topics import PIPELINE_FUNCTIONS
 from magnetar.v1 import (
     event_service_pb2,
     event_service_pb2_grpc,
@@ -61,43 +57,6 @@ class Run:
     delete_s: float
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextmanager
-def gateway_process() -> Iterator[str]:
-    port = _free_port()
-    env = {
-        **os.environ,
-        "MAGNETAR_GATEWAY_INSTANCE": f"bench-onboard-{port}",
-        "MAGNETAR_METRICS_PORT": str(_free_port()),
-        "MAGNETAR_HTTP_PORT": "0",  # the HTTP door: any free port
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "magnetar.cli", "gateway", "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    address = f"127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while not serving(address):
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit("the gateway did not start")
-            time.sleep(0.2)
-        yield address
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-
-
 class Client:
     def __init__(self, channel: grpc.Channel, admin_key: str, database_url: str) -> None:
         self.database_url = database_url
@@ -112,12 +71,12 @@ class Client:
             metadata=self.admin,
             timeout=10,
         ).tenant.functions
-        return len(functions) == 3 and all(
+        return len(functions) == len(PIPELINE_FUNCTIONS) and all(
             f.running_instances >= f.instances > 0 for f in functions
         )
 
 
-def _view(user: str, item: str) -> events_pb2.Event:
+def view(user: str, item: str) -> events_pb2.Event:
     event = events_pb2.Event(event_id=uuid.uuid4().hex, user_id=user, item_id=item)
     event.type = events_pb2.EVENT_TYPE_VIEW
     event.occurred_at.GetCurrentTime()
@@ -146,7 +105,7 @@ def one_run(client: Client, timeout_s: float) -> Run:
     metadata_s = time.perf_counter() - began
     try:
         client.events.Ingest(
-            event_service_pb2.IngestRequest(events=[_view(user, item)]),
+            event_service_pb2.IngestRequest(events=[view(user, item)]),
             metadata=[("authorization", f"Bearer {created.ingest_key.secret}")],
             timeout=30,
         )
@@ -195,7 +154,10 @@ def run(
         "onboard", ["measure", "p50 s", "p95 s", "max s", "target", "met"], notes=[]
     )
     results: list[Run] = []
-    with gateway_process() as address, grpc.insecure_channel(address) as channel:
+    with (
+        gateway_process("onboard") as gateway,
+        grpc.insecure_channel(gateway.address) as channel,
+    ):
         client = Client(channel, settings.admin_api_key, settings.database_url)
         for n in range(warm_up + runs):
             result = one_run(client, timeout_s)

@@ -54,9 +54,6 @@ import json
 import os
 import random
 import signal
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
@@ -70,6 +67,7 @@ import psycopg
 from google.protobuf.json_format import MessageToDict
 
 from bench import ghz
+from bench.gateway import GatewayProcess, gateway_process
 from bench.pipeline import bench_tenant
 from bench.report import BenchReport, percentile
 from magnetar.api_key_store import ApiKeyStore
@@ -178,54 +176,6 @@ async def serve_bare(port: int) -> None:
         asyncio.get_running_loop().add_signal_handler(sig, stopping.set)
     await stopping.wait()
     await server.stop(1)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass(frozen=True)
-class GatewayProcess:
-    address: str
-    pid: int
-
-    def cpu_s(self) -> float:
-        """CPU seconds the gateway process has used (user + system, all its threads)."""
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-@contextmanager
-def gateway_process(command: str = "serve") -> Iterator[GatewayProcess]:
-    """This module's `serve` (the gateway) or `serve-bare` as a process of its own."""
-    port = _free_port()
-    env = {**os.environ, "MAGNETAR_GATEWAY_INSTANCE": f"bench-recommend-{port}"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bench.recommend", command, "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            with socket.socket() as sock:
-                if sock.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            if process.poll() is not None or time.monotonic() > deadline:
-                stderr = process.stderr.read() if process.stderr else ""
-                raise SystemExit(f"gateway did not start: {stderr}")
-            time.sleep(0.1)
-        yield GatewayProcess(f"127.0.0.1:{port}", process.pid)
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 # -- the tenant and its state --------------------------------------------------------------
@@ -387,18 +337,20 @@ class Clients:
     def __init__(
         self,
         gateway: GatewayProcess,
-        bare: GatewayProcess,
         read_key: str,
         ingest_key: str,
         workload: Workload,
-        args: argparse.Namespace,
+        *,
+        bare: GatewayProcess | None = None,
+        args: argparse.Namespace | None = None,
     ) -> None:
+        """`bare` (the floor's server) and `args` are this benchmark's; others need neither."""
         self.gateway = gateway
-        self.bare = bare
+        self.bare = bare or gateway
         self.read_key = read_key
-        self.args = args
+        self.args = args or argparse.Namespace()
         self._channel = grpc.aio.insecure_channel(gateway.address)
-        self._bare_channel = grpc.aio.insecure_channel(bare.address)
+        self._bare_channel = grpc.aio.insecure_channel(self.bare.address)
         self._read = (("authorization", f"Bearer {read_key}"),)
         self._write = (("authorization", f"Bearer {ingest_key}"),)
         self.personalization = pb_grpc.PersonalizationServiceStub(self._channel)
@@ -447,12 +399,13 @@ class Clients:
             return self.bare, RECOMMEND_METHOD
         return self.gateway, EMPTY_METHOD if handler == EMPTY else RECOMMEND_METHOD
 
-    async def ingest(self, n: int) -> None:
+    async def ingest(self, n: int) -> int:
         events = [next(self._workload.live) for _ in range(INGEST_BATCH)]
         reply = await self.events.Ingest(
             event_service_pb2.IngestRequest(events=events), metadata=self._write, timeout=10
         )
         self.ingested += reply.accepted_count
+        return int(reply.accepted_count)
 
     async def upsert_catalog(self, items: Sequence[catalog_service_pb2.Item]) -> None:
         for start in range(0, len(items), 1000):
@@ -722,13 +675,13 @@ def run(
             history, workload = build_workload(topics.tenant)
             seed_state(settings, topics.tenant, history)
             with (
-                gateway_process() as gateway,
-                gateway_process("serve-bare") as bare,
+                gateway_process("recommend", ("-m", "bench.recommend", "serve")) as gateway,
+                gateway_process("bare", ("-m", "bench.recommend", "serve-bare")) as bare,
                 tempfile.TemporaryDirectory() as scratch,
             ):
 
                 async def go() -> tuple[list[Phase], dict[str, int]]:
-                    clients = Clients(gateway, bare, read_key, ingest_key, workload, args)
+                    clients = Clients(gateway, read_key, ingest_key, workload, bare=bare, args=args)
                     args.protoset = ghz.write_protoset(Path(scratch) / "protoset.pb")
                     args.requests_file = Path(scratch) / "requests.json"
                     args.requests_file.write_text(

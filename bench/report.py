@@ -58,19 +58,15 @@ class BenchReport:
     columns: Sequence[str]
     rows: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # More figures for the JSON only (e.g. a series over time), under their own keys.
+    details: dict[str, Any] = field(default_factory=dict)
 
     def add(self, **row: Any) -> None:
         self.rows.append(row)
 
     def print(self, console: Console | None = None) -> None:
-        # Logged to a file or a pipe, rich would fold the table into 80 columns.
-        console = console or Console(width=None if sys.stdout.isatty() else 160)
-        table = Table(title=f"magnetar bench {self.scenario}")
-        for column in self.columns:
-            table.add_column(column, justify="left" if column == self.columns[0] else "right")
-        for row in self.rows:
-            table.add_row(*(_cell(row.get(column)) for column in self.columns))
-        console.print(table)
+        console = console or default_console()
+        print_table(console, f"magnetar bench {self.scenario}", self.columns, self.rows)
         for note in self.notes:
             console.print(f"  {note}")
 
@@ -84,12 +80,30 @@ class BenchReport:
                     "machine": machine(),
                     "rows": self.rows,
                     "notes": self.notes,
+                    **self.details,
                 },
                 indent=2,
             )
             + "\n"
         )
         return path
+
+
+def default_console() -> Console:
+    # Logged to a file or a pipe, rich would fold the table into 80 columns.
+    return Console(width=None if sys.stdout.isatty() else 160)
+
+
+def print_table(
+    console: Console, title: str, columns: Sequence[str], rows: Sequence[dict[str, Any]]
+) -> None:
+    """Rows as a table: the first column left-aligned, figures right-aligned, None as '-'."""
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column, justify="left" if column == columns[0] else "right")
+    for row in rows:
+        table.add_row(*(_cell(row.get(column)) for column in columns))
+    console.print(table)
 
 
 def _cell(value: Any) -> str:

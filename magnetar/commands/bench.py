@@ -75,6 +75,31 @@ def register(subparsers: Any) -> None:
     )
     recommend.set_defaults(handler=_recommend)
 
+    soak = scenarios.add_parser(
+        "soak", help="steady traffic for a long time: errors, freshness, memory of each process"
+    )
+    soak.add_argument("--minutes", type=float, default=60.0, help="length of the run")
+    soak.add_argument(
+        "--ingest-rate",
+        type=float,
+        default=300.0,
+        help="events/s through Ingest (default: about half the pipeline's sustained rate)",
+    )
+    soak.add_argument("--recommend-rate", type=float, default=100.0, help="Recommend calls/s")
+    soak.add_argument(
+        "--catalog-seconds", type=float, default=10.0, help="a catalog upsert every this often"
+    )
+    soak.add_argument(
+        "--onboard-minutes",
+        type=float,
+        default=5.0,
+        help="a tenant onboarded and removed every this often (0: none)",
+    )
+    soak.add_argument(
+        "--report-minutes", type=float, default=5.0, help="print the tables every this often"
+    )
+    soak.set_defaults(handler=_soak)
+
     from bench import faults
 
     faults.add_arguments(
@@ -138,5 +163,22 @@ def _onboard(args: argparse.Namespace) -> int:
 
     report = onboard.run(Settings.load(), runs=args.runs, timeout_s=args.timeout)
     report.print()
+    print(f"results: {report.save()}")
+    return 0
+
+
+def _soak(args: argparse.Namespace) -> int:
+    from bench import soak
+
+    options = soak.SoakOptions(
+        minutes=args.minutes,
+        ingest_rate=args.ingest_rate,
+        recommend_rate=args.recommend_rate,
+        catalog_seconds=args.catalog_seconds,
+        onboard_minutes=args.onboard_minutes,
+        report_minutes=args.report_minutes,
+    )
+    report = soak.run(Settings.load(), options)
+    soak.print_report(report)
     print(f"results: {report.save()}")
     return 0

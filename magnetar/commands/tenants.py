@@ -70,7 +70,8 @@ def register(subparsers: Any) -> None:
 
 
 @contextmanager
-def _admin() -> Iterator[TenantAdmin]:
+def tenant_admin() -> Iterator[TenantAdmin]:
+    """The tenant platform in this process (reconciler, store, keys), closed afterwards."""
     settings = Settings.load()
     engine = make_engine(settings.database_url, pool_size=2)
     platform = build_tenant_platform(settings, make_sessionmaker(engine))
@@ -127,7 +128,7 @@ def _print_key(label: str, key: IssuedKey) -> None:
 
 def _create(args: argparse.Namespace) -> int:
     try:
-        with _admin() as admin:
+        with tenant_admin() as admin:
             onboarded = admin.create(args.tenant_id, args.display_name, args.plan, dict(args.quota))
     except MagnetarError as error:
         return _fail(error)
@@ -139,7 +140,7 @@ def _create(args: argparse.Namespace) -> int:
 
 def _list(args: argparse.Namespace) -> int:
     try:
-        with _admin() as admin:
+        with tenant_admin() as admin:
             page = admin.list_tenants(args.page_size, args.page_token)
     except MagnetarError as error:
         return _fail(error)
@@ -162,7 +163,7 @@ def _list(args: argparse.Namespace) -> int:
 
 def _show(args: argparse.Namespace) -> int:
     try:
-        with _admin() as admin:
+        with tenant_admin() as admin:
             view = admin.get(args.tenant_id)
     except MagnetarError as error:
         return _fail(error)
@@ -185,7 +186,7 @@ def _update(args: argparse.Namespace) -> int:
         quotas=dict(args.quota),
     )
     try:
-        with _admin() as admin:
+        with tenant_admin() as admin:
             record = admin.update(args.tenant_id, changes)
     except MagnetarError as error:
         return _fail(error)
@@ -200,7 +201,7 @@ def _delete(args: argparse.Namespace) -> int:
             print("not deleted", file=sys.stderr)
             return 1
     try:
-        with _admin() as admin:
+        with tenant_admin() as admin:
             removed = admin.delete(args.tenant_id)
     except MagnetarError as error:
         return _fail(error)
