@@ -111,6 +111,18 @@ class _Pending:
     keys: list[str] = field(default_factory=list)
     oldest_at: float = 0.0
 
+    def take(self, count: int) -> _Pending:
+        """The first `count` events as a batch of their own; the rest stay here."""
+        first = self._part(slice(0, count))
+        rest = self._part(slice(count, None))
+        self.events, self.deliveries, self.accepted_at = (
+            rest.events,
+            rest.deliveries,
+            rest.accepted_at,
+        )
+        self.payloads, self.keys = rest.payloads, rest.keys
+        return first
+
     def split(self) -> tuple[_Pending, _Pending]:
         half = len(self.events) // 2
         return self._part(slice(0, half)), self._part(slice(half, None))
@@ -172,7 +184,9 @@ class BatchCommitter:
                     due = self._pending.oldest_at + delay
                     full = len(self._pending.events) >= self._config.max_batch
                     if full or time.monotonic() >= due:
-                        batch, self._pending = self._pending, _Pending()
+                        # At most `max_batch` per transaction, also after an outage let the
+                        # buffer fill: the rest is due at once and goes in the next batches.
+                        batch = self._pending.take(self._config.max_batch)
                         self._cond.notify_all()
                         return batch
                     self._cond.wait(max(0.0, due - time.monotonic()))
