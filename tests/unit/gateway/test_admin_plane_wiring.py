@@ -38,7 +38,8 @@ def sessions() -> object:
 
 
 def test_the_public_gateway_does_not_mount_tenant_service() -> None:
-    assert mount_tenant_service not in server.DEFAULT_SERVICES
+    mounted: list[object] = list(server.DEFAULT_SERVICES)
+    assert mount_tenant_service not in mounted
 
 
 def test_by_default_the_gateway_reads_stored_tokens_and_never_the_platform_files() -> None:
