@@ -68,16 +68,18 @@ def _free_port() -> int:
 
 
 @contextmanager
-def gateway_process() -> Iterator[str]:
+def gateway_process(component: str = "gateway") -> Iterator[str]:
+    """`magnetar <component> serve` ("gateway" or "admin") on a free port, until the end."""
     port = _free_port()
     env = {
         **os.environ,
         "MAGNETAR_GATEWAY_INSTANCE": f"bench-onboard-{port}",
         "MAGNETAR_METRICS_PORT": str(_free_port()),
+        "MAGNETAR_ADMIN_METRICS_PORT": str(_free_port()),
         "MAGNETAR_HTTP_PORT": "0",  # the HTTP door: any free port
     }
     process = subprocess.Popen(
-        [sys.executable, "-m", "magnetar.cli", "gateway", "serve", "--port", str(port)],
+        [sys.executable, "-m", "magnetar.cli", component, "serve", "--port", str(port)],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -87,7 +89,7 @@ def gateway_process() -> Iterator[str]:
         deadline = time.monotonic() + 60
         while not serving(address):
             if process.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit("the gateway did not start")
+                raise SystemExit(f"the {component} did not start")
             time.sleep(0.2)
         yield address
     finally:
@@ -99,9 +101,12 @@ def gateway_process() -> Iterator[str]:
 
 
 class Client:
-    def __init__(self, channel: grpc.Channel, admin_key: str, database_url: str) -> None:
+    def __init__(
+        self, channel: grpc.Channel, admin: grpc.Channel, admin_key: str, database_url: str
+    ) -> None:
         self.database_url = database_url
-        self.tenants = tenant_service_pb2_grpc.TenantServiceStub(channel)
+        # TenantService is the admin plane's; events and reads the public gateway's.
+        self.tenants = tenant_service_pb2_grpc.TenantServiceStub(admin)
         self.events = event_service_pb2_grpc.EventServiceStub(channel)
         self.personalization = personalization_service_pb2_grpc.PersonalizationServiceStub(channel)
         self.admin = [("authorization", f"Bearer {admin_key}")]
@@ -195,8 +200,13 @@ def run(
         "onboard", ["measure", "p50 s", "p95 s", "max s", "target", "met"], notes=[]
     )
     results: list[Run] = []
-    with gateway_process() as address, grpc.insecure_channel(address) as channel:
-        client = Client(channel, settings.admin_api_key, settings.database_url)
+    with (
+        gateway_process() as address,
+        gateway_process("admin") as admin_address,
+        grpc.insecure_channel(address) as channel,
+        grpc.insecure_channel(admin_address) as admin,
+    ):
+        client = Client(channel, admin, settings.admin_api_key, settings.database_url)
         for n in range(warm_up + runs):
             result = one_run(client, timeout_s)
             label = "warm-up" if n < warm_up else f"run {n - warm_up + 1}/{runs}"
