@@ -25,6 +25,8 @@ from pathlib import Path
 from magnetar.dev.gateway_process import serving
 
 SERVE = ("-m", "magnetar.cli", "gateway", "serve")
+# The admin plane (TenantService), a process of its own like in a deployment.
+ADMIN_SERVE = ("-m", "magnetar.cli", "admin", "serve")
 START_TIMEOUT_S = 60.0
 STOP_GRACE_S = 30.0
 
@@ -54,6 +56,7 @@ def gateway_process(name: str, command: Sequence[str] = SERVE) -> Iterator[Gatew
         **os.environ,
         "MAGNETAR_GATEWAY_INSTANCE": f"bench-{name}-{port}",
         "MAGNETAR_METRICS_PORT": str(free_port()),
+        "MAGNETAR_ADMIN_METRICS_PORT": str(free_port()),
         "MAGNETAR_HTTP_PORT": "0",  # the HTTP door: any free port
     }
     with tempfile.TemporaryFile(mode="w+") as output:

@@ -29,7 +29,7 @@ from typing import Any
 import grpc
 import psycopg
 
-from bench.gateway import gateway_process
+from bench.gateway import ADMIN_SERVE, gateway_process
 from bench.report import BenchReport, percentile
 from magnetar.settings import Settings
 from magnetar.topics import PIPELINE_FUNCTIONS
@@ -58,9 +58,12 @@ class Run:
 
 
 class Client:
-    def __init__(self, channel: grpc.Channel, admin_key: str, database_url: str) -> None:
+    def __init__(
+        self, channel: grpc.Channel, admin: grpc.Channel, admin_key: str, database_url: str
+    ) -> None:
         self.database_url = database_url
-        self.tenants = tenant_service_pb2_grpc.TenantServiceStub(channel)
+        # TenantService is the admin plane's; events and reads the public gateway's.
+        self.tenants = tenant_service_pb2_grpc.TenantServiceStub(admin)
         self.events = event_service_pb2_grpc.EventServiceStub(channel)
         self.personalization = personalization_service_pb2_grpc.PersonalizationServiceStub(channel)
         self.admin = [("authorization", f"Bearer {admin_key}")]
@@ -156,9 +159,11 @@ def run(
     results: list[Run] = []
     with (
         gateway_process("onboard") as gateway,
+        gateway_process("onboard-admin", ADMIN_SERVE) as admin_plane,
         grpc.insecure_channel(gateway.address) as channel,
+        grpc.insecure_channel(admin_plane.address) as admin,
     ):
-        client = Client(channel, settings.admin_api_key, settings.database_url)
+        client = Client(channel, admin, settings.admin_api_key, settings.database_url)
         for n in range(warm_up + runs):
             result = one_run(client, timeout_s)
             label = "warm-up" if n < warm_up else f"run {n - warm_up + 1}/{runs}"

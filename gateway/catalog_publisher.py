@@ -116,8 +116,10 @@ class PulsarCatalogTopic:
 
     def _open_producer(self, tenant_id: str) -> pulsar.Producer:
         topic = TenantTopics(tenant_id).catalog
+        # Outside the try: a tenant without credentials is its own answer, not Pulsar's.
+        client = self._client(tenant_id)
         try:
-            return self._client(tenant_id).create_producer(
+            return client.create_producer(
                 topic,
                 schema=ProtobufNativeSchema(catalog_service_pb2.Item),
                 send_timeout_millis=self._send_timeout_ms,

@@ -13,7 +13,7 @@ from gateway.catalog_proto import item_from_proto, item_to_proto
 from gateway.catalog_publisher import PulsarCatalogTopic
 from gateway.interceptors import current_tenant
 from gateway.lifetime import close_with_gateway
-from gateway.tenant_service import tenant_credentials
+from gateway.producer_tokens import producer_credentials
 from magnetar.db.catalog_store import PostgresCatalogStore
 from magnetar.serving.catalog import Catalog
 from magnetar.v1 import catalog_service_pb2 as pb
@@ -50,8 +50,9 @@ class CatalogService(pb_grpc.CatalogServiceServicer):
 
 
 def mount_catalog_service(server: Any, deps: GatewayDeps) -> str:
-    # The same credentials as the event publisher's default: each tenant's own Pulsar role.
-    topic = PulsarCatalogTopic(deps.settings.pulsar_service_url, tenant_credentials(deps.settings))
+    # The event publisher's credentials: each tenant's own Pulsar role.
+    credentials = deps.credentials or producer_credentials(deps.settings, deps.sessions)
+    topic = PulsarCatalogTopic(deps.settings.pulsar_service_url, credentials)
     close_with_gateway(deps.sessions, topic.close)
     catalog = Catalog(PostgresCatalogStore(deps.sessions), topic)
     pb_grpc.add_CatalogServiceServicer_to_server(CatalogService(catalog), server)

@@ -7,6 +7,11 @@ calls, lets calls in progress finish within the grace period, and flushes the pr
 Other services join through `services`: a mount function registers its servicer with the
 shared dependencies and returns its full service name (from its descriptor), which health
 and reflection then announce.
+
+This is the public gateway, the one an Ingress exposes: it serves tenants' own keys only and
+holds no platform credential (no admin key, no Pulsar superuser token, no token signing key;
+each tenant's producer token is read as the admin plane stored it). TenantService is the
+admin plane's (gateway.admin_server); docs/kubernetes.md, "Topology".
 """
 
 from __future__ import annotations
@@ -45,14 +50,14 @@ from gateway.limits import ConcurrencyLimiter
 from gateway.method_scopes import method_scopes
 from gateway.metrics import MetricsInterceptor, serve_metrics
 from gateway.personalization_service import mount_personalization_service
+from gateway.producer_tokens import producer_credentials
 from gateway.request_sizes import max_request_bytes
 from gateway.serving_memory import MemoryFeed, register_metrics
-from gateway.tenant_service import mount_tenant_service, tenant_credentials
 from gateway.user_service import mount_user_service
 from magnetar.api_key_store import ApiKeyStore
 from magnetar.db.app_role import require_app_role
 from magnetar.db.engine import make_engine, make_sessionmaker
-from magnetar.observability.metrics import PipelineMetrics, rpc_histogram
+from magnetar.observability.metrics import rpc_histogram
 from magnetar.raw_events import import_events_topic
 from magnetar.settings import Settings
 from magnetar.v1 import event_service_pb2_grpc
@@ -93,16 +98,18 @@ class GatewayDeps:
     importer: EventPublisher | None = None
     # This process's serving memory and its change stream (gateway.serving_memory).
     memory: MemoryFeed | None = None
+    # Each tenant's Pulsar token, for producers besides the publishers' (the catalog's).
+    credentials: PulsarCredentials | None = None
 
 
 ServiceMount = Callable[[Any, GatewayDeps], str]
 
-# What `serve()` (and `magnetar gateway serve`) mounts besides EventService.
+# What `serve()` (and `magnetar gateway serve`) mounts besides EventService: tenants'
+# services only; TenantService is the admin plane's (gateway.admin_server).
 DEFAULT_SERVICES: tuple[ServiceMount, ...] = (
     mount_personalization_service,
     mount_catalog_service,
     mount_user_service,
-    mount_tenant_service,
 )
 
 
@@ -196,20 +203,17 @@ def create_server(
         key_engine = make_engine(settings.database_url, pool_size=options.key_lookup_pool_size)
         engines.append(key_engine)
         key_lookup = ApiKeyStore(make_sessionmaker(key_engine))
+    # Tenants' keys only: the platform admin key is the admin plane's.
     authenticator = Authenticator(
         key_lookup,
-        settings.admin_api_key,
         ttl_s=options.auth_cache_ttl_s,
         stale_s=options.serve_stale_s,
         # As many threads as the key pool has connections.
         lookup_threads=2 * options.key_lookup_pool_size,
     )
-    publisher = EventPublisher(
-        settings.pulsar_service_url,
-        # Each tenant's producer authenticates as the tenant's own Pulsar role.
-        credentials or tenant_credentials(settings),
-        options.publisher,
-    )
+    # Each tenant's producer authenticates as the tenant's own Pulsar role.
+    credentials = credentials or producer_credentials(settings, sessions)
+    publisher = EventPublisher(settings.pulsar_service_url, credentials, options.publisher)
     server = grpc.aio.server(
         interceptors=[
             MetricsInterceptor(rpc_histogram(registry)),
@@ -232,7 +236,7 @@ def create_server(
     )
     importer = EventPublisher(
         settings.pulsar_service_url,
-        credentials or tenant_credentials(settings),
+        credentials,
         options.publisher,
         topic_of=import_events_topic,
         role="import",
@@ -247,8 +251,18 @@ def create_server(
         options.serve_stale_s,
         importer=importer,
         memory=feed,
+        credentials=credentials,
     )
     names = [mount(server, deps) for mount in (mount_event_service, *services)]
+    health_servicer = add_health_and_reflection(server, names)
+    port = server.add_insecure_port(f"{settings.grpc_host}:{settings.grpc_port}")
+    if port == 0:
+        raise OSError(f"cannot bind {settings.grpc_host}:{settings.grpc_port}")
+    return GatewayServer(server, health_servicer, deps, engines, names), port
+
+
+def add_health_and_reflection(server: Any, names: Sequence[str]) -> Any:
+    """grpc.health.v1 and reflection for `names`; returns the health servicer."""
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
@@ -259,10 +273,7 @@ def create_server(
         ],
         server,
     )
-    port = server.add_insecure_port(f"{settings.grpc_host}:{settings.grpc_port}")
-    if port == 0:
-        raise OSError(f"cannot bind {settings.grpc_host}:{settings.grpc_port}")
-    return GatewayServer(server, health_servicer, deps, engines, names), port
+    return health_servicer
 
 
 def tune_interpreter(settings: Settings) -> None:
@@ -282,9 +293,8 @@ async def serve(settings: Settings, options: GatewayOptions | None = None) -> No
     log.info("gateway listening on %s:%d", settings.grpc_host, port)
     door = await start_http_door(settings.http_host, settings.http_port, settings.grpc_host, port)
     log.info("HTTP/JSON on http://%s:%d/v1/", settings.http_host, door.port)
+    # RPC metrics only: the pipeline's need the superuser token, the admin plane's.
     serve_metrics(registry, settings.metrics_host, settings.metrics_port)
-    pipeline_metrics = PipelineMetrics(settings, registry)
-    pipeline_metrics.start()
     log.info("metrics on http://%s:%d/metrics", settings.metrics_host, settings.metrics_port)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()

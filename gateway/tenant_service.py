@@ -1,9 +1,8 @@
 """`magnetar.v1.TenantService`: proto in, `tenants.admin.TenantAdmin` (the domain), proto out.
 
-Onboarding talks to Pulsar's admin API and PostgreSQL with blocking clients, so each call
-runs in a worker thread; the event loop keeps serving ingest meanwhile. The mount also
-chooses the Pulsar credentials of the gateway's producers (`tenant_credentials`) and closes
-a tenant's producer before offboarding deletes its namespaces.
+Served by the admin plane only (gateway.admin_server), never by the public gateway: it needs
+the Pulsar superuser token and the broker's token signing key. Onboarding talks to Pulsar's
+admin API and PostgreSQL with blocking clients, so each call runs in a worker thread.
 """
 
 from __future__ import annotations
@@ -14,11 +13,11 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from google.protobuf import timestamp_pb2
+from sqlalchemy.orm import Session, sessionmaker
 
-from gateway.event_publisher import PulsarCredentials, SharedToken
 from gateway.lifetime import close_with_gateway
 from magnetar.api_key_store import StoredKey
 from magnetar.api_keys import Scope
@@ -26,7 +25,6 @@ from magnetar.settings import Settings
 from magnetar.v1 import tenant_service_pb2 as pb
 from magnetar.v1 import tenant_service_pb2_grpc
 from tenants.admin import TenantAdmin
-from tenants.credentials import TenantRoleTokens
 from tenants.model import (
     IssuedKey,
     StepState,
@@ -37,9 +35,6 @@ from tenants.model import (
 )
 from tenants.plans import QUOTA_FIELDS, Quotas
 from tenants.wiring import build_tenant_platform
-
-if TYPE_CHECKING:
-    from gateway.server import GatewayDeps
 
 log = logging.getLogger(__name__)
 
@@ -65,21 +60,6 @@ _STEP_STATES = {
     StepState.DONE: pb.STEP_STATE_DONE,
     StepState.FAILED: pb.STEP_STATE_FAILED,
 }
-
-
-def tenant_credentials(settings: Settings) -> PulsarCredentials:
-    """Each tenant's own role token when the broker's signing key is configured.
-
-    Without it the gateway can only use the superuser token for every tenant, which
-    leaves tenant isolation to the gateway's own code; that is said loudly at start.
-    """
-    if settings.pulsar_token_secret_key_file:
-        return TenantRoleTokens.from_file(settings.pulsar_token_secret_key_file)
-    log.warning(
-        "pulsar_token_secret_key_file is not set: producers use the superuser token for "
-        "every tenant (no per-tenant Pulsar role)"
-    )
-    return SharedToken(settings.pulsar_admin_token)
 
 
 def _timestamp(moment: datetime | None) -> timestamp_pb2.Timestamp | None:
@@ -237,23 +217,11 @@ class TenantService(tenant_service_pb2_grpc.TenantServiceServicer):
         return pb.RevokeApiKeyResponse(api_key=_api_key(key))
 
 
-def mount_tenant_service(server: Any, deps: GatewayDeps) -> str:
-    try:
-        loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-    except RuntimeError:  # built outside a loop: no producer can be open yet
-        loop = None
-
-    def close_producer(tenant_id: str) -> None:
-        # Called from the reconciler's worker thread: the producer lives on the loop.
-        if loop is not None and loop.is_running():
-            for publisher in (deps.publisher, deps.importer):
-                if publisher is not None:
-                    closing = publisher.close_tenant(tenant_id)
-                    asyncio.run_coroutine_threadsafe(closing, loop).result(30)
-
-    platform = build_tenant_platform(
-        deps.settings, deps.sessions, before_offboarding=[close_producer]
-    )
+def mount_tenant_service(server: Any, settings: Settings, sessions: sessionmaker[Session]) -> str:
+    """Register TenantService over the real platform; closed with the sessions' engine."""
+    # No producer to close before offboarding here: the public gateway's producers of the
+    # tenant are cut off by Pulsar when its namespaces go (docs/tenants.md, "Offboarding").
+    platform = build_tenant_platform(settings, sessions)
     # Loading the function state client takes seconds: not in the first CreateTenant.
     threading.Thread(target=platform.deployer.warm_up, name="tenants-warm-up", daemon=True).start()
     service = TenantService(platform.admin)
@@ -262,6 +230,6 @@ def mount_tenant_service(server: Any, deps: GatewayDeps) -> str:
         service.close()
         platform.close()
 
-    close_with_gateway(deps.sessions, close)
+    close_with_gateway(sessions, close)
     tenant_service_pb2_grpc.add_TenantServiceServicer_to_server(service, server)
     return str(SERVICE_NAME)

@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "keys",
     "tenants",
     "gateway",
+    "admin",
     "functions",
     "bench",
     "status",

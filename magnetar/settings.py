@@ -17,6 +17,8 @@ from typing import Any
 from magnetar.dev.problems import EnvironmentProblem
 
 PULSAR_VERSION = "4.0.8"
+# Values of `Settings.producer_credentials`.
+PRODUCER_CREDENTIALS = ("stored", "superuser")
 
 
 def magnetar_home() -> Path:
@@ -30,10 +32,16 @@ class Settings:
 
     pulsar_service_url: str = "pulsar://127.0.0.1:6650"
     pulsar_admin_url: str = "http://127.0.0.1:8080"
-    # Path of a file holding the Pulsar superuser token (reconciler and dev tooling only).
+    # Path of a file holding the Pulsar superuser token (admin plane and dev tooling only).
     pulsar_admin_token_file: str = ""
-    # Path of the broker's HS256 token secret key: signs each tenant's role token (tenants).
+    # Path of the broker's HS256 token secret key: the admin plane signs each tenant's
+    # producer token with it at onboarding (tenants.credentials). Never the public gateway's.
     pulsar_token_secret_key_file: str = ""
+    # What the public gateway's producers authenticate with: "stored", each tenant's own
+    # role token as the admin plane stored it (gateway.producer_tokens); or "superuser",
+    # the superuser token for every tenant (an explicit opt-out for a Pulsar without token
+    # signing; docs/kubernetes.md, "Topology").
+    producer_credentials: str = "stored"
     # The functions worker's state storage (bk://...), where onboarding prepares the
     # tenant's function state namespace and offboarding removes it; empty: not used.
     pulsar_state_storage_url: str = ""
@@ -46,10 +54,17 @@ class Settings:
     # The HTTP/JSON door (gateway/http_door.py, docs/clients.md) beside gRPC.
     http_host: str = "127.0.0.1"
     http_port: int = 8090
+    # The admin plane's gRPC listener (TenantService; `magnetar admin serve`), apart from the
+    # public gateway's and never behind its Ingress.
+    admin_grpc_host: str = "127.0.0.1"
+    admin_grpc_port: int = 50052
     # /metrics binds its own address, never grpc_host's: a gateway that serves gRPC on every
     # interface keeps its metrics (tenant names, call rates) on loopback unless told otherwise.
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 9464
+    # The admin plane's /metrics (on metrics_host): the pipeline's metrics, which need the
+    # Pulsar superuser token only the admin plane holds (docs/observability.md).
+    admin_metrics_port: int = 9465
     # A file holding `database_url`, read by the materialize Function on the worker host.
     functions_database_url_file: str = ""
     # Platform admin API key (plain text only in the local state file / a Secret).
@@ -66,11 +81,21 @@ class Settings:
     def __post_init__(self) -> None:
         # Checked here, not where used: a gateway pod with a bad value must fail at start
         # with the variable's name, not later inside grpc or `sys.setswitchinterval`.
-        for name in ("grpc_port", "http_port", "metrics_port"):
+        for name in (
+            "grpc_port",
+            "http_port",
+            "admin_grpc_port",
+            "metrics_port",
+            "admin_metrics_port",
+        ):
             if not 0 <= getattr(self, name) <= 65_535:
                 raise _bad(name, getattr(self, name), "a port number from 0 to 65535")
         if self.gil_switch_interval_us <= 0:
             raise _bad("gil_switch_interval_us", self.gil_switch_interval_us, "a number above 0")
+        if self.producer_credentials not in PRODUCER_CREDENTIALS:
+            raise _bad(
+                "producer_credentials", self.producer_credentials, " or ".join(PRODUCER_CREDENTIALS)
+            )
         if self.gateway_replicas <= 0:
             raise _bad("gateway_replicas", self.gateway_replicas, "a number above 0")
 

@@ -172,6 +172,19 @@ class TenantAdmin:
     def delete(self, tenant_id: str) -> list[str]:
         return self._reconciler.offboard(_required_id(tenant_id))
 
+    def issue_producer_tokens(self, page_size: int = 100) -> list[str]:
+        """Sign and store the producer token of every tenant whose Pulsar role exists: the
+        upgrade step for tenants onboarded before the gateway read stored tokens. Safe to
+        repeat (a token is the same for the same key and role). Returns the tenants issued."""
+        issued: list[str] = []
+        after = ""
+        while records := self._store.page(after, page_size):
+            for record in records:
+                if self._reconciler.issue_producer_token(record.tenant_id):
+                    issued.append(record.tenant_id)
+            after = records[-1].tenant_id
+        return issued
+
     # -- keys -------------------------------------------------------------------------
 
     def _live(self, tenant_id: str) -> TenantRecord:

@@ -2,10 +2,11 @@
 
 Onboarding grants the role `magnetar-tenant-<id>` produce and consume on the tenant's two
 namespaces, and nothing else (no tenant-admin rights, no other namespace). Its token is an
-HS256 JWT whose subject is the role, signed with the broker's secret key: the gateway signs
-it in memory from the key file when it first opens the tenant's producer, so tenant tokens
-are never written anywhere nor passed on a command line. Every gateway replica derives the
-same token from the same key, with nothing to distribute per tenant.
+HS256 JWT whose subject is the role, signed with the broker's secret key. Only the admin
+plane holds that key: it signs the token when onboarding reaches the role step and stores it
+in PostgreSQL (`producer_tokens`, row-level secured), where the public gateway reads it
+(gateway.producer_tokens). The gateway never sees the key, so a compromised gateway can
+produce only as tenants, never mint a role or act as superuser.
 
 Revocation: offboarding deletes the namespaces and with them the role's grants; the token
 itself does not expire, and a later tenant with the same id gets the same role.
@@ -23,7 +24,7 @@ log = logging.getLogger(__name__)
 
 
 class TenantRoleTokens:
-    """`PulsarCredentials` (gateway.event_publisher) giving each tenant its own role's token."""
+    """Signs each tenant's own role token (the admin plane's onboarding; tests)."""
 
     def __init__(self, secret_key: bytes) -> None:
         if len(secret_key) < 32:

@@ -275,6 +275,7 @@ class InMemoryTenantStore:
         self.records: dict[str, TenantRecord] = {}
         self.keys: dict[tuple[str, str], StoredKey] = {}
         self.rows: dict[tuple[str, str], int] = {}
+        self.producer_tokens: dict[str, str] = {}
         self._leases: set[str] = set()
         self._lock = threading.Lock()
 
@@ -349,9 +350,18 @@ class InMemoryTenantStore:
         self.keys[(minted.tenant_id, minted.key_id)] = stored
         return stored
 
+    def set_producer_token(self, tenant_id: str, token: str) -> None:
+        self.faults.check("set_producer_token")
+        self.producer_tokens[tenant_id] = token
+
+    def producer_token(self, tenant_id: str) -> str | None:
+        return self.producer_tokens.get(tenant_id)
+
     def purge(self, tenant_id: str) -> list[str]:
         self.faults.check("purge")
         removed = []
+        if self.producer_tokens.pop(tenant_id, None) is not None:
+            removed.append("1 rows of producer_tokens")
         for table, tenant in sorted(self.rows):
             if tenant == tenant_id:
                 removed.append(f"{self.rows.pop((table, tenant))} rows of {table}")

@@ -113,6 +113,9 @@ class TenantStore(Protocol):
     ) -> tuple[TenantRecord, list[StoredKey]]:
         """Store `keys`, mark the `keys` step DONE and the tenant ACTIVE, in one transaction."""
 
+    def set_producer_token(self, tenant_id: str, token: str) -> None:
+        """Keep the tenant's Pulsar role token where the public gateway reads it."""
+
     def purge(self, tenant_id: str) -> list[str]:
         """Delete every row of the tenant in every tenant-scoped table, then its record;
         returns one line per table that had rows."""

@@ -11,6 +11,10 @@ advisory lock in production, released if the holder dies). Two concurrent creati
 id therefore cannot both proceed: the one without the lease, or the one that finds the
 tenant already past provisioning, gets AlreadyExists.
 
+The `pulsar_role` step also signs the role's token (`token_for`, the admin plane's only use
+of the broker's signing key) and stores it where the public gateway reads it: the gateway
+produces as the tenant's role without holding the key (docs/kubernetes.md, "Topology").
+
 Pure logic over `tenants.ports`; no I/O of its own.
 """
 
@@ -20,7 +24,13 @@ import logging
 from collections.abc import Callable, Sequence
 
 from magnetar.api_keys import Scope, mint_key
-from magnetar.errors import AlreadyExists, MagnetarError, NotFound, Unavailable
+from magnetar.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    MagnetarError,
+    NotFound,
+    Unavailable,
+)
 from magnetar.pulsar_tokens import tenant_role
 from magnetar.topics import TenantTopics
 from tenants import pulsar_setup
@@ -77,12 +87,16 @@ class Reconciler:
         functions: FunctionDeployer,
         *,
         role_for: Callable[[str], str] = tenant_role,
+        token_for: Callable[[str], str] | None = None,
         before_offboarding: Sequence[OffboardingHook] = (),
     ) -> None:
         self._pulsar = pulsar
         self._store = store
         self._functions = functions
         self._role_for = role_for
+        # Signs the token of `role_for(tenant_id)`; None: no signing key (producers then use
+        # the superuser token, an explicit opt-out: Settings.producer_credentials).
+        self._token_for = token_for
         self._before_offboarding = tuple(before_offboarding)
 
     # -- onboarding -------------------------------------------------------------------
@@ -122,9 +136,7 @@ class Reconciler:
             "namespaces": lambda: pulsar_setup.ensure_namespaces(
                 self._pulsar, TenantTopics(tenant_id), _quotas(record.spec)
             ),
-            "pulsar_role": lambda: pulsar_setup.ensure_role(
-                self._pulsar, TenantTopics(tenant_id), self._role_for(tenant_id)
-            ),
+            "pulsar_role": lambda: self._grant_role(tenant_id),
             "topics": lambda: pulsar_setup.ensure_topics(self._pulsar, TenantTopics(tenant_id)),
             "schemas": lambda: pulsar_setup.ensure_schemas(self._pulsar, TenantTopics(tenant_id)),
             "functions": lambda: self._functions.deploy(tenant_id),
@@ -133,6 +145,14 @@ class Reconciler:
             if not record.done(step):
                 self._run_step(tenant_id, step, actions[step])
         return self._issue_first_keys(tenant_id)
+
+    def _grant_role(self, tenant_id: str) -> None:
+        pulsar_setup.ensure_role(self._pulsar, TenantTopics(tenant_id), self._role_for(tenant_id))
+        self._store_producer_token(tenant_id)
+
+    def _store_producer_token(self, tenant_id: str) -> None:
+        if self._token_for is not None:
+            self._store.set_producer_token(tenant_id, self._token_for(tenant_id))
 
     def _run_step(self, tenant_id: str, step: str, action: Callable[[], None]) -> None:
         try:
@@ -215,6 +235,9 @@ class Reconciler:
                 if record.state is TenantState.DELETING:
                     raise _tenant_missing(spec.tenant_id)
                 record = self._store.update_spec(spec)
+                if record.done("pulsar_role"):
+                    # A tenant onboarded before producer tokens existed gets its token here.
+                    self._store_producer_token(spec.tenant_id)
                 if record.done("namespaces"):
                     # Not yet created namespaces get the new policies when onboarding resumes.
                     pulsar_setup.ensure_namespaces(
@@ -223,6 +246,25 @@ class Reconciler:
                 return record
         except LeaseTaken:
             raise _busy(spec.tenant_id) from None
+
+    def issue_producer_token(self, tenant_id: str) -> bool:
+        """Sign and store the tenant's producer token if its role exists; False if not yet
+        (onboarding stores it when it reaches the role step)."""
+        if self._token_for is None:
+            raise FailedPrecondition(
+                "this admin plane has no token signing key "
+                "(pulsar_token_secret_key_file), so it cannot sign producer tokens",
+                reason="NO_SIGNING_KEY",
+            )
+        try:
+            with self._store.lease(tenant_id, wait_s=BUSY_WAIT_S):
+                record = self.record(tenant_id)
+                if record.state is TenantState.DELETING or not record.done("pulsar_role"):
+                    return False
+                self._store_producer_token(tenant_id)
+                return True
+        except LeaseTaken:
+            raise _busy(tenant_id) from None
 
     # -- offboarding ------------------------------------------------------------------
 

@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from magnetar.api_key_store import StoredKey
 from magnetar.api_keys import Scope
 from magnetar.db.engine import tenant_transaction
-from magnetar.db.models import ApiKey, Tenant
+from magnetar.db.models import ApiKey, ProducerToken, Tenant
 from magnetar.errors import Unavailable
 from tenants.model import (
     ONBOARDING_STEPS,
@@ -317,6 +317,26 @@ class PostgresTenantStore:
         except OperationalError as error:
             raise _unavailable(error) from error
         return removed
+
+    # -- producer tokens (written by the admin plane, read by the gateway) ------------
+
+    def set_producer_token(self, tenant_id: str, token: str) -> None:
+        try:
+            with tenant_transaction(self._sessions, tenant_id) as session:
+                session.merge(ProducerToken(tenant_id=tenant_id, token=token))
+        except OperationalError as error:
+            raise _unavailable(error) from error
+
+    def producer_token(self, tenant_id: str) -> str | None:
+        """The tenant's Pulsar role token, read in the tenant's row-level-security scope."""
+        try:
+            with tenant_transaction(self._sessions, tenant_id) as session:
+                token = session.execute(
+                    select(ProducerToken.token).where(ProducerToken.tenant_id == tenant_id)
+                ).scalar_one_or_none()
+        except OperationalError as error:
+            raise _unavailable(error) from error
+        return None if token is None else str(token)
 
     # -- the gateway's rate limiter ---------------------------------------------------
 

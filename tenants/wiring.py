@@ -1,12 +1,14 @@
 """The real tenant platform from settings: the one place that builds the I/O adapters.
 
-Used by the gateway's TenantService mount and by `magnetar tenants`. The reconciler is the
-only user of the Pulsar superuser token (`Settings.pulsar_admin_token_file`).
+Used by the admin plane (`magnetar admin serve`, gateway.admin_server) and by `magnetar
+tenants`: the only users of the Pulsar superuser token (`Settings.pulsar_admin_token_file`)
+and of the broker's token signing key (`Settings.pulsar_token_secret_key_file`), which signs
+each tenant's producer token at onboarding. The public gateway holds neither.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -16,6 +18,7 @@ from magnetar.api_key_store import ApiKeyStore
 from magnetar.pulsar_admin import PulsarAdmin
 from magnetar.settings import Settings
 from tenants.admin import TenantAdmin
+from tenants.credentials import TenantRoleTokens
 from tenants.function_state import FunctionStateStorage
 from tenants.functions_deploy import PipelineDeployer
 from tenants.ports import OffboardingHook
@@ -39,6 +42,14 @@ def pipeline_options(settings: Settings) -> PipelineOptions:
     return PipelineOptions(database_url_file=settings.functions_database_url_file)
 
 
+def role_token_signer(settings: Settings) -> Callable[[str], str] | None:
+    """Signs each tenant's producer token with the broker's key; None without a key (the
+    gateway then produces with the superuser token: `Settings.producer_credentials`)."""
+    if not settings.pulsar_token_secret_key_file:
+        return None
+    return TenantRoleTokens.from_file(settings.pulsar_token_secret_key_file).token_for
+
+
 def build_tenant_platform(
     settings: Settings,
     sessions: sessionmaker[Session],
@@ -54,7 +65,11 @@ def build_tenant_platform(
     )
     deployer = PipelineDeployer(pulsar, pipeline_options(settings), state)
     reconciler = Reconciler(
-        translated(pulsar), store, deployer, before_offboarding=before_offboarding
+        translated(pulsar),
+        store,
+        deployer,
+        token_for=role_token_signer(settings),
+        before_offboarding=before_offboarding,
     )
     admin = TenantAdmin(reconciler, store, ApiKeyStore(sessions))
     return TenantPlatform(admin, store, pulsar, deployer)

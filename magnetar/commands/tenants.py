@@ -1,9 +1,12 @@
-"""`magnetar tenants create|list|show|update|delete`: TenantService's operations from a shell.
+"""`magnetar tenants create|list|show|update|delete|issue-producer-tokens`: TenantService's
+operations from a shell.
 
-The CLI runs the same domain code as the gateway (`tenants.admin.TenantAdmin`) against the
-configured Pulsar and PostgreSQL, so it works with the gateway down. Keys are `magnetar
-keys`. A tenant deleted from here has its gateway producers cut off by Pulsar when the
-namespaces go (the gateway's own DeleteTenant closes them first, cleanly).
+The CLI runs the same domain code as the admin plane (`tenants.admin.TenantAdmin`) against
+the configured Pulsar and PostgreSQL, with the admin plane's credentials, so it works with
+no server up. Keys are `magnetar keys`. A tenant deleted here (or through the admin plane)
+has its public gateway producers cut off by Pulsar when the namespaces go.
+`issue-producer-tokens` is the upgrade step that gives tenants onboarded before the admin
+plane existed the producer token the public gateway now reads.
 """
 
 from __future__ import annotations
@@ -67,6 +70,12 @@ def register(subparsers: Any) -> None:
     delete.add_argument("tenant_id")
     delete.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     delete.set_defaults(handler=_delete)
+
+    issue = commands.add_parser(
+        "issue-producer-tokens",
+        help="sign and store every tenant's Pulsar producer token (once, after upgrading)",
+    )
+    issue.set_defaults(handler=_issue_producer_tokens)
 
 
 @contextmanager
@@ -207,4 +216,16 @@ def _delete(args: argparse.Namespace) -> int:
         return _fail(error)
     for line in removed:
         print(f"removed {line}")
+    return 0
+
+
+def _issue_producer_tokens(args: argparse.Namespace) -> int:
+    try:
+        with tenant_admin() as admin:
+            issued = admin.issue_producer_tokens()
+    except MagnetarError as error:
+        return _fail(error)
+    print(f"producer tokens stored for {len(issued)} tenant(s)", file=sys.stderr)
+    for tenant_id in issued:
+        print(tenant_id)
     return 0

@@ -10,7 +10,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from sqlalchemy import CheckConstraint, ForeignKey, LargeBinary, MetaData, String, func, text
+from sqlalchemy import (
+    CheckConstraint,
+    ForeignKey,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    func,
+    text,
+)
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -47,6 +56,19 @@ class Tenant(Base):
     state: Mapped[str] = mapped_column(String(16), server_default="active")
     steps: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class ProducerToken(Base):
+    """A tenant's Pulsar role token (migration 0010): the admin plane writes it at
+    onboarding, the public gateway reads it in the tenant's row-level-security scope."""
+
+    __tablename__ = "producer_tokens"
+
+    tenant_id: Mapped[TenantId] = mapped_column(
+        ForeignKey("tenants.tenant_id", ondelete="CASCADE"), primary_key=True
+    )
+    token: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[CreatedAt]
 
 
 class ApiKey(Base):

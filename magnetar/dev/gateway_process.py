@@ -1,4 +1,6 @@
-"""The gateway as a local background process, started and stopped with the rest of the stack."""
+"""The gateway and the admin plane as local background processes, started and stopped with the
+rest of the stack. Each is `magnetar <component> serve` ("gateway" or "admin"), with its pid
+and log under `<home>/<component>/`."""
 
 from __future__ import annotations
 
@@ -14,12 +16,12 @@ from magnetar.dev import processes
 from magnetar.dev.problems import EnvironmentProblem, require_free_ports
 
 
-def pid_file(home: Path) -> Path:
-    return home / "gateway" / "gateway.pid"
+def pid_file(home: Path, component: str = "gateway") -> Path:
+    return home / component / f"{component}.pid"
 
 
-def log_file(home: Path) -> Path:
-    return home / "gateway" / "gateway.log"
+def log_file(home: Path, component: str = "gateway") -> Path:
+    return home / component / f"{component}.log"
 
 
 def serving(address: str, timeout_s: float = 1.0) -> bool:
@@ -33,33 +35,36 @@ def serving(address: str, timeout_s: float = 1.0) -> bool:
     return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
 
 
-def start(home: Path, host: str, port: int, *, timeout_s: float = 60.0) -> float:
+def start(
+    home: Path, host: str, port: int, *, component: str = "gateway", timeout_s: float = 60.0
+) -> float:
     started = time.monotonic()
     address = f"{host}:{port}"
-    if processes.read_pid(pid_file(home)) is None:
-        require_free_ports({"gateway gRPC": port})
+    pids, log = pid_file(home, component), log_file(home, component)
+    if processes.read_pid(pids) is None:
+        require_free_ports({f"{component} gRPC": port})
         processes.start_detached(
-            [sys.executable, "-m", "magnetar.cli", "gateway", "serve"],
-            pid_file=pid_file(home),
-            log_file=log_file(home),
+            [sys.executable, "-m", "magnetar.cli", component, "serve"],
+            pid_file=pids,
+            log_file=log,
             cwd=home,
             env={**os.environ, "MAGNETAR_HOME": str(home)},
         )
     while not serving(address):
-        if processes.read_pid(pid_file(home)) is None:
+        if processes.read_pid(pids) is None:
             raise EnvironmentProblem(
-                f"the gateway exited during start-up: {processes.tail(log_file(home), 5)}",
-                f"read {log_file(home)}, then `magnetar dev up` again",
+                f"the {component} exited during start-up: {processes.tail(log, 5)}",
+                f"read {log}, then `magnetar dev up` again",
             )
         if time.monotonic() - started > timeout_s:
             raise EnvironmentProblem(
-                f"the gateway did not answer health checks on {address}",
-                f"read {log_file(home)}; `magnetar dev down` then `magnetar dev up`",
+                f"the {component} did not answer health checks on {address}",
+                f"read {log}; `magnetar dev down` then `magnetar dev up`",
             )
         time.sleep(0.3)
     return time.monotonic() - started
 
 
-def stop(home: Path) -> bool:
-    # SIGTERM: the gateway drains calls in progress (its grace is 10 s) before it exits.
-    return processes.stop_group(pid_file(home), grace_s=20.0)
+def stop(home: Path, component: str = "gateway") -> bool:
+    # SIGTERM: calls in progress drain (the gateway's grace is 10 s, the admin's 30 s).
+    return processes.stop_group(pid_file(home, component), grace_s=40.0)

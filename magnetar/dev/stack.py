@@ -97,6 +97,10 @@ def up(
         report.seconds["gateway"] = gateway_process.start(
             home, settings.grpc_host, settings.grpc_port
         )
+        # The admin plane (TenantService) in a process of its own, as in Kubernetes.
+        report.seconds["admin"] = gateway_process.start(
+            home, settings.admin_grpc_host, settings.admin_grpc_port, component="admin"
+        )
     return report
 
 
@@ -104,6 +108,7 @@ def down(home: Path | None = None) -> dict[str, bool]:
     home = home or magnetar_home()
     pulsar_layout, pg_layout = layouts(home)
     return {
+        "admin": gateway_process.stop(home, "admin"),
         "gateway": gateway_process.stop(home),
         "pulsar": pulsar.stop(pulsar_layout),
         "postgres": postgres.stop(pg_layout),
@@ -118,4 +123,6 @@ def status(home: Path | None = None) -> dict[str, str]:
     settings = Settings.load(home)
     address = f"{settings.grpc_host}:{settings.grpc_port}"
     report["gateway"] = "ready" if gateway_process.serving(address) else "down"
+    admin = f"{settings.admin_grpc_host}:{settings.admin_grpc_port}"
+    report["admin"] = "ready" if gateway_process.serving(admin) else "down"
     return report

@@ -45,7 +45,12 @@ from magnetar.v1 import (
 )
 from tenants.pulsar_setup import provision_pulsar
 from tests.faults.harness import remove_tenant
-from tests.integration.gateway_harness import RunningGateway, add_tenant_row, remove_tenant_row
+from tests.integration.gateway_harness import (
+    RunningAdmin,
+    RunningGateway,
+    add_tenant_row,
+    remove_tenant_row,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -167,8 +172,17 @@ def messages(descriptor: d.Descriptor, depth: int = 0) -> st.SearchStrategy[Mess
 
 
 class Target:
-    def __init__(self, gateway: RunningGateway, tenant: str, tenant_key: str, admin_key: str):
+    def __init__(
+        self,
+        gateway: RunningGateway,
+        admin: RunningAdmin,
+        tenant: str,
+        tenant_key: str,
+        admin_key: str,
+    ):
         self.channel = grpc.insecure_channel(gateway.address)
+        # TenantService is served by the admin plane, on its own listener.
+        self.admin_channel = grpc.insecure_channel(admin.address)
         self.tenant = tenant
         self.credentials = {
             "tenant": tenant_key,
@@ -182,13 +196,15 @@ class Target:
         key = self.credentials[who]
         metadata = [("authorization", f"Bearer {key}")] if key else []
         identity = (lambda b: b, lambda b: b)
+        admin_plane = method.containing_service.name == "TenantService"
+        channel = self.admin_channel if admin_plane else self.channel
         try:
             if method.client_streaming:
-                stream = self.channel.stream_stream(path, *identity)
+                stream = channel.stream_stream(path, *identity)
                 for _ in stream(iter(payloads), metadata=metadata, timeout=30):
                     pass
             else:
-                call = self.channel.unary_unary(path, *identity)
+                call = channel.unary_unary(path, *identity)
                 call(payloads[0], metadata=metadata, timeout=30)
         except grpc.RpcError as error:
             return error.code()
@@ -206,13 +222,16 @@ def target(settings: Settings, pulsar_admin: PulsarAdmin) -> Iterator[Target]:
     )
     engine.dispose()
     admin_key = secrets.token_urlsafe(32)
-    gateway = RunningGateway(settings.merged({"grpc_port": 0, "admin_api_key": admin_key}))
-    running = Target(gateway, tenant, key.secret, admin_key)
+    gateway = RunningGateway(settings.merged({"grpc_port": 0}))
+    admin = RunningAdmin(settings.merged({"admin_api_key": admin_key}))
+    running = Target(gateway, admin, tenant, key.secret, admin_key)
     try:
         yield running
     finally:
         running.channel.close()
+        running.admin_channel.close()
         gateway.stop()
+        admin.stop()
         remove_tenant_row(settings, tenant)
         remove_tenant(pulsar_admin, tenant)
 

@@ -316,20 +316,24 @@ def env_names(container: dict[str, Any]) -> set[str]:
 def test_each_container_gets_only_the_credentials_it_uses(rendered: dict[str, str]) -> None:
     docs = check_helm.documents(rendered["minimal"])
     gateway = one(docs, "Deployment", "gateway")["spec"]["template"]["spec"]["containers"][0]
+    admin = one(docs, "Deployment", "admin")["spec"]["template"]["spec"]["containers"][0]
     migrations = one(docs, "Job", "migrations")["spec"]["template"]["spec"]["containers"][0]
     functions = one(docs, "Job", "functions-deploy")["spec"]["template"]["spec"]["containers"][0]
     assert "MAGNETAR_DATABASE_OWNER_URL" in env_names(migrations)
     assert "MAGNETAR_DATABASE_OWNER_URL" not in env_names(gateway) | env_names(functions)
-    assert "MAGNETAR_ADMIN_API_KEY" in env_names(gateway)
+    # The platform admin key is the admin plane's alone.
+    assert "MAGNETAR_ADMIN_API_KEY" in env_names(admin)
+    assert "MAGNETAR_ADMIN_API_KEY" not in env_names(gateway) | env_names(functions)
     assert not {m["name"] for m in migrations["volumeMounts"]} & {"pulsar-token"}
     configmap = one(docs, "ConfigMap")
     token_file = configmap["data"]["MAGNETAR_PULSAR_ADMIN_TOKEN_FILE"]
-    mounts = {m["name"]: m["mountPath"] for m in gateway["volumeMounts"]}
+    mounts = {m["name"]: m["mountPath"] for m in admin["volumeMounts"]}
     assert token_file == f"{mounts['pulsar-token']}/token"
     for key in (
         "MAGNETAR_PULSAR_SERVICE_URL",
         "MAGNETAR_PULSAR_ADMIN_URL",
         "MAGNETAR_GRPC_PORT",
+        "MAGNETAR_ADMIN_GRPC_PORT",
         "MAGNETAR_METRICS_HOST",
         "MAGNETAR_METRICS_PORT",
         "MAGNETAR_APP_ROLE",
@@ -374,13 +378,13 @@ def test_external_secrets_scenario_reads_each_credential_where_it_lives(
     rendered: dict[str, str],
 ) -> None:
     docs = check_helm.documents(rendered["external-secrets"])
-    gateway = one(docs, "Deployment", "gateway")["spec"]["template"]["spec"]
-    (token_volume,) = [v for v in gateway["volumes"] if v["name"] == "pulsar-token"]
+    admin = one(docs, "Deployment", "admin")["spec"]["template"]["spec"]
+    (token_volume,) = [v for v in admin["volumes"] if v["name"] == "pulsar-token"]
     assert token_volume["secret"]["secretName"] == "pulsar-token-admin"
     assert token_volume["secret"]["items"] == [{"key": "TOKEN", "path": "token"}]
     refs = {
         entry["name"]: entry["valueFrom"]["secretKeyRef"]
-        for entry in gateway["containers"][0]["env"]
+        for entry in admin["containers"][0]["env"]
         if "valueFrom" in entry
     }
     assert refs["MAGNETAR_DATABASE_URL"] == {"name": "magnetar-external", "key": "app-url"}
@@ -423,7 +427,13 @@ def test_the_chart_sets_the_settings_the_code_reads() -> None:
 
 
 def gateway_pod(docs: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
-    spec = one(docs, "Deployment", "gateway")["spec"]["template"]["spec"]
+    return component_pod(docs, "gateway")
+
+
+def component_pod(
+    docs: list[dict[str, Any]], component: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    spec = one(docs, "Deployment", component)["spec"]["template"]["spec"]
     (container,) = spec["containers"]
     return spec, container
 
@@ -444,7 +454,9 @@ def test_each_gateway_replica_knows_how_many_share_the_quotas(rendered: dict[str
 
 
 @tool_timeout
-def test_gateway_signs_tenant_tokens_with_the_broker_key_mounted_read_only(tools: None) -> None:
+def test_admin_plane_signs_tenant_tokens_with_the_broker_key_mounted_read_only(
+    tools: None,
+) -> None:
     docs = check_helm.documents(
         check_helm.helm_template(
             [scenario("minimal")],
@@ -454,7 +466,7 @@ def test_gateway_signs_tenant_tokens_with_the_broker_key_mounted_read_only(tools
             ],
         )
     )
-    spec, container = gateway_pod(docs)
+    spec, container = component_pod(docs, "admin")
     (volume,) = [v for v in spec["volumes"] if v["name"] == KEY_VOLUME]
     assert volume["secret"]["secretName"] == "broker-signing-key"
     assert volume["secret"]["items"] == [{"key": "HS256KEY", "path": "secret.key"}]
@@ -466,8 +478,13 @@ def test_gateway_signs_tenant_tokens_with_the_broker_key_mounted_read_only(tools
     # The path of the file, not the key: the key itself is never in the environment.
     assert entry == {"name": KEY_FILE_ENV, "value": f"{mount['mountPath']}/secret.key"}
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
-    # Only the gateway signs tenant tokens: the Jobs get neither the key nor its path.
-    for kind, component in (("Job", "migrations"), ("Job", "functions-deploy")):
+    # Only the admin plane signs tenant tokens: the gateway and the Jobs get neither the key
+    # nor its path.
+    for kind, component in (
+        ("Deployment", "gateway"),
+        ("Job", "migrations"),
+        ("Job", "functions-deploy"),
+    ):
         job = one(docs, kind, component)["spec"]["template"]["spec"]
         assert KEY_VOLUME not in {v["name"] for v in job["volumes"]}, component
         assert KEY_FILE_ENV not in env_names(job["containers"][0]), component
@@ -480,10 +497,14 @@ def test_without_a_token_secret_key_the_gateway_gets_no_key_and_the_notes_warn(
 ) -> None:
     """The opted-out fallback: no key mounted, so the gateway uses the superuser token."""
     docs = check_helm.documents(rendered["minimal"])
-    spec, container = gateway_pod(docs)
-    assert KEY_VOLUME not in {v["name"] for v in spec["volumes"]}
-    assert KEY_VOLUME not in {m["name"] for m in container["volumeMounts"]}
-    assert KEY_FILE_ENV not in env_names(container)
+    for component in ("gateway", "admin"):
+        spec, container = component_pod(docs, component)
+        assert KEY_VOLUME not in {v["name"] for v in spec["volumes"]}
+        assert KEY_VOLUME not in {m["name"] for m in container["volumeMounts"]}
+        assert KEY_FILE_ENV not in env_names(container)
+    _, container = gateway_pod(docs)
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["MAGNETAR_PRODUCER_CREDENTIALS"] == "superuser"
     assert KEY_FILE_ENV not in one(docs, "ConfigMap")["data"]
     notes = check_helm.render_notes([scenario("minimal")])
     assert "pulsar.allowSuperuserProducers is set" in notes
@@ -496,7 +517,7 @@ def test_production_scenario_mounts_the_key_and_reaches_the_state_storage(
     rendered: dict[str, str],
 ) -> None:
     docs = check_helm.documents(rendered["production"])
-    _, container = gateway_pod(docs)
+    _, container = component_pod(docs, "admin")
     mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env[KEY_FILE_ENV] == f"{mounts[KEY_VOLUME]}/secret.key"
@@ -528,8 +549,59 @@ def test_without_a_state_storage_url_none_is_configured(rendered: dict[str, str]
 def test_notes_tell_how_to_reach_the_gateway_and_create_a_tenant(tools: None) -> None:
     notes = check_helm.render_notes([scenario("minimal")])
     assert "port-forward svc/magnetar-gateway 50051:50051" in notes
-    assert "magnetar.v1.TenantService/CreateTenant" in notes
+    assert "port-forward svc/magnetar-admin 50052:50052" in notes
+    assert "localhost:50052 magnetar.v1.TenantService/CreateTenant" in notes
     assert "authorization: Bearer" in notes
+
+
+PLATFORM_CREDENTIALS = {"MAGNETAR_ADMIN_API_KEY", KEY_FILE_ENV}
+PLATFORM_VOLUMES = {"pulsar-token", KEY_VOLUME}
+
+
+@tool_timeout
+@pytest.mark.parametrize("name", ["production", "external-secrets"])
+def test_the_public_gateway_pod_holds_no_platform_credential(
+    rendered: dict[str, str], name: str
+) -> None:
+    """With a signing key, the gateway gets the database URL and nothing of the platform's:
+    no signing key, no superuser token, no admin key; the admin plane gets them."""
+    docs = check_helm.documents(rendered[name])
+    spec, container = gateway_pod(docs)
+    assert not {v["name"] for v in spec["volumes"]} & PLATFORM_VOLUMES
+    assert not {m["name"] for m in container["volumeMounts"]} & PLATFORM_VOLUMES
+    assert not env_names(container) & (PLATFORM_CREDENTIALS | {"MAGNETAR_PRODUCER_CREDENTIALS"})
+    admin_spec, admin = component_pod(docs, "admin")
+    assert {v["name"] for v in admin_spec["volumes"]} >= PLATFORM_VOLUMES
+    assert env_names(admin) >= PLATFORM_CREDENTIALS
+    assert admin["args"] == ["admin", "serve"]
+
+
+@tool_timeout
+@pytest.mark.parametrize("name", SCENARIO_IDS)
+def test_the_admin_service_is_cluster_internal_and_behind_no_ingress(
+    rendered: dict[str, str], name: str
+) -> None:
+    docs = check_helm.documents(rendered[name])
+    admin_service = one(docs, "Service", "admin")
+    assert admin_service["spec"]["type"] == "ClusterIP"
+    assert [p["targetPort"] for p in admin_service["spec"]["ports"]] == ["admin-grpc"]
+    backends = {
+        path["backend"]["service"]["name"]
+        for ingress in kinds(docs, "Ingress")
+        for rule in ingress["spec"]["rules"]
+        for path in rule["http"]["paths"]
+    }
+    assert admin_service["metadata"]["name"] not in backends
+    # The Services an Ingress routes to never select the admin pods.
+    admin_labels = one(docs, "Deployment", "admin")["spec"]["template"]["metadata"]["labels"]
+    for service in kinds(docs, "Service"):
+        if service["metadata"]["name"] in backends:
+            selector = service["spec"]["selector"].items()
+            assert not selector <= admin_labels.items(), service["metadata"]["name"]
+    # The public gateway's port is not the admin plane's, so its NetworkPolicy rule (open to
+    # grpcFrom) does not open TenantService.
+    _, admin = component_pod(docs, "admin")
+    assert [p["name"] for p in admin["ports"]] == ["admin-grpc"]
 
 
 # --- the Dockerfile -----------------------------------------------------------------------
@@ -744,7 +816,11 @@ def test_rendering_without_the_signing_key_fails_unless_explicitly_opted_out(
         check_helm.helm_template([scenario("production")], set_values=without_key)
     # The opt-out renders (the minimal scenario sets it), and so does a named key.
     opted_out = ["pulsar.allowSuperuserProducers=true"]
-    one(check_helm.documents(check_helm.helm_template([scenario("minimal")])), "Deployment")
+    one(
+        check_helm.documents(check_helm.helm_template([scenario("minimal")])),
+        "Deployment",
+        "gateway",
+    )
     docs = check_helm.documents(
         check_helm.helm_template([scenario("production")], set_values=without_key + opted_out)
     )

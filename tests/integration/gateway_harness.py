@@ -14,6 +14,7 @@ import pulsar
 import pytest
 from pulsar.schema import BytesSchema
 
+from gateway.admin_server import AdminServer, create_admin_server
 from gateway.event_publisher import PulsarCredentials
 from gateway.server import GatewayOptions, GatewayServer, create_server
 from magnetar.api_key_store import ApiKeyStore
@@ -23,12 +24,31 @@ from magnetar.db.models import Tenant
 from magnetar.pulsar_admin import PulsarAdmin
 from magnetar.raw_events import provision_raw_topic
 from magnetar.settings import Settings
+from tenants.credentials import TenantRoleTokens
+from tenants.store import PostgresTenantStore
 from tests.integration.conftest import ScratchTenant
 
 T = TypeVar("T")
 
 
-class RunningGateway:
+class _LoopThread:
+    """A private event loop in a daemon thread, for servers tests call with blocking stubs."""
+
+    def __init__(self) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 60) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+
+    def _end(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()
+
+
+class RunningGateway(_LoopThread):
     """`create_server` + `start` in a private loop thread; `stop` drains it."""
 
     def __init__(
@@ -37,10 +57,8 @@ class RunningGateway:
         options: GatewayOptions | None = None,
         credentials: PulsarCredentials | None = None,
     ) -> None:
+        super().__init__()
         self.settings = settings
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._thread.start()
 
         async def build() -> tuple[GatewayServer, int]:
             return create_server(settings, options=options, credentials=credentials)
@@ -52,16 +70,35 @@ class RunningGateway:
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 60) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+    def stop(self, grace: float = 2.0) -> None:
+        try:
+            self.run(self.server.stop(grace))
+        finally:
+            self._end()
+
+
+class RunningAdmin(_LoopThread):
+    """The admin plane (`create_admin_server`) in a private loop thread, on a free port."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__()
+        self.settings = settings.merged({"admin_grpc_host": "127.0.0.1", "admin_grpc_port": 0})
+
+        async def build() -> tuple[AdminServer, int]:
+            return create_admin_server(self.settings)
+
+        self.server, self.port = self.run(build())
+        self.run(self.server.start())
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
 
     def stop(self, grace: float = 2.0) -> None:
         try:
             self.run(self.server.stop(grace))
         finally:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(10)
-            self._loop.close()
+            self._end()
 
 
 @dataclass(frozen=True)
@@ -83,10 +120,12 @@ def key_store(settings: Settings) -> Iterator[ApiKeyStore]:
 
 
 def add_tenant_row(settings: Settings, tenant_id: str) -> None:
+    """The tenant's row and, as onboarding stores it, the producer token the gateway reads."""
     engine = make_engine(settings.database_url, pool_size=1)
     with make_sessionmaker(engine).begin() as session:
         session.add(Tenant(tenant_id=tenant_id, display_name=f"test {tenant_id}"))
     engine.dispose()
+    store_producer_token(settings, tenant_id)
 
 
 def remove_tenant_row(settings: Settings, tenant_id: str) -> None:
@@ -95,6 +134,14 @@ def remove_tenant_row(settings: Settings, tenant_id: str) -> None:
         tenant = session.get(Tenant, tenant_id)
         if tenant is not None:
             session.delete(tenant)
+    engine.dispose()
+
+
+def store_producer_token(settings: Settings, tenant_id: str) -> None:
+    """What onboarding's role step does: the tenant's role token where the gateway reads it."""
+    engine = make_engine(settings.database_url, pool_size=1)
+    token = TenantRoleTokens.from_file(settings.pulsar_token_secret_key_file).token_for(tenant_id)
+    PostgresTenantStore(make_sessionmaker(engine)).set_producer_token(tenant_id, token)
     engine.dispose()
 
 
@@ -168,5 +215,12 @@ def gateway(settings: Settings, admin_key: str) -> Iterator[RunningGateway]:
         settings.merged({"grpc_port": 0, "admin_api_key": admin_key}),
         GatewayOptions(auth_cache_ttl_s=0.2),
     )
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module")
+def admin_plane(settings: Settings, admin_key: str) -> Iterator[RunningAdmin]:
+    running = RunningAdmin(settings.merged({"admin_api_key": admin_key}))
     yield running
     running.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import subprocess
@@ -17,10 +18,12 @@ pytestmark = pytest.mark.integration
 
 
 def _scrape(settings: Settings) -> str:
-    try:
-        return httpx.get(f"http://{settings.metrics_host}:{settings.metrics_port}/metrics").text
-    except httpx.HTTPError:
-        return ""
+    """The gateway's /metrics (RPCs) and the admin plane's (the pipeline), concatenated."""
+    text = ""
+    for port in (settings.metrics_port, settings.admin_metrics_port):
+        with contextlib.suppress(httpx.HTTPError):
+            text += httpx.get(f"http://{settings.metrics_host}:{port}/metrics").text
+    return text
 
 
 def _value(text: str, pattern: str) -> float:

@@ -1,7 +1,7 @@
 """Tenant lifecycle against the real broker (auth on), functions worker and PostgreSQL.
 
-Through the gateway's TenantService: onboarding creates everything with the plan's
-policies and a working pipeline; updates reach Pulsar; keys are issued and revoked;
+Through the admin plane's TenantService (events through the public gateway): onboarding
+creates everything with the plan's policies and a working pipeline; updates reach Pulsar; keys are issued and revoked;
 offboarding leaves nothing of the tenant in Pulsar or PostgreSQL, checked by listing. Then
 the reconciler's promises: two concurrent creations → one wins; a process killed in the
 middle of onboarding leaves a record that the next CreateTenant resumes from; the CLI.
@@ -44,10 +44,16 @@ from tenants.model import StepState, TenantState
 from tenants.plans import PLANS
 from tenants.store import tenant_tables
 from tenants.wiring import TenantPlatform, build_tenant_platform
-from tests.integration.gateway_harness import RunningGateway, admin_key, gateway
+from tests.integration.gateway_harness import (
+    RunningAdmin,
+    RunningGateway,
+    admin_key,
+    admin_plane,
+    gateway,
+)
 
 pytestmark = pytest.mark.integration
-__all__ = ["admin_key", "gateway"]  # fixtures, imported to register
+__all__ = ["admin_key", "admin_plane", "gateway"]  # fixtures, imported to register
 
 Stub = tenant_service_pb2_grpc.TenantServiceStub
 
@@ -107,8 +113,8 @@ def tenant_id(platform: TenantPlatform) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def stub(gateway: RunningGateway) -> Iterator[Stub]:
-    with grpc.insecure_channel(gateway.address) as channel:
+def stub(admin_plane: RunningAdmin) -> Iterator[Stub]:
+    with grpc.insecure_channel(admin_plane.address) as channel:
         yield Stub(channel)
 
 
@@ -160,7 +166,7 @@ NOTHING_LEFT = {
 }
 
 
-def test_onboarding_through_the_gateway_then_offboarding_leaves_nothing(
+def test_onboarding_through_the_admin_plane_then_offboarding_leaves_nothing(
     stub: Stub,
     gateway: RunningGateway,
     admin_key: str,

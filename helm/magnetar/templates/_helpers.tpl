@@ -180,13 +180,21 @@ Ports of the function state storage, from pulsar.stateStorageUrl (bk://h1[:p1],h
 {{- end }}
 
 {{/*
-Refuses to render a gateway whose tenant producers would all use the superuser token, unless
+Refuses to render a release whose tenant producers would all use the superuser token, unless
 the values say so on purpose (pulsar.allowSuperuserProducers).
 */}}
 {{- define "magnetar.requireProducerIsolation" -}}
 {{- if not (or .Values.pulsar.tokenSecretKey.existingSecret .Values.pulsar.allowSuperuserProducers) }}
 {{- fail "pulsar.tokenSecretKey.existingSecret is empty: without the broker's token secret key every tenant's producers use the Pulsar superuser token. Name the Secret holding the key (docs/kubernetes.md, section 4), or set pulsar.allowSuperuserProducers=true to accept that (development clusters only)" }}
 {{- end }}
+{{- end }}
+
+{{/*
+True ("true") when the gateway's producers use the superuser token: no signing key and the
+values accept that (pulsar.allowSuperuserProducers). Only then is the token mounted into it.
+*/}}
+{{- define "magnetar.superuserProducers" -}}
+{{- if and (not .Values.pulsar.tokenSecretKey.existingSecret) .Values.pulsar.allowSuperuserProducers }}true{{ end }}
 {{- end }}
 
 {{/*
@@ -242,7 +250,7 @@ credentials in env vars; see the checkov skip annotations for the reasoning.
       key: {{ (index $root.Values.secrets $name).key }}
 {{- end }}
 {{- if include "magnetar.mountsTokenSecretKey" . }}
-# The gateway signs each tenant's Pulsar role token with the broker's key (tenants/credentials.py).
+# The admin plane signs each tenant's Pulsar role token with the broker's key (tenants/credentials.py).
 - name: MAGNETAR_PULSAR_TOKEN_SECRET_KEY_FILE
   value: {{ include "magnetar.pulsarTokenKeyDir" $root }}/secret.key
 {{- end }}
@@ -267,7 +275,7 @@ credentials in env vars; see the checkov skip annotations for the reasoning.
 {{/*
 Volumes of a Magnetar pod: scratch space, the Pulsar superuser token when the container
 talks to the Pulsar admin API, the broker's token secret key when the container signs tenant
-role tokens (the gateway) and pulsar.tokenSecretKey names a Secret, the CA bundle when TLS is on.
+role tokens (the admin plane) and pulsar.tokenSecretKey names a Secret, the CA bundle when TLS is on.
 (dict "root" $ "pulsarToken" true|false "tokenSecretKey" true|false)
 */}}
 {{- define "magnetar.volumes" -}}
