@@ -342,6 +342,21 @@ PROBES: dict[str, Probe] = {
         ),
         lambda replies: [str(r.accepted_count) for r in replies],
     ),
+    "/magnetar.v1.EventService/ImportEvents": lambda s, a, t: outcome(
+        lambda: list(
+            s.events.ImportEvents(
+                iter(
+                    [
+                        event_service_pb2.ImportEventsRequest(
+                            batch_id=1, events=[_event(t.user, t.item)]
+                        )
+                    ]
+                ),
+                metadata=bearer(a.ingest),
+            )
+        ),
+        lambda replies: [f"{r.accepted_count}/{r.tenant_counted_events}" for r in replies],
+    ),
     **{
         f"/magnetar.v1.TenantService/{m}": _tenant_probe(m)
         for m in (
