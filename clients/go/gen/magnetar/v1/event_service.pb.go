@@ -484,6 +484,145 @@ func (x *StreamEventsResponse) GetAcceptedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+// One batch of an import.
+type ImportEventsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A client-chosen number echoed in the response to this batch, e.g. a counter.
+	BatchId uint64 `protobuf:"varint,1,opt,name=batch_id,json=batchId,proto3" json:"batch_id,omitempty"`
+	// The events of this batch, at most 1000, with their original `occurred_at`.
+	Events        []*Event `protobuf:"bytes,2,rep,name=events,proto3" json:"events,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportEventsRequest) Reset() {
+	*x = ImportEventsRequest{}
+	mi := &file_magnetar_v1_event_service_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportEventsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportEventsRequest) ProtoMessage() {}
+
+func (x *ImportEventsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_magnetar_v1_event_service_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportEventsRequest.ProtoReflect.Descriptor instead.
+func (*ImportEventsRequest) Descriptor() ([]byte, []int) {
+	return file_magnetar_v1_event_service_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *ImportEventsRequest) GetBatchId() uint64 {
+	if x != nil {
+		return x.BatchId
+	}
+	return 0
+}
+
+func (x *ImportEventsRequest) GetEvents() []*Event {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+// The acknowledgement of one batch of an import, with the tenant's counting progress.
+type ImportEventsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The `batch_id` of the batch this answers.
+	BatchId uint64 `protobuf:"varint,1,opt,name=batch_id,json=batchId,proto3" json:"batch_id,omitempty"`
+	// How many events of the batch were published (and acknowledged by Pulsar).
+	AcceptedCount uint32 `protobuf:"varint,2,opt,name=accepted_count,json=acceptedCount,proto3" json:"accepted_count,omitempty"`
+	// The events of the batch that were not accepted, in index order.
+	RejectedEvents []*EventRejection `protobuf:"bytes,3,rep,name=rejected_events,json=rejectedEvents,proto3" json:"rejected_events,omitempty"`
+	// When the gateway accepted the batch.
+	AcceptedAt *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=accepted_at,json=acceptedAt,proto3" json:"accepted_at,omitempty"`
+	// Events the tenant's pipeline has counted so far, live and imported alike (its
+	// processed-event count when this batch was answered; it trails `accepted_count` by the
+	// pipeline's latency and never goes down). Absent when the count could not be read.
+	TenantCountedEvents *uint64 `protobuf:"varint,5,opt,name=tenant_counted_events,json=tenantCountedEvents,proto3,oneof" json:"tenant_counted_events,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
+}
+
+func (x *ImportEventsResponse) Reset() {
+	*x = ImportEventsResponse{}
+	mi := &file_magnetar_v1_event_service_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportEventsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportEventsResponse) ProtoMessage() {}
+
+func (x *ImportEventsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_magnetar_v1_event_service_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportEventsResponse.ProtoReflect.Descriptor instead.
+func (*ImportEventsResponse) Descriptor() ([]byte, []int) {
+	return file_magnetar_v1_event_service_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *ImportEventsResponse) GetBatchId() uint64 {
+	if x != nil {
+		return x.BatchId
+	}
+	return 0
+}
+
+func (x *ImportEventsResponse) GetAcceptedCount() uint32 {
+	if x != nil {
+		return x.AcceptedCount
+	}
+	return 0
+}
+
+func (x *ImportEventsResponse) GetRejectedEvents() []*EventRejection {
+	if x != nil {
+		return x.RejectedEvents
+	}
+	return nil
+}
+
+func (x *ImportEventsResponse) GetAcceptedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.AcceptedAt
+	}
+	return nil
+}
+
+func (x *ImportEventsResponse) GetTenantCountedEvents() uint64 {
+	if x != nil && x.TenantCountedEvents != nil {
+		return *x.TenantCountedEvents
+	}
+	return 0
+}
+
 var File_magnetar_v1_event_service_proto protoreflect.FileDescriptor
 
 const file_magnetar_v1_event_service_proto_rawDesc = "" +
@@ -515,7 +654,18 @@ const file_magnetar_v1_event_service_proto_rawDesc = "" +
 	"\x0eaccepted_count\x18\x02 \x01(\rR\racceptedCount\x12D\n" +
 	"\x0frejected_events\x18\x03 \x03(\v2\x1b.magnetar.v1.EventRejectionR\x0erejectedEvents\x12;\n" +
 	"\vaccepted_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"acceptedAt*\x97\x03\n" +
+	"acceptedAt\"\\\n" +
+	"\x13ImportEventsRequest\x12\x19\n" +
+	"\bbatch_id\x18\x01 \x01(\x04R\abatchId\x12*\n" +
+	"\x06events\x18\x02 \x03(\v2\x12.magnetar.v1.EventR\x06events\"\xae\x02\n" +
+	"\x14ImportEventsResponse\x12\x19\n" +
+	"\bbatch_id\x18\x01 \x01(\x04R\abatchId\x12%\n" +
+	"\x0eaccepted_count\x18\x02 \x01(\rR\racceptedCount\x12D\n" +
+	"\x0frejected_events\x18\x03 \x03(\v2\x1b.magnetar.v1.EventRejectionR\x0erejectedEvents\x12;\n" +
+	"\vaccepted_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"acceptedAt\x127\n" +
+	"\x15tenant_counted_events\x18\x05 \x01(\x04H\x00R\x13tenantCountedEvents\x88\x01\x01B\x18\n" +
+	"\x16_tenant_counted_events*\x97\x03\n" +
 	"\x0fRejectionReason\x12 \n" +
 	"\x1cREJECTION_REASON_UNSPECIFIED\x10\x00\x12\"\n" +
 	"\x1eREJECTION_REASON_MISSING_FIELD\x10\x01\x12\"\n" +
@@ -526,10 +676,11 @@ const file_magnetar_v1_event_service_proto_rawDesc = "" +
 	" REJECTION_REASON_EVENT_TOO_LARGE\x10\x06\x12'\n" +
 	"#REJECTION_REASON_OCCURRED_IN_FUTURE\x10\a\x12*\n" +
 	"&REJECTION_REASON_OCCURRED_TOO_LONG_AGO\x10\b\x12'\n" +
-	"#REJECTION_REASON_DUPLICATE_EVENT_ID\x10\t2\xc8\x01\n" +
+	"#REJECTION_REASON_DUPLICATE_EVENT_ID\x10\t2\xa1\x02\n" +
 	"\fEventService\x12_\n" +
 	"\x06Ingest\x12\x1a.magnetar.v1.IngestRequest\x1a\x1b.magnetar.v1.IngestResponse\"\x1c\x82\xd3\xe4\x93\x02\x16:\x01*\"\x11/v1/events:ingest\x12W\n" +
-	"\fStreamEvents\x12 .magnetar.v1.StreamEventsRequest\x1a!.magnetar.v1.StreamEventsResponse(\x010\x01B\xa1\x01\n" +
+	"\fStreamEvents\x12 .magnetar.v1.StreamEventsRequest\x1a!.magnetar.v1.StreamEventsResponse(\x010\x01\x12W\n" +
+	"\fImportEvents\x12 .magnetar.v1.ImportEventsRequest\x1a!.magnetar.v1.ImportEventsResponse(\x010\x01B\xa1\x01\n" +
 	"\x0fcom.magnetar.v1B\x11EventServiceProtoP\x01Z.magnetar/clients/go/gen/magnetar/v1;magnetarv1\xa2\x02\x03MXX\xaa\x02\vMagnetar.V1\xca\x02\vMagnetar\\V1\xe2\x02\x17Magnetar\\V1\\GPBMetadata\xea\x02\fMagnetar::V1b\x06proto3"
 
 var (
@@ -545,7 +696,7 @@ func file_magnetar_v1_event_service_proto_rawDescGZIP() []byte {
 }
 
 var file_magnetar_v1_event_service_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_magnetar_v1_event_service_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_magnetar_v1_event_service_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_magnetar_v1_event_service_proto_goTypes = []any{
 	(RejectionReason)(0),          // 0: magnetar.v1.RejectionReason
 	(*EventViolation)(nil),        // 1: magnetar.v1.EventViolation
@@ -554,28 +705,35 @@ var file_magnetar_v1_event_service_proto_goTypes = []any{
 	(*IngestResponse)(nil),        // 4: magnetar.v1.IngestResponse
 	(*StreamEventsRequest)(nil),   // 5: magnetar.v1.StreamEventsRequest
 	(*StreamEventsResponse)(nil),  // 6: magnetar.v1.StreamEventsResponse
-	(*Event)(nil),                 // 7: magnetar.v1.Event
-	(*timestamppb.Timestamp)(nil), // 8: google.protobuf.Timestamp
+	(*ImportEventsRequest)(nil),   // 7: magnetar.v1.ImportEventsRequest
+	(*ImportEventsResponse)(nil),  // 8: magnetar.v1.ImportEventsResponse
+	(*Event)(nil),                 // 9: magnetar.v1.Event
+	(*timestamppb.Timestamp)(nil), // 10: google.protobuf.Timestamp
 }
 var file_magnetar_v1_event_service_proto_depIdxs = []int32{
 	0,  // 0: magnetar.v1.EventViolation.reason:type_name -> magnetar.v1.RejectionReason
 	0,  // 1: magnetar.v1.EventRejection.reason:type_name -> magnetar.v1.RejectionReason
 	1,  // 2: magnetar.v1.EventRejection.violations:type_name -> magnetar.v1.EventViolation
-	7,  // 3: magnetar.v1.IngestRequest.events:type_name -> magnetar.v1.Event
+	9,  // 3: magnetar.v1.IngestRequest.events:type_name -> magnetar.v1.Event
 	2,  // 4: magnetar.v1.IngestResponse.rejected_events:type_name -> magnetar.v1.EventRejection
-	8,  // 5: magnetar.v1.IngestResponse.accepted_at:type_name -> google.protobuf.Timestamp
-	7,  // 6: magnetar.v1.StreamEventsRequest.events:type_name -> magnetar.v1.Event
+	10, // 5: magnetar.v1.IngestResponse.accepted_at:type_name -> google.protobuf.Timestamp
+	9,  // 6: magnetar.v1.StreamEventsRequest.events:type_name -> magnetar.v1.Event
 	2,  // 7: magnetar.v1.StreamEventsResponse.rejected_events:type_name -> magnetar.v1.EventRejection
-	8,  // 8: magnetar.v1.StreamEventsResponse.accepted_at:type_name -> google.protobuf.Timestamp
-	3,  // 9: magnetar.v1.EventService.Ingest:input_type -> magnetar.v1.IngestRequest
-	5,  // 10: magnetar.v1.EventService.StreamEvents:input_type -> magnetar.v1.StreamEventsRequest
-	4,  // 11: magnetar.v1.EventService.Ingest:output_type -> magnetar.v1.IngestResponse
-	6,  // 12: magnetar.v1.EventService.StreamEvents:output_type -> magnetar.v1.StreamEventsResponse
-	11, // [11:13] is the sub-list for method output_type
-	9,  // [9:11] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	10, // 8: magnetar.v1.StreamEventsResponse.accepted_at:type_name -> google.protobuf.Timestamp
+	9,  // 9: magnetar.v1.ImportEventsRequest.events:type_name -> magnetar.v1.Event
+	2,  // 10: magnetar.v1.ImportEventsResponse.rejected_events:type_name -> magnetar.v1.EventRejection
+	10, // 11: magnetar.v1.ImportEventsResponse.accepted_at:type_name -> google.protobuf.Timestamp
+	3,  // 12: magnetar.v1.EventService.Ingest:input_type -> magnetar.v1.IngestRequest
+	5,  // 13: magnetar.v1.EventService.StreamEvents:input_type -> magnetar.v1.StreamEventsRequest
+	7,  // 14: magnetar.v1.EventService.ImportEvents:input_type -> magnetar.v1.ImportEventsRequest
+	4,  // 15: magnetar.v1.EventService.Ingest:output_type -> magnetar.v1.IngestResponse
+	6,  // 16: magnetar.v1.EventService.StreamEvents:output_type -> magnetar.v1.StreamEventsResponse
+	8,  // 17: magnetar.v1.EventService.ImportEvents:output_type -> magnetar.v1.ImportEventsResponse
+	15, // [15:18] is the sub-list for method output_type
+	12, // [12:15] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_magnetar_v1_event_service_proto_init() }
@@ -584,13 +742,14 @@ func file_magnetar_v1_event_service_proto_init() {
 		return
 	}
 	file_magnetar_v1_events_proto_init()
+	file_magnetar_v1_event_service_proto_msgTypes[7].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_magnetar_v1_event_service_proto_rawDesc), len(file_magnetar_v1_event_service_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   6,
+			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

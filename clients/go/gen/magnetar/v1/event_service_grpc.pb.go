@@ -23,6 +23,7 @@ const _ = grpc.SupportPackageIsVersion9
 const (
 	EventService_Ingest_FullMethodName       = "/magnetar.v1.EventService/Ingest"
 	EventService_StreamEvents_FullMethodName = "/magnetar.v1.EventService/StreamEvents"
+	EventService_ImportEvents_FullMethodName = "/magnetar.v1.EventService/ImportEvents"
 )
 
 // EventServiceClient is the client API for EventService service.
@@ -69,6 +70,17 @@ type EventServiceClient interface {
 	// Ends with UNAVAILABLE or DEADLINE_EXCEEDED as `Ingest` does; batches answered before
 	// that are durable, the others must be resent.
 	StreamEvents(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[StreamEventsRequest, StreamEventsResponse], error)
+	// Imports a tenant's history: events with their original `occurred_at`, of any age but not
+	// more than 5 minutes in the future, in batches on a stream, one response per batch in the
+	// order sent. They travel through the tenant's import topic and the same pipeline as live
+	// events, and are counted once by `event_id` like them (docs/ingestion.md, "Importing
+	// history"). An import has its own rate quota and its own bound on pending sends, apart
+	// from `Ingest` and `StreamEvents`, so it never takes their capacity.
+	//
+	// Validation, limits and errors are those of `StreamEvents`, except that no event is
+	// rejected as OCCURRED_TOO_LONG_AGO. RESOURCE_EXHAUSTED (with RetryInfo) ends the stream
+	// when the import's quota is used up: resend the batches not answered after the delay.
+	ImportEvents(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ImportEventsRequest, ImportEventsResponse], error)
 }
 
 type eventServiceClient struct {
@@ -101,6 +113,19 @@ func (c *eventServiceClient) StreamEvents(ctx context.Context, opts ...grpc.Call
 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type EventService_StreamEventsClient = grpc.BidiStreamingClient[StreamEventsRequest, StreamEventsResponse]
+
+func (c *eventServiceClient) ImportEvents(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ImportEventsRequest, ImportEventsResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &EventService_ServiceDesc.Streams[1], EventService_ImportEvents_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ImportEventsRequest, ImportEventsResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type EventService_ImportEventsClient = grpc.BidiStreamingClient[ImportEventsRequest, ImportEventsResponse]
 
 // EventServiceServer is the server API for EventService service.
 // All implementations must embed UnimplementedEventServiceServer
@@ -146,6 +171,17 @@ type EventServiceServer interface {
 	// Ends with UNAVAILABLE or DEADLINE_EXCEEDED as `Ingest` does; batches answered before
 	// that are durable, the others must be resent.
 	StreamEvents(grpc.BidiStreamingServer[StreamEventsRequest, StreamEventsResponse]) error
+	// Imports a tenant's history: events with their original `occurred_at`, of any age but not
+	// more than 5 minutes in the future, in batches on a stream, one response per batch in the
+	// order sent. They travel through the tenant's import topic and the same pipeline as live
+	// events, and are counted once by `event_id` like them (docs/ingestion.md, "Importing
+	// history"). An import has its own rate quota and its own bound on pending sends, apart
+	// from `Ingest` and `StreamEvents`, so it never takes their capacity.
+	//
+	// Validation, limits and errors are those of `StreamEvents`, except that no event is
+	// rejected as OCCURRED_TOO_LONG_AGO. RESOURCE_EXHAUSTED (with RetryInfo) ends the stream
+	// when the import's quota is used up: resend the batches not answered after the delay.
+	ImportEvents(grpc.BidiStreamingServer[ImportEventsRequest, ImportEventsResponse]) error
 	mustEmbedUnimplementedEventServiceServer()
 }
 
@@ -161,6 +197,9 @@ func (UnimplementedEventServiceServer) Ingest(context.Context, *IngestRequest) (
 }
 func (UnimplementedEventServiceServer) StreamEvents(grpc.BidiStreamingServer[StreamEventsRequest, StreamEventsResponse]) error {
 	return status.Error(codes.Unimplemented, "method StreamEvents not implemented")
+}
+func (UnimplementedEventServiceServer) ImportEvents(grpc.BidiStreamingServer[ImportEventsRequest, ImportEventsResponse]) error {
+	return status.Error(codes.Unimplemented, "method ImportEvents not implemented")
 }
 func (UnimplementedEventServiceServer) mustEmbedUnimplementedEventServiceServer() {}
 func (UnimplementedEventServiceServer) testEmbeddedByValue()                      {}
@@ -208,6 +247,13 @@ func _EventService_StreamEvents_Handler(srv interface{}, stream grpc.ServerStrea
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type EventService_StreamEventsServer = grpc.BidiStreamingServer[StreamEventsRequest, StreamEventsResponse]
 
+func _EventService_ImportEvents_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(EventServiceServer).ImportEvents(&grpc.GenericServerStream[ImportEventsRequest, ImportEventsResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type EventService_ImportEventsServer = grpc.BidiStreamingServer[ImportEventsRequest, ImportEventsResponse]
+
 // EventService_ServiceDesc is the grpc.ServiceDesc for EventService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -224,6 +270,12 @@ var EventService_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "StreamEvents",
 			Handler:       _EventService_StreamEvents_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
+		{
+			StreamName:    "ImportEvents",
+			Handler:       _EventService_ImportEvents_Handler,
 			ServerStreams: true,
 			ClientStreams: true,
 		},

@@ -57,6 +57,11 @@ const (
 	EventType_EVENT_TYPE_ADD_TO_WISHLIST EventType = 9
 	// The user shared an item. Requires `item_id`.
 	EventType_EVENT_TYPE_SHARE EventType = 10
+	// The user cancelled or returned `quantity` units of an item bought earlier (one event per
+	// line, like PURCHASE). It takes back what the purchase added: the item stops counting as
+	// bought once cancellations match purchases, and the purchase's affinity is withdrawn.
+	// Requires `item_id`.
+	EventType_EVENT_TYPE_CANCEL EventType = 11
 )
 
 // Enum value maps for EventType.
@@ -73,6 +78,7 @@ var (
 		8:  "EVENT_TYPE_IMPRESSION",
 		9:  "EVENT_TYPE_ADD_TO_WISHLIST",
 		10: "EVENT_TYPE_SHARE",
+		11: "EVENT_TYPE_CANCEL",
 	}
 	EventType_value = map[string]int32{
 		"EVENT_TYPE_UNSPECIFIED":      0,
@@ -86,6 +92,7 @@ var (
 		"EVENT_TYPE_IMPRESSION":       8,
 		"EVENT_TYPE_ADD_TO_WISHLIST":  9,
 		"EVENT_TYPE_SHARE":            10,
+		"EVENT_TYPE_CANCEL":           11,
 	}
 )
 
@@ -484,7 +491,7 @@ const file_magnetar_v1_events_proto_rawDesc = "" +
 	"\fsearch_query\x18\f \x01(\tR\vsearchQuery\x1a=\n" +
 	"\x0fAttributesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01*\xa5\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01*\xbc\x02\n" +
 	"\tEventType\x12\x1a\n" +
 	"\x16EVENT_TYPE_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fEVENT_TYPE_VIEW\x10\x01\x12\x14\n" +
@@ -497,7 +504,8 @@ const file_magnetar_v1_events_proto_rawDesc = "" +
 	"\x15EVENT_TYPE_IMPRESSION\x10\b\x12\x1e\n" +
 	"\x1aEVENT_TYPE_ADD_TO_WISHLIST\x10\t\x12\x14\n" +
 	"\x10EVENT_TYPE_SHARE\x10\n" +
-	"*\xb9\x01\n" +
+	"\x12\x15\n" +
+	"\x11EVENT_TYPE_CANCEL\x10\v*\xb9\x01\n" +
 	"\n" +
 	"DeviceType\x12\x1b\n" +
 	"\x17DEVICE_TYPE_UNSPECIFIED\x10\x00\x12\x17\n" +
