@@ -46,7 +46,6 @@ from gateway.request_sizes import max_request_bytes
 from magnetar.api_key_store import ApiKeyStore
 from magnetar.api_keys import Scope, mint_key
 from magnetar.db.engine import make_engine, make_sessionmaker
-from magnetar.db.models import Tenant
 from magnetar.pulsar_admin import PulsarAdmin
 from magnetar.settings import Settings
 from magnetar.v1 import (
@@ -59,7 +58,12 @@ from magnetar.v1 import (
 from tenants.pulsar_setup import provision_pulsar
 from tenants.store import PostgresTenantStore
 from tests.faults.harness import remove_tenant
-from tests.integration.gateway_harness import RunningGateway, add_tenant_row, remove_tenant_row
+from tests.integration.gateway_harness import (
+    RunningGateway,
+    add_tenant_row,
+    remove_tenant_row,
+    set_allowed_origins,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -215,9 +219,8 @@ def target(settings: Settings, pulsar_admin: PulsarAdmin) -> Iterator[Target]:
     tenant = f"fzgw-{uuid.uuid4().hex[:8]}"
     provision_pulsar(pulsar_admin, tenant)
     add_tenant_row(settings, tenant)
+    set_allowed_origins(settings, tenant, ALLOWED_ORIGIN)
     engine = make_engine(settings.database_url, pool_size=1)
-    with make_sessionmaker(engine).begin() as session:
-        session.get_one(Tenant, tenant).allowed_origins = [ALLOWED_ORIGIN]
     key, _ = ApiKeyStore(make_sessionmaker(engine)).create(
         tenant, [Scope.INGEST, Scope.READ, Scope.MANAGE], "gateway fuzz"
     )

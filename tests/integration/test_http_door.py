@@ -15,8 +15,6 @@ import httpx
 import pytest
 
 from gateway.http_door import HttpDoor, start_http_door
-from magnetar.db.engine import make_engine, make_sessionmaker
-from magnetar.db.models import Tenant
 from magnetar.settings import Settings
 from tenants.store import PostgresTenantStore
 from tests.integration.gateway_harness import (
@@ -27,6 +25,7 @@ from tests.integration.gateway_harness import (
     ingest_tenant,
     key_store,
     read_all,
+    set_allowed_origins,
 )
 
 pytestmark = pytest.mark.integration
@@ -53,11 +52,8 @@ def door(gateway: RunningGateway) -> Iterator[httpx.Client]:
 
 
 def allow_origins(settings: Settings, tenant_id: str, *origins: str) -> None:
-    """What `magnetar tenants update --allowed-origin` records, then the door's TTL."""
-    engine = make_engine(settings.database_url, pool_size=1)
-    with make_sessionmaker(engine).begin() as session:
-        session.get_one(Tenant, tenant_id).allowed_origins = list(origins)
-    engine.dispose()
+    """Record the tenant's origins, then wait out the door's cache."""
+    set_allowed_origins(settings, tenant_id, *origins)
     time.sleep(2 * ORIGINS_TTL_S)
 
 
