@@ -250,13 +250,13 @@ def free_port() -> int:
 
 
 @contextmanager
-def gateway_process(port: int) -> Iterator[str]:
+def gateway_process(port: int, http_port: int = 0) -> Iterator[str]:
     env = {
         **os.environ,
         "MAGNETAR_GATEWAY_INSTANCE": f"bench-{port}",
         # Its own metrics port: the local stack's gateway holds the default one.
         "MAGNETAR_METRICS_PORT": str(free_port()),
-        "MAGNETAR_HTTP_PORT": "0",  # the HTTP door: any free port
+        "MAGNETAR_HTTP_PORT": str(http_port),  # the HTTP door (0: any free port)
     }
     process = subprocess.Popen(
         [sys.executable, *PROFILE, "-m", "magnetar.cli", "gateway", "serve", "--port", str(port)],
