@@ -5,8 +5,8 @@ cross-origin page in; the gateway's HTTP door reads the column per tenant (cache
 answer CORS (docs/clients.md, "CORS"). `tenants` stays platform data outside row-level
 security, like before.
 
-Revision ID: 0010
-Revises: 0009
+Revision ID: 0011
+Revises: 0010 (main's 0010_producer_tokens, merged while this branch was open)
 Create Date: 2026-12-09
 """
 
@@ -16,8 +16,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision = "0010"
-down_revision = "0009"
+revision = "0011"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 
