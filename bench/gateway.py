@@ -49,15 +49,18 @@ class GatewayProcess:
 
 
 @contextmanager
-def gateway_process(name: str, command: Sequence[str] = SERVE) -> Iterator[GatewayProcess]:
-    """`python <command> --port P` serving on 127.0.0.1:P until the block ends."""
+def gateway_process(
+    name: str, command: Sequence[str] = SERVE, *, http_port: int = 0
+) -> Iterator[GatewayProcess]:
+    """`python <command> --port P` serving on 127.0.0.1:P until the block ends; its HTTP/JSON
+    door on `http_port` (0: any free port)."""
     port = free_port()
     env = {
         **os.environ,
         "MAGNETAR_GATEWAY_INSTANCE": f"bench-{name}-{port}",
         "MAGNETAR_METRICS_PORT": str(free_port()),
         "MAGNETAR_ADMIN_METRICS_PORT": str(free_port()),
-        "MAGNETAR_HTTP_PORT": "0",  # the HTTP door: any free port
+        "MAGNETAR_HTTP_PORT": str(http_port),
     }
     with tempfile.TemporaryFile(mode="w+") as output:
         process = subprocess.Popen(

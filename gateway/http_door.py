@@ -11,6 +11,8 @@ Guarantees:
   "details"}}`, details with their `@type`), with the HTTP status Google's API design guide
   maps the gRPC code to; never a bare 500. Bodies that are not JSON, too large or malformed
   are refused before any gRPC call, with an ErrorInfo reason like the gRPC path's.
+- Cross-origin requests from browsers: preflights answered, the origin checked against the
+  allowed origins of the key's tenant before anything else (`gateway.cors`).
 
 Served by uvicorn (Starlette) on the gateway's event loop: `start_http_door` after the gRPC
 server started, `HttpDoor.stop` before it stops (docs/clients.md, "HTTP/JSON").
@@ -40,7 +42,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route as StarletteRoute
 
+from gateway import cors
 from gateway.request_sizes import max_request_bytes
+from gateway.status import to_rpc_status
+from magnetar.errors import MagnetarError
 from magnetar.v1 import event_service_pb2, personalization_service_pb2
 
 DOMAIN = "magnetar.dev"
@@ -153,10 +158,12 @@ async def _read_body(request: Request, limit: int) -> bytes | None:
 
 
 class Transcoder:
-    """HTTP request → gRPC call on `channel` → HTTP response, for one route."""
+    """HTTP request → gRPC call on `channel` → HTTP response, for one route; cross-origin
+    requests only when `origins` allows them."""
 
-    def __init__(self, route: Route, channel: grpc.aio.Channel) -> None:
+    def __init__(self, route: Route, channel: grpc.aio.Channel, origins: cors.OriginPolicy) -> None:
         self.route = route
+        self._origins = origins
         self.limit = JSON_EXPANSION * max_request_bytes(route.grpc_method)
         self._call = channel.unary_unary(
             route.grpc_method,
@@ -165,6 +172,23 @@ class Transcoder:
         )
 
     async def handle(self, request: Request) -> Response:
+        origin = cors.cross_origin(request.headers)
+        if request.method == "OPTIONS":
+            preflight = request.headers.get("origin")
+            headers = cors.preflight_headers(preflight) if preflight else {}
+            return Response(status_code=204, headers={"Allow": "POST, OPTIONS", **headers})
+        if origin is None:
+            return await self._answer(request)
+        try:
+            await self._origins.check(origin, request.headers.get("authorization"))
+        except MagnetarError as error:
+            response = status_response(to_rpc_status(error))
+        else:
+            response = await self._answer(request)
+        response.headers.update(cors.allow_headers(origin))
+        return response
+
+    async def _answer(self, request: Request) -> Response:
         media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if media_type != "application/json":
             return status_response(
@@ -206,17 +230,28 @@ class Transcoder:
         return Response(json_format.MessageToJson(reply), media_type="application/json")
 
 
-def build_app(channel: grpc.aio.Channel, served: Iterable[Route] | None = None) -> Starlette:
+def build_app(
+    channel: grpc.aio.Channel,
+    origins: cors.OriginPolicy,
+    served: Iterable[Route] | None = None,
+) -> Starlette:
     async def http_error(request: Request, error: Exception) -> Response:
         http = error.status_code if isinstance(error, HTTPException) else 500
         code = {404: code_pb2.NOT_FOUND, 405: code_pb2.UNIMPLEMENTED}.get(http, code_pb2.UNKNOWN)
         reason = {404: "NO_SUCH_ROUTE", 405: "METHOD_NOT_ALLOWED"}.get(http)
         text = f"{request.method} {request.url.path}: no such route (POST /v1/...)"
-        return status_response(failure(code, text, reason), http)
+        response = status_response(failure(code, text, reason), http)
+        if (origin := cors.cross_origin(request.headers)) is not None:
+            response.headers.update(cors.allow_headers(origin))
+        return response
 
     return Starlette(
         routes=[
-            StarletteRoute(route.path, Transcoder(route, channel).handle, methods=["POST"])
+            StarletteRoute(
+                route.path,
+                Transcoder(route, channel, origins).handle,
+                methods=["POST", "OPTIONS"],
+            )
             for route in (routes() if served is None else served)
         ],
         exception_handlers={HTTPException: http_error},
@@ -242,15 +277,27 @@ class HttpDoor:
         await self._channel.close()
 
 
-async def start_http_door(host: str, port: int, grpc_host: str, grpc_port: int) -> HttpDoor:
-    """Serve the door on `host:port`, calling the gRPC server at `grpc_host:grpc_port`."""
+async def start_http_door(
+    host: str,
+    port: int,
+    grpc_host: str,
+    grpc_port: int,
+    origins: cors.OriginSource,
+    *,
+    origins_ttl_s: float = 5.0,
+) -> HttpDoor:
+    """Serve the door on `host:port`, calling the gRPC server at `grpc_host:grpc_port`;
+    browsers of the origins `origins` allows per tenant may call it (`gateway.cors`)."""
     target = "127.0.0.1" if grpc_host in ("0.0.0.0", "", "::") else grpc_host
     channel = grpc.aio.insecure_channel(f"{target}:{grpc_port}")
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     config = uvicorn.Config(
-        build_app(channel), log_level="warning", access_log=False, lifespan="off"
+        build_app(channel, cors.OriginPolicy(origins, ttl_s=origins_ttl_s)),
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
     )
     server = _Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))

@@ -291,7 +291,10 @@ async def serve(settings: Settings, options: GatewayOptions | None = None) -> No
     gateway, port = create_server(settings, options=options, registry=registry)
     await gateway.start()
     log.info("gateway listening on %s:%d", settings.grpc_host, port)
-    door = await start_http_door(settings.http_host, settings.http_port, settings.grpc_host, port)
+    origins = PostgresTenantStore(gateway.deps.sessions)  # each tenant's CORS origins
+    door = await start_http_door(
+        settings.http_host, settings.http_port, settings.grpc_host, port, origins
+    )
     log.info("HTTP/JSON on http://%s:%d/v1/", settings.http_host, door.port)
     # RPC metrics only: the pipeline's need the superuser token, the admin plane's.
     serve_metrics(registry, settings.metrics_host, settings.metrics_port)

@@ -93,6 +93,7 @@ def _tenant(record: TenantRecord, view: TenantView | None = None) -> pb.Tenant:
         ],
         create_time=_timestamp(record.created_at),
         update_time=_timestamp(record.updated_at),
+        allowed_origins=record.spec.allowed_origins,
     )
     if view is not None:
         message.functions.extend(
@@ -177,6 +178,7 @@ class TenantService(tenant_service_pb2_grpc.TenantServiceServicer):
             display_name=request.tenant.display_name,
             plan=request.tenant.plan,
             quotas={f: getattr(request.tenant.quotas, f) for f in QUOTA_FIELDS},
+            allowed_origins=list(request.tenant.allowed_origins),
         )
         record = await self._run(self._admin.update, request.tenant.tenant_id, changes)
         return pb.UpdateTenantResponse(tenant=_tenant(record))

@@ -25,6 +25,7 @@ from tenants.model import (
     TenantState,
     TenantView,
 )
+from tenants.origins import origin_violations
 from tenants.plans import DEFAULT_PLAN, QUOTA_FIELDS, plan_quotas, quota_violations
 from tenants.ports import KeyStore, TenantStore
 from tenants.reconciler import Reconciler
@@ -33,7 +34,13 @@ from tenants.slugs import slug_problem
 MAX_DISPLAY_NAME_BYTES = 200
 MAX_DESCRIPTION_BYTES = 200
 UPDATABLE_PATHS = frozenset(
-    {"display_name", "plan", "quotas", *(f"quotas.{name}" for name in QUOTA_FIELDS)}
+    {
+        "display_name",
+        "plan",
+        "quotas",
+        *(f"quotas.{name}" for name in QUOTA_FIELDS),
+        "allowed_origins",
+    }
 )
 OUTPUT_ONLY_PATHS = frozenset(
     {
@@ -165,6 +172,10 @@ class TenantAdmin:
         except TypeError:
             violations.append(FieldViolation("tenant.quotas", "unknown quota"))
         violations += quota_violations(quotas, "tenant.quotas.")
+        if "allowed_origins" in paths:
+            origins, problems = origin_violations(changes.allowed_origins, "tenant.allowed_origins")
+            violations += problems
+            spec = replace(spec, allowed_origins=origins)
         if violations:
             raise _invalid(violations)
         return replace(spec, quotas=quotas)

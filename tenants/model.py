@@ -61,6 +61,8 @@ class TenantSpec:
     plan: str
     # None for tenants recorded before plans existed (not rate-limited by the gateway).
     quotas: Quotas | None
+    # Web origins whose pages may call the HTTP door (tenants.origins), canonical.
+    allowed_origins: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -154,6 +156,7 @@ class TenantChanges:
     display_name: str = ""
     plan: str = ""
     quotas: dict[str, int] = field(default_factory=dict)
+    allowed_origins: Sequence[str] = ()
 
 
 @dataclass(frozen=True)

@@ -111,7 +111,9 @@ def _step_statuses(steps: dict[str, Any]) -> tuple[StepStatus, ...]:
 def _record(row: Tenant) -> TenantRecord:
     quotas = Quotas.from_dict(row.quotas) if set(QUOTA_FIELDS) <= set(row.quotas) else None
     return TenantRecord(
-        spec=TenantSpec(row.tenant_id, row.display_name, row.plan, quotas),
+        spec=TenantSpec(
+            row.tenant_id, row.display_name, row.plan, quotas, tuple(row.allowed_origins or ())
+        ),
         state=TenantState(row.state),
         steps=_step_statuses(row.steps),
         created_at=row.created_at,
@@ -197,6 +199,7 @@ class PostgresTenantStore:
                     display_name=spec.display_name,
                     plan=spec.plan,
                     quotas=spec.quotas.as_dict() if spec.quotas else {},
+                    allowed_origins=list(spec.allowed_origins),
                     state=TenantState.PROVISIONING.value,
                     steps={},
                 )
@@ -246,6 +249,7 @@ class PostgresTenantStore:
             row.display_name = spec.display_name
             row.plan = spec.plan
             row.quotas = spec.quotas.as_dict() if spec.quotas else {}
+            row.allowed_origins = list(spec.allowed_origins)
             row.updated_at = func.timezone("UTC", func.now())
             session.flush()
             session.refresh(row)
@@ -349,3 +353,13 @@ class PostgresTenantStore:
         if not quotas or "ingest_events_per_second" not in quotas:
             return None
         return IngestQuota(int(quotas["ingest_events_per_second"]), int(quotas["ingest_burst"]))
+
+    # -- the HTTP door's CORS check ---------------------------------------------------
+
+    def allowed_origins(self, tenant_id: str) -> frozenset[str]:
+        """`gateway.cors.OriginSource`: empty for a tenant without origins or no tenant."""
+        with self._session() as session:
+            origins = session.execute(
+                select(Tenant.allowed_origins).where(Tenant.tenant_id == tenant_id)
+            ).scalar_one_or_none()
+        return frozenset(origins or ())

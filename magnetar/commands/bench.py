@@ -100,6 +100,16 @@ def register(subparsers: Any) -> None:
     )
     soak.set_defaults(handler=_soak)
 
+    from bench import http_door
+
+    http_door.add_arguments(
+        scenarios.add_parser(
+            "http",
+            help="HTTP/JSON door vs gRPC: Ingest throughput, Recommend p50 (bench/http_door.py)",
+        )
+    )
+    scenarios.choices["http"].set_defaults(handler=http_door.main)
+
     from bench import faults
 
     faults.add_arguments(

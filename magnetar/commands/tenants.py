@@ -64,6 +64,22 @@ def register(subparsers: Any) -> None:
     update.add_argument("--display-name")
     update.add_argument("--plan", help="a new plan brings its quotas unless --quota is given")
     update.add_argument("--quota", type=_quota, action="append", default=[], help=quota_help)
+    origins = update.add_mutually_exclusive_group()
+    origins.add_argument(
+        "--allowed-origin",
+        action="append",
+        dest="allowed_origins",
+        metavar="ORIGIN",
+        help="a web origin whose pages may call the HTTP door, e.g. https://shop.example.com; "
+        "repeat for several: the list given replaces the tenant's",
+    )
+    origins.add_argument(
+        "--no-allowed-origins",
+        action="store_const",
+        const=[],
+        dest="allowed_origins",
+        help="let no cross-origin page call the HTTP door",
+    )
     update.set_defaults(handler=_update)
 
     delete = commands.add_parser("delete", help="offboard: functions, topics, namespaces, rows")
@@ -110,6 +126,7 @@ def _record_table(record: TenantRecord) -> Table:
     table.add_row("created", f"{record.created_at:%Y-%m-%d %H:%M:%S} UTC")
     for name, value in (spec.quotas.as_dict() if spec.quotas else {}).items():
         table.add_row(name, f"{value:,}")
+    table.add_row("allowed origins", " ".join(spec.allowed_origins) or "(none)")
     for step in record.steps:
         table.add_row(f"step {step.name}", f"{step.state.value} {step.message}".strip())
     return table
@@ -188,11 +205,14 @@ def _update(args: argparse.Namespace) -> int:
         paths.append("display_name")
     if args.plan is not None:
         paths.append("plan")
+    if args.allowed_origins is not None:
+        paths.append("allowed_origins")
     changes = TenantChanges(
         paths=paths,
         display_name=args.display_name or "",
         plan=args.plan or "",
         quotas=dict(args.quota),
+        allowed_origins=args.allowed_origins or (),
     )
     try:
         with tenant_admin() as admin:

@@ -56,6 +56,10 @@ class Tenant(Base):
     state: Mapped[str] = mapped_column(String(16), server_default="active")
     steps: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    # Web origins whose pages may call the HTTP door (tenants.origins).
+    allowed_origins: Mapped[list[str]] = mapped_column(
+        ARRAY(String(255)), server_default=text("'{}'::varchar(255)[]")
+    )
 
 
 class ProducerToken(Base):

@@ -287,6 +287,7 @@ class Tenant(_message.Message):
     BACKLOGS_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    ALLOWED_ORIGINS_FIELD_NUMBER: _builtins.int
     tenant_id: _builtins.str
     """The tenant's slug; also its Pulsar tenant. Immutable."""
     display_name: _builtins.str
@@ -319,6 +320,13 @@ class Tenant(_message.Message):
     def update_time(self) -> _timestamp_pb2.Timestamp:
         """When the tenant last changed. Output only."""
 
+    @_builtins.property
+    def allowed_origins(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Web origins whose pages may call the HTTP/JSON door from a browser (CORS), each
+        `scheme://host[:port]` with scheme http or https, e.g. "https://shop.example.com";
+        at most 32, no wildcards. Empty: no cross-origin page may call it.
+        """
+
     def __init__(
         self,
         *,
@@ -332,10 +340,11 @@ class Tenant(_message.Message):
         backlogs: _abc.Iterable[Global___SubscriptionBacklog] | None = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
+        allowed_origins: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "quotas", b"quotas", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["backlogs", b"backlogs", "create_time", b"create_time", "display_name", b"display_name", "functions", b"functions", "plan", b"plan", "provisioning_steps", b"provisioning_steps", "quotas", b"quotas", "state", b"state", "tenant_id", b"tenant_id", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed_origins", b"allowed_origins", "backlogs", b"backlogs", "create_time", b"create_time", "display_name", b"display_name", "functions", b"functions", "plan", b"plan", "provisioning_steps", b"provisioning_steps", "quotas", b"quotas", "state", b"state", "tenant_id", b"tenant_id", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -605,7 +614,9 @@ class UpdateTenantRequest(_message.Message):
 
     @_builtins.property
     def update_mask(self) -> _field_mask_pb2.FieldMask:
-        """The fields to change: "display_name", "plan", "quotas" or "quotas.<field>"."""
+        """The fields to change: "display_name", "plan", "quotas", "quotas.<field>" or
+        "allowed_origins" (the whole list is replaced).
+        """
 
     def __init__(
         self,

@@ -135,11 +135,13 @@ class TenantServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def UpdateTenant(self, request, context):
-        """Changes a tenant's display name, plan or quotas and applies them to Pulsar.
+        """Changes a tenant's display name, plan, quotas or allowed web origins, and applies the
+        quotas to Pulsar.
 
         Returns UNAUTHENTICATED or PERMISSION_DENIED as `CreateTenant` does.
         Returns INVALID_ARGUMENT with field violations if `update_mask` names an unknown or
-        output-only field, or a new value breaks its limit.
+        output-only field, or a new value breaks its limit (an origin that is not
+        `scheme://host[:port]` is named by its index, `tenant.allowed_origins[2]`).
         Returns NOT_FOUND if there is no such tenant.
         Returns UNAVAILABLE if Pulsar or PostgreSQL cannot be reached.
         """

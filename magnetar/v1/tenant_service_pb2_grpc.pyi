@@ -73,11 +73,13 @@ class TenantServiceStub:
     Returns UNAVAILABLE if PostgreSQL cannot be reached.
     """
     UpdateTenant: _grpc.UnaryUnaryMultiCallable[_tenant_service_pb2.UpdateTenantRequest, _tenant_service_pb2.UpdateTenantResponse]
-    """Changes a tenant's display name, plan or quotas and applies them to Pulsar.
+    """Changes a tenant's display name, plan, quotas or allowed web origins, and applies the
+    quotas to Pulsar.
 
     Returns UNAUTHENTICATED or PERMISSION_DENIED as `CreateTenant` does.
     Returns INVALID_ARGUMENT with field violations if `update_mask` names an unknown or
-    output-only field, or a new value breaks its limit.
+    output-only field, or a new value breaks its limit (an origin that is not
+    `scheme://host[:port]` is named by its index, `tenant.allowed_origins[2]`).
     Returns NOT_FOUND if there is no such tenant.
     Returns UNAVAILABLE if Pulsar or PostgreSQL cannot be reached.
     """
@@ -160,11 +162,13 @@ class TenantServiceAsyncStub(TenantServiceStub):
     Returns UNAVAILABLE if PostgreSQL cannot be reached.
     """
     UpdateTenant: _aio.UnaryUnaryMultiCallable[_tenant_service_pb2.UpdateTenantRequest, _tenant_service_pb2.UpdateTenantResponse]  # type: ignore[assignment]
-    """Changes a tenant's display name, plan or quotas and applies them to Pulsar.
+    """Changes a tenant's display name, plan, quotas or allowed web origins, and applies the
+    quotas to Pulsar.
 
     Returns UNAUTHENTICATED or PERMISSION_DENIED as `CreateTenant` does.
     Returns INVALID_ARGUMENT with field violations if `update_mask` names an unknown or
-    output-only field, or a new value breaks its limit.
+    output-only field, or a new value breaks its limit (an origin that is not
+    `scheme://host[:port]` is named by its index, `tenant.allowed_origins[2]`).
     Returns NOT_FOUND if there is no such tenant.
     Returns UNAVAILABLE if Pulsar or PostgreSQL cannot be reached.
     """
@@ -268,11 +272,13 @@ class TenantServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _tenant_service_pb2.UpdateTenantRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_tenant_service_pb2.UpdateTenantResponse, _abc.Awaitable[_tenant_service_pb2.UpdateTenantResponse]]:
-        """Changes a tenant's display name, plan or quotas and applies them to Pulsar.
+        """Changes a tenant's display name, plan, quotas or allowed web origins, and applies the
+        quotas to Pulsar.
 
         Returns UNAUTHENTICATED or PERMISSION_DENIED as `CreateTenant` does.
         Returns INVALID_ARGUMENT with field violations if `update_mask` names an unknown or
-        output-only field, or a new value breaks its limit.
+        output-only field, or a new value breaks its limit (an origin that is not
+        `scheme://host[:port]` is named by its index, `tenant.allowed_origins[2]`).
         Returns NOT_FOUND if there is no such tenant.
         Returns UNAVAILABLE if Pulsar or PostgreSQL cannot be reached.
         """

@@ -10,6 +10,12 @@ documents; UNKNOWN and INTERNAL mean an exception escaped our code.
 Bytes that do not parse as the request message are answered INVALID_ARGUMENT by the error
 mapping (grpc alone would answer UNKNOWN, before any interceptor).
 
+The HTTP/JSON door is fuzzed the same way, on its routes: the same well-typed requests as
+proto3 JSON must get the same code and ErrorInfo reason as over gRPC; random JSON, unknown
+fields, wrong types, bytes, oversize bodies, missing, malformed and unknown keys and
+disallowed origins must get a JSON `google.rpc.Status` with an HTTP status below 500 (503
+and 504 aside, which say the stack is away) — never a 500.
+
 Side effects stay inside the test's own tenant: TenantService methods that change tenants
 are called with the admin key only with requests that name no existing tenant, and
 CreateTenant only with a tenant id that cannot be created (its validation is what is fuzzed).
@@ -17,6 +23,7 @@ CreateTenant only with a tenant id that cannot be created (its validation is wha
 
 from __future__ import annotations
 
+import json
 import secrets
 import uuid
 from collections import Counter, defaultdict
@@ -24,15 +31,20 @@ from collections.abc import Iterator
 from typing import Any
 
 import grpc
+import httpx
 import pytest
 from google.protobuf import descriptor as d
+from google.protobuf import json_format
 from google.protobuf.message import DecodeError, Message
 from google.protobuf.message_factory import GetMessageClass
-from hypothesis import HealthCheck, given, settings
+from google.rpc import error_details_pb2, status_pb2
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from gateway.http_door import JSON_EXPANSION, HttpDoor, Route, routes, start_http_door
+from gateway.request_sizes import max_request_bytes
 from magnetar.api_key_store import ApiKeyStore
-from magnetar.api_keys import Scope
+from magnetar.api_keys import Scope, mint_key
 from magnetar.db.engine import make_engine, make_sessionmaker
 from magnetar.pulsar_admin import PulsarAdmin
 from magnetar.settings import Settings
@@ -44,12 +56,14 @@ from magnetar.v1 import (
     user_service_pb2,
 )
 from tenants.pulsar_setup import provision_pulsar
+from tenants.store import PostgresTenantStore
 from tests.faults.harness import remove_tenant
 from tests.integration.gateway_harness import (
     RunningAdmin,
     RunningGateway,
     add_tenant_row,
     remove_tenant_row,
+    set_allowed_origins,
 )
 
 pytestmark = pytest.mark.integration
@@ -180,6 +194,7 @@ class Target:
         tenant_key: str,
         admin_key: str,
     ):
+        self.gateway = gateway
         self.channel = grpc.insecure_channel(gateway.address)
         # TenantService is served by the admin plane, on its own listener.
         self.admin_channel = grpc.insecure_channel(admin.address)
@@ -216,6 +231,7 @@ def target(settings: Settings, pulsar_admin: PulsarAdmin) -> Iterator[Target]:
     tenant = f"fzgw-{uuid.uuid4().hex[:8]}"
     provision_pulsar(pulsar_admin, tenant)
     add_tenant_row(settings, tenant)
+    set_allowed_origins(settings, tenant, ALLOWED_ORIGIN)
     engine = make_engine(settings.database_url, pool_size=1)
     key, _ = ApiKeyStore(make_sessionmaker(engine)).create(
         tenant, [Scope.INGEST, Scope.READ, Scope.MANAGE], "gateway fuzz"
@@ -329,3 +345,180 @@ def test_undecodable_requests_are_answered_with_invalid_argument(target: Target)
     codes = {m.name: target.call(m, [b"\xff\xff\xff"], "tenant") for m in METHODS}
     wrong = {name: code for name, code in codes.items() if code != grpc.StatusCode.INVALID_ARGUMENT}
     assert not wrong, wrong
+
+
+# --- the HTTP/JSON door -------------------------------------------------------------------
+
+ALLOWED_ORIGIN = "https://allowed.example"
+ORIGINS = (None, ALLOWED_ORIGIN, "https://elsewhere.example")
+DOOR_ROUTES = routes()
+# Callers of the door: those of gRPC, plus a well-formed key of the fuzz tenant that was never
+# stored and one that names no tenant at all.
+DOOR_CALLERS = (*CALLERS, "unstored", "malformed")
+# 503 and 504 say the stack is away (UNAVAILABLE, DEADLINE_EXCEEDED), not a bug of ours.
+AWAY = {503, 504}
+
+
+class Door:
+    def __init__(self, target: Target, client: httpx.Client) -> None:
+        self.target = target
+        self.client = client
+        self.credentials = {
+            **target.credentials,
+            "unstored": mint_key(target.tenant).secret,
+            "malformed": "mgk.not.a.key",
+        }
+
+    def post(
+        self, route: Route, body: bytes, who: str, origin: str | None = None
+    ) -> httpx.Response:
+        headers = {"Content-Type": "application/json"}
+        if key := self.credentials[who]:
+            headers["Authorization"] = f"Bearer {key}"
+        if origin is not None:
+            headers["Origin"] = origin
+        return self.client.post(route.path, content=body, headers=headers)
+
+
+@pytest.fixture(scope="module")
+def door(target: Target) -> Iterator[Door]:
+    gateway = target.gateway
+    origins = PostgresTenantStore(gateway.server.deps.sessions)
+    running: HttpDoor = gateway.run(
+        start_http_door("127.0.0.1", 0, "127.0.0.1", gateway.port, origins)
+    )
+    with httpx.Client(base_url=f"http://127.0.0.1:{running.port}", timeout=30) as client:
+        yield Door(target, client)
+    gateway.run(running.stop())
+
+
+def reason_of(status: status_pb2.Status) -> str | None:
+    for detail in status.details:
+        info = error_details_pb2.ErrorInfo()
+        if detail.Unpack(info):
+            return str(info.reason)
+    return None
+
+
+def grpc_outcome(target: Target, route: Route, message: Message, who: str) -> tuple[str, Any]:
+    """(code name, ErrorInfo reason) of `message` sent over gRPC."""
+    key = target.credentials.get(who, "")
+    metadata = [("authorization", f"Bearer {key}")] if key else []
+    call = target.channel.unary_unary(
+        route.grpc_method, lambda m: m.SerializeToString(), lambda b: b
+    )
+    try:
+        call(message, metadata=metadata, timeout=30)
+    except grpc.RpcError as error:
+        for name, value in error.trailing_metadata() or ():
+            if name == "grpc-status-details-bin":
+                return error.code().name, reason_of(status_pb2.Status.FromString(value))
+        return error.code().name, None
+    return "OK", None
+
+
+def door_outcome(reply: httpx.Response) -> tuple[str, Any]:
+    """(code name, ErrorInfo reason) of a door answer, checking it is never a bare 500."""
+    assert reply.status_code < 500 or reply.status_code in AWAY, (reply.status_code, reply.text)
+    body = reply.json()
+    if reply.status_code == 200:
+        return "OK", None
+    error = body["error"]
+    assert error["code"] == reply.status_code, body
+    reasons = [x["reason"] for x in error["details"] if x["@type"].endswith("ErrorInfo")]
+    return error["status"], (reasons[0] if reasons else None)
+
+
+def route_id(route: Route) -> str:
+    return route.path
+
+
+def route_method(route: Route) -> d.MethodDescriptor:
+    found: d.MethodDescriptor = next(
+        m for m in METHODS if f"/{m.containing_service.full_name}/{m.name}" == route.grpc_method
+    )
+    return found
+
+
+@pytest.mark.parametrize("route", DOOR_ROUTES, ids=route_id)
+def test_the_door_answers_as_grpc_does_for_the_same_request(door: Door, route: Route) -> None:
+    method = route_method(route)
+
+    @FUZZ
+    @given(messages(method.input_type), st.sampled_from(CALLERS))
+    def check(message: Message, who: str) -> None:
+        message = _prepared(method, message, who)
+        try:
+            body = json_format.MessageToJson(message).encode()
+        except json_format.SerializeToJsonError:
+            assume(False)  # e.g. a Timestamp before year 1: proto3 JSON cannot say it
+
+        over_http = door_outcome(door.post(route, body, who))
+        assert over_http == grpc_outcome(door.target, route, message, who), (who, body[:300])
+        SEEN[f"door {route.path}"][over_http[0]] += 1
+
+    check()
+    # Guards the fuzzing itself: requests got past authentication into our code.
+    assert set(SEEN[f"door {route.path}"]) - {"UNAUTHENTICATED", "PERMISSION_DENIED"}
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+@st.composite
+def bad_bodies(draw: st.DrawFn, descriptor: d.Descriptor) -> bytes:
+    """A body that is not the request message in proto3 JSON, or only just is."""
+    kind = draw(st.sampled_from(["json", "unknown field", "wrong type", "bytes", "truncated"]))
+    try:
+        valid = json_format.MessageToDict(draw(messages(descriptor)))
+    except json_format.SerializeToJsonError:
+        valid = {}
+    if kind == "json":
+        return json.dumps(draw(_JSON)).encode()
+    if kind == "unknown field":
+        valid[draw(st.text(min_size=1, max_size=10).filter(lambda k: k not in valid))] = draw(_JSON)
+    elif kind == "wrong type":
+        names = [f.json_name for f in descriptor.fields]
+        valid[draw(st.sampled_from(names))] = draw(_JSON)
+    elif kind == "bytes":
+        return draw(st.binary(max_size=128))
+    text = json.dumps(valid).encode()
+    return text[: draw(st.integers(0, max(0, len(text) - 1)))] if kind == "truncated" else text
+
+
+@pytest.mark.parametrize("route", DOOR_ROUTES, ids=route_id)
+def test_bad_bodies_keys_and_origins_are_json_errors_never_a_500(door: Door, route: Route) -> None:
+    method = route_method(route)
+
+    @FUZZ
+    @given(bad_bodies(method.input_type), st.sampled_from(DOOR_CALLERS), st.sampled_from(ORIGINS))
+    def check(body: bytes, who: str, origin: str | None) -> None:
+        code, reason = door_outcome(door.post(route, body, who, origin))
+        names_tenant = who in ("tenant", "unstored")
+        if origin not in (None, ALLOWED_ORIGIN) and names_tenant:
+            assert (code, reason) == ("PERMISSION_DENIED", "ORIGIN_NOT_ALLOWED")
+        elif code != "OK":
+            assert reason is not None, (code, body[:200])
+
+    check()
+
+
+@pytest.mark.parametrize("route", DOOR_ROUTES, ids=route_id)
+def test_oversize_bodies_are_413_with_the_grpc_reason(door: Door, route: Route) -> None:
+    for declared in (True, False):
+        size = JSON_EXPANSION * max_request_bytes(route.grpc_method) + 1
+        body = b" " * size
+        content: Any = body if declared else iter([body[: size // 2], body[size // 2 :]])
+        reply = door.client.post(
+            route.path,
+            content=content,
+            headers={"Content-Type": "application/json", "Authorization": "Bearer x"},
+        )
+        assert reply.status_code == 413
+        assert door_outcome(reply) == ("RESOURCE_EXHAUSTED", "REQUEST_TOO_LARGE")

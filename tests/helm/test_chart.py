@@ -279,7 +279,7 @@ def test_gateway_probes_and_graceful_shutdown(rendered: dict[str, str]) -> None:
     assert spec["terminationGracePeriodSeconds"] >= int(pre_stop[1]) + 20
     service = one(docs, "Service", "gateway")
     # /metrics is on loopback by default (see test_metrics_stay_in_the_pod_by_default).
-    assert {port["name"] for port in service["spec"]["ports"]} == {"grpc"}
+    assert {port["name"] for port in service["spec"]["ports"]} == {"grpc", "http"}
     assert one(docs, "PodDisruptionBudget", "gateway")["spec"]["maxUnavailable"] == 1
 
 
@@ -882,3 +882,21 @@ def test_a_service_monitor_that_could_not_scrape_is_refused(tools: None) -> None
         check_helm.helm_template(
             [scenario("production")], set_values=["gateway.metricsHost=127.0.0.1"]
         )
+
+
+@tool_timeout
+def test_the_http_door_is_bound_exposed_and_fenced_like_grpc(rendered: dict[str, str]) -> None:
+    docs = check_helm.documents(rendered["minimal"])
+    (container,) = one(docs, "Deployment", "gateway")["spec"]["template"]["spec"]["containers"]
+    http_port = next(p["containerPort"] for p in container["ports"] if p["name"] == "http")
+    service = one(docs, "Service", "gateway")
+    [http] = [p for p in service["spec"]["ports"] if p["name"] == "http"]
+    assert (http["targetPort"], http["appProtocol"]) == ("http", "http")
+    configmaps = [d for d in docs if d["kind"] == "ConfigMap"]
+    settings = next(c["data"] for c in configmaps if "MAGNETAR_HTTP_PORT" in c["data"])
+    # Bound on every address of the pod, on the port the container declares.
+    assert settings["MAGNETAR_HTTP_HOST"] == "0.0.0.0"
+    assert int(settings["MAGNETAR_HTTP_PORT"]) == http_port
+    policy = next(d for d in docs if d["kind"] == "NetworkPolicy")
+    admitted = [port["port"] for rule in policy["spec"]["ingress"] for port in rule["ports"]]
+    assert "http" in admitted

@@ -128,6 +128,14 @@ def add_tenant_row(settings: Settings, tenant_id: str) -> None:
     store_producer_token(settings, tenant_id)
 
 
+def set_allowed_origins(settings: Settings, tenant_id: str, *origins: str) -> None:
+    """What `magnetar tenants update --allowed-origin` records (canonical origins)."""
+    engine = make_engine(settings.database_url, pool_size=1)
+    with make_sessionmaker(engine).begin() as session:
+        session.get_one(Tenant, tenant_id).allowed_origins = list(origins)
+    engine.dispose()
+
+
 def remove_tenant_row(settings: Settings, tenant_id: str) -> None:
     engine = make_engine(settings.database_url, pool_size=1)
     with make_sessionmaker(engine).begin() as session:

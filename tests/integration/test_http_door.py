@@ -16,6 +16,7 @@ import pytest
 
 from gateway.http_door import HttpDoor, start_http_door
 from magnetar.settings import Settings
+from tenants.store import PostgresTenantStore
 from tests.integration.gateway_harness import (
     IngestTenant,
     RunningGateway,
@@ -24,6 +25,7 @@ from tests.integration.gateway_harness import (
     ingest_tenant,
     key_store,
     read_all,
+    set_allowed_origins,
 )
 
 pytestmark = pytest.mark.integration
@@ -33,12 +35,26 @@ ERROR_INFO = "type.googleapis.com/google.rpc.ErrorInfo"
 BAD_REQUEST = "type.googleapis.com/google.rpc.BadRequest"
 
 
+ORIGINS_TTL_S = 0.2
+
+
 @pytest.fixture(scope="module")
 def door(gateway: RunningGateway) -> Iterator[httpx.Client]:
-    running: HttpDoor = gateway.run(start_http_door("127.0.0.1", 0, "127.0.0.1", gateway.port))
+    origins = PostgresTenantStore(gateway.server.deps.sessions)  # as `serve` passes it
+    running: HttpDoor = gateway.run(
+        start_http_door(
+            "127.0.0.1", 0, "127.0.0.1", gateway.port, origins, origins_ttl_s=ORIGINS_TTL_S
+        )
+    )
     with httpx.Client(base_url=f"http://127.0.0.1:{running.port}", timeout=30) as client:
         yield client
     gateway.run(running.stop())
+
+
+def allow_origins(settings: Settings, tenant_id: str, *origins: str) -> None:
+    """Record the tenant's origins, then wait out the door's cache."""
+    set_allowed_origins(settings, tenant_id, *origins)
+    time.sleep(2 * ORIGINS_TTL_S)
 
 
 def bearer(key: str) -> dict[str, str]:
@@ -179,3 +195,82 @@ def test_oversize_bodies_other_media_types_methods_and_paths_are_json_errors(
     nowhere = door.post("/v1/nothing", json={})
     assert nowhere.status_code == 404
     assert details(nowhere.json(), ERROR_INFO)[0]["reason"] == "NO_SUCH_ROUTE"
+
+
+SHOP = "https://shop.example"
+
+
+def test_a_preflight_is_answered_for_any_origin_without_a_key(door: httpx.Client) -> None:
+    reply = door.options(
+        "/v1/events:ingest",
+        headers={
+            "Origin": "https://anyone.example",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization, content-type",
+        },
+    )
+    assert reply.status_code == 204
+    assert reply.headers["access-control-allow-origin"] == "https://anyone.example"
+    assert reply.headers["access-control-allow-methods"] == "POST"
+    assert set(reply.headers["access-control-allow-headers"].split(", ")) == {
+        "authorization",
+        "content-type",
+    }
+    assert reply.headers["vary"] == "Origin"
+
+
+def test_only_the_tenants_allowed_origins_reach_the_call(
+    door: httpx.Client, ingest_tenant: IngestTenant, settings: Settings
+) -> None:
+    batch = {"events": [event("web", "sku-1")]}
+    ingest = {**bearer(ingest_tenant.ingest_key), "Origin": SHOP}
+    refused = door.post("/v1/events:ingest", json=batch, headers=ingest)
+    assert refused.status_code == 403, refused.text
+    assert refused.json()["error"]["status"] == "PERMISSION_DENIED"
+    info = details(refused.json(), ERROR_INFO)[0]
+    assert info["reason"] == "ORIGIN_NOT_ALLOWED"
+    assert info["metadata"] == {"origin": SHOP, "tenant_id": ingest_tenant.tenant_id}
+    # The page can read why: the refusal carries the CORS header for its origin.
+    assert refused.headers["access-control-allow-origin"] == SHOP
+
+    allow_origins(settings, ingest_tenant.tenant_id, SHOP)
+    accepted = door.post("/v1/events:ingest", json=batch, headers=ingest)
+    assert accepted.status_code == 200, accepted.text
+    assert accepted.json()["acceptedCount"] == 1
+    assert accepted.headers["access-control-allow-origin"] == SHOP
+    other = door.post(
+        "/v1/events:ingest", json=batch, headers={**ingest, "Origin": "https://evil.example"}
+    )
+    assert details(other.json(), ERROR_INFO)[0]["reason"] == "ORIGIN_NOT_ALLOWED"
+    # Only the refused calls had no effect: one event on the topic.
+    assert len(read_all(settings, ingest_tenant.raw_topic, expect=1)) == 1
+
+
+def test_same_origin_and_originless_requests_need_no_allowed_origin(
+    door: httpx.Client, ingest_tenant: IngestTenant
+) -> None:
+    read = bearer(ingest_tenant.read_key)
+    body = {"userId": "u", "k": 1}
+    own = door.post(
+        "/v1/recommendations:recommend",
+        json=body,
+        headers={**read, "Origin": str(door.base_url).rstrip("/")},
+    )
+    assert own.status_code == 200, own.text
+    assert "access-control-allow-origin" not in own.headers
+    plain = door.post("/v1/recommendations:recommend", json=body, headers=read)
+    assert plain.status_code == 200
+
+
+def test_cross_origin_calls_without_a_tenant_key_fail_with_the_grpc_reason(
+    door: httpx.Client, admin_key: str
+) -> None:
+    for headers, status in [({}, 401), (bearer("not-a-key"), 401), (bearer(admin_key), 403)]:
+        reply = door.post(
+            "/v1/recommendations:recommend",
+            json={"userId": "u"},
+            headers={**headers, "Origin": SHOP},
+        )
+        assert reply.status_code == status, reply.text
+        assert details(reply.json(), ERROR_INFO)[0]["reason"] != "ORIGIN_NOT_ALLOWED"
+        assert reply.headers["access-control-allow-origin"] == SHOP

@@ -450,8 +450,18 @@ def test_the_cli_creates_shows_updates_lists_and_deletes(
     ].values()
     assert rate["publishThrottlingRateInMsg"] == 1234
 
+    origins = magnetar(
+        "update", tenant_id, "--allowed-origin", "HTTPS://Shop.Example",
+        "--allowed-origin", "http://localhost:3000",
+    )  # fmt: skip
+    assert origins.returncode == 0, origins.stderr
+    assert "https://shop.example http://localhost:3000" in origins.stdout
+    bad = magnetar("update", tenant_id, "--allowed-origin", "https://shop.example/path")
+    assert bad.returncode == 1 and "tenant.allowed_origins[0]" in bad.stderr
+
     shown = magnetar("show", tenant_id)
     assert shown.returncode == 0 and PIPELINE_FUNCTION in shown.stdout and "77" in shown.stdout
+    assert "https://shop.example" in shown.stdout
     assert tenant_id in magnetar("list", "--page-size", "1000").stdout
 
     deleted = magnetar("delete", tenant_id, "--yes")

@@ -153,3 +153,28 @@ def test_delete_then_every_operation_on_the_tenant_is_not_found(admin: TenantAdm
         admin.list_keys("acme", 0, "")
     with pytest.raises(InvalidArgument):
         admin.get("")
+
+
+def test_allowed_origins_are_replaced_whole_and_each_bad_one_is_named(
+    admin: TenantAdmin,
+) -> None:
+    admin.create("acme", "Acme", "free")
+    changed = admin.update(
+        "acme",
+        TenantChanges(
+            ["allowed_origins"], allowed_origins=["https://Shop.Example", "http://localhost:3000"]
+        ),
+    )
+    assert changed.spec.allowed_origins == ("https://shop.example", "http://localhost:3000")
+    with pytest.raises(InvalidArgument) as refused:
+        admin.update(
+            "acme", TenantChanges(["allowed_origins"], allowed_origins=["https://ok", "*"])
+        )
+    assert violations(refused.value) == ["tenant.allowed_origins[1]"]
+    assert refused.value.reason == "TENANT_INVALID"
+    cleared = admin.update("acme", TenantChanges(["allowed_origins"]))
+    assert cleared.spec.allowed_origins == ()
+    # Other updates keep the list.
+    admin.update("acme", TenantChanges(["allowed_origins"], allowed_origins=["https://x.example"]))
+    renamed = admin.update("acme", TenantChanges(["display_name"], display_name="ACME"))
+    assert renamed.spec.allowed_origins == ("https://x.example",)

@@ -139,3 +139,16 @@ def test_list_and_delete(service: TenantService) -> None:
     removed = run(service.DeleteTenant(pb.DeleteTenantRequest(tenant_id="acme"), None)).removed
     assert "pulsar tenant acme" in removed
     assert not run(service.ListTenants(pb.ListTenantsRequest(), None)).tenants
+
+
+def test_allowed_origins_travel_the_update_and_the_tenant(service: TenantService) -> None:
+    create(service)
+    request = pb.UpdateTenantRequest(
+        tenant=pb.Tenant(tenant_id="acme", allowed_origins=["https://Shop.Example:443"]),
+        update_mask=field_mask_pb2.FieldMask(paths=["allowed_origins"]),
+    )
+    assert list(run(service.UpdateTenant(request, None)).tenant.allowed_origins) == [
+        "https://shop.example"
+    ]
+    got = run(service.GetTenant(pb.GetTenantRequest(tenant_id="acme"), None)).tenant
+    assert list(got.allowed_origins) == ["https://shop.example"]

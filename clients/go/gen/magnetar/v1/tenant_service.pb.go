@@ -540,9 +540,13 @@ type Tenant struct {
 	// When the tenant was created. Output only.
 	CreateTime *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
 	// When the tenant last changed. Output only.
-	UpdateTime    *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	UpdateTime *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
+	// Web origins whose pages may call the HTTP/JSON door from a browser (CORS), each
+	// `scheme://host[:port]` with scheme http or https, e.g. "https://shop.example.com";
+	// at most 32, no wildcards. Empty: no cross-origin page may call it.
+	AllowedOrigins []string `protobuf:"bytes,11,rep,name=allowed_origins,json=allowedOrigins,proto3" json:"allowed_origins,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Tenant) Reset() {
@@ -641,6 +645,13 @@ func (x *Tenant) GetCreateTime() *timestamppb.Timestamp {
 func (x *Tenant) GetUpdateTime() *timestamppb.Timestamp {
 	if x != nil {
 		return x.UpdateTime
+	}
+	return nil
+}
+
+func (x *Tenant) GetAllowedOrigins() []string {
+	if x != nil {
+		return x.AllowedOrigins
 	}
 	return nil
 }
@@ -1136,7 +1147,8 @@ type UpdateTenantRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The tenant with the new values; `tenant_id` names it.
 	Tenant *Tenant `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
-	// The fields to change: "display_name", "plan", "quotas" or "quotas.<field>".
+	// The fields to change: "display_name", "plan", "quotas", "quotas.<field>" or
+	// "allowed_origins" (the whole list is replaced).
 	UpdateMask    *fieldmaskpb.FieldMask `protobuf:"bytes,2,opt,name=update_mask,json=updateMask,proto3" json:"update_mask,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1691,7 +1703,7 @@ const file_magnetar_v1_tenant_service_proto_rawDesc = "" +
 	"\x13SubscriptionBacklog\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\"\n" +
 	"\fsubscription\x18\x02 \x01(\tR\fsubscription\x12\x18\n" +
-	"\abacklog\x18\x03 \x01(\x04R\abacklog\"\x80\x04\n" +
+	"\abacklog\x18\x03 \x01(\x04R\abacklog\"\xa9\x04\n" +
 	"\x06Tenant\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12!\n" +
 	"\fdisplay_name\x18\x02 \x01(\tR\vdisplayName\x12\x12\n" +
@@ -1705,7 +1717,8 @@ const file_magnetar_v1_tenant_service_proto_rawDesc = "" +
 	"createTime\x12;\n" +
 	"\vupdate_time\x18\n" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"updateTime\"\x8a\x02\n" +
+	"updateTime\x12'\n" +
+	"\x0fallowed_origins\x18\v \x03(\tR\x0eallowedOrigins\"\x8a\x02\n" +
 	"\x06ApiKey\x12\x15\n" +
 	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12\x1b\n" +
 	"\ttenant_id\x18\x02 \x01(\tR\btenantId\x120\n" +

@@ -1,0 +1,123 @@
+"""CORS for the HTTP door: which web origins may call it, per tenant.
+
+Guarantees:
+- A cross-origin request (an `Origin` header that is not the door's own host) reaches the
+  gRPC method only if the origin is in the allowed origins of the tenant its key names
+  (`mgk.<tenant>.…`, so no lookup of the key itself is needed to decide); otherwise it is
+  refused before any call with PERMISSION_DENIED, reason `ORIGIN_NOT_ALLOWED`, and the
+  origin and tenant in the ErrorInfo metadata. A key that names no tenant (missing,
+  malformed, the platform's) is not checked here: every door route needs a tenant's scope,
+  so the call fails at the gRPC layer with its own reason.
+- Preflights (`OPTIONS`) are answered for every origin: a browser's preflight carries no
+  `Authorization` header, so it cannot tell which tenant is asking. Allowing the preflight
+  only lets the browser send the real request, which is then checked as above before it
+  has any effect (docs/clients.md, "CORS").
+- Answers to a cross-origin request carry `Access-Control-Allow-Origin` for that origin:
+  a success only ever follows the check, and an error says nothing the caller did not
+  send, so a page can read why it was refused.
+
+Allowed origins come from the tenant's record through an `OriginSource`, cached for `ttl_s`
+(an UpdateTenant reaches every replica within seconds) and served stale for `stale_s` while
+PostgreSQL fails, like the ingest quotas (`gateway.ingest_quota`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping
+from typing import Protocol
+from urllib.parse import urlsplit
+
+from gateway.answer_cache import AnswerCache, CachedLookup
+from magnetar.api_keys import bearer_token, parse_key
+from magnetar.errors import MagnetarError, PermissionDenied
+
+PREFLIGHT_MAX_AGE_S = 600
+ALLOWED_METHODS = "POST"
+ALLOWED_HEADERS = "authorization, content-type"
+
+
+class OriginSource(Protocol):
+    """The allowed origins of a tenant (empty for none); blocking (run in a worker thread)."""
+
+    def allowed_origins(self, tenant_id: str) -> frozenset[str]: ...
+
+
+def cross_origin(headers: Mapping[str, str]) -> str | None:
+    """The request's `Origin` when it is another site's, None for same-origin or none."""
+    origin = headers.get("origin")
+    if origin is None:
+        return None
+    # A browser sends the host it connected to in `Host`; a page of that host is ours.
+    if urlsplit(origin).netloc.lower() == headers.get("host", "").lower():
+        return None
+    return origin
+
+
+def key_tenant(authorization: str | None) -> str | None:
+    """The tenant an `Authorization: Bearer mgk.<tenant>.…` header names, None otherwise."""
+    try:
+        return parse_key(bearer_token(authorization)).tenant_id
+    except MagnetarError:
+        return None
+
+
+def allow_headers(origin: str) -> dict[str, str]:
+    """What every answer to a cross-origin request carries."""
+    return {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
+
+
+def preflight_headers(origin: str) -> dict[str, str]:
+    return {
+        **allow_headers(origin),
+        "Access-Control-Allow-Methods": ALLOWED_METHODS,
+        "Access-Control-Allow-Headers": ALLOWED_HEADERS,
+        "Access-Control-Max-Age": str(PREFLIGHT_MAX_AGE_S),
+    }
+
+
+def origin_refused(origin: str, tenant_id: str) -> PermissionDenied:
+    return PermissionDenied(
+        f"origin {origin!r} may not call tenant {tenant_id!r}'s keys from a browser; the "
+        "tenant's admin adds it with `magnetar tenants update --allowed-origin`",
+        reason="ORIGIN_NOT_ALLOWED",
+        metadata={"origin": origin, "tenant_id": tenant_id},
+    )
+
+
+class OriginPolicy:
+    """Decides whether a cross-origin request may go on, from cached allowed origins."""
+
+    def __init__(
+        self,
+        source: OriginSource,
+        *,
+        ttl_s: float = 5.0,
+        stale_s: float = 600.0,
+        max_tenants: int = 10_000,
+        max_lookups: int = 32,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._source = source
+        cache: AnswerCache[str, frozenset[str]] = AnswerCache(max_tenants, ttl_s, stale_s)
+        self._origins: CachedLookup[str, frozenset[str]] = CachedLookup(
+            (cache,),
+            lambda _: cache,
+            run=asyncio.to_thread,
+            clock=clock,
+            what="allowed origins",
+            max_lookups=max_lookups,
+        )
+
+    async def check(self, origin: str, authorization: str | None) -> None:
+        """Return if `origin` may call with this key; PermissionDenied (or, when the store
+        fails with nothing cached, Unavailable) otherwise."""
+        tenant_id = key_tenant(authorization)
+        if tenant_id is None:
+            return
+        allowed = await self._origins.get(
+            tenant_id, lambda: self._source.allowed_origins(tenant_id)
+        )
+        if origin not in allowed:
+            raise origin_refused(origin, tenant_id)
