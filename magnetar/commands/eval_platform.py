@@ -36,6 +36,7 @@ from magnetar.commands.eval import data_range
 from magnetar.commands.tenants import _admin
 from magnetar.db.ledger import counted_events
 from magnetar.dev.problems import EnvironmentProblem
+from magnetar.errors import MagnetarError
 from magnetar.history import progress as progress_file
 from magnetar.history.importer import ImportReport, run_import
 from magnetar.history.mapping import ONLINE_RETAIL_COLUMNS, OnlineRetailMapping
@@ -101,19 +102,24 @@ def _rejected_ids(report_path: Path) -> set[str]:
 def _wait_counted(
     settings: Settings, tenant: str, expected: int, console: Console, stall_s: float
 ) -> int:
-    """Poll the ledger count until it reaches `expected`, or stops moving for `stall_s`."""
+    """Poll the ledger count until it reaches `expected`, or stops moving for `stall_s`
+    (PostgreSQL being down or restarting counts as not moving)."""
     last, moved = -1, time.monotonic()
-    with psycopg.connect(settings.database_url, autocommit=True) as conn:
-        while True:
-            counted = counted_events(conn, tenant)
-            if counted >= expected:
-                return counted
-            if counted != last:
-                last, moved = counted, time.monotonic()
-                console.print(f"  counted {counted:,} of {expected:,}", markup=False)
-            elif time.monotonic() - moved > stall_s:
-                return counted
-            time.sleep(1.0)
+    while True:
+        try:
+            with psycopg.connect(settings.database_url, autocommit=True) as conn:
+                counted = counted_events(conn, tenant)
+        except psycopg.OperationalError as error:
+            console.print(f"  PostgreSQL unavailable ({error.sqlstate}); waiting", markup=False)
+            counted = last
+        if counted >= expected:
+            return counted
+        if counted != last:
+            last, moved = counted, time.monotonic()
+            console.print(f"  counted {counted:,} of {expected:,}", markup=False)
+        elif time.monotonic() - moved > stall_s:
+            return max(counted, 0)
+        time.sleep(1.0)
 
 
 def _recommend_all(
@@ -161,6 +167,14 @@ def _import(
             on_settled=settled,
         )  # fmt: skip
     return report, progress_file.rejects_path(where)
+
+
+def _delete(tenant: str, console: Console) -> None:
+    try:
+        with _admin() as admin:
+            admin.delete(tenant)
+    except MagnetarError as error:
+        console.print(f"could not delete {tenant} ({error}): magnetar tenants delete {tenant}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -217,8 +231,7 @@ def run(args: argparse.Namespace) -> int:
             rejected = _rejected_ids(rejects)
         finally:
             if not args.keep_tenant:
-                with _admin() as admin:
-                    admin.delete(tenant)
+                _delete(tenant, console)
 
     # The offline twin: the accepted events, with the categories enrich joined.
     fed = [
