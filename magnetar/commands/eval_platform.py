@@ -21,8 +21,9 @@ import os
 import tempfile
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -122,6 +123,18 @@ def _wait_counted(
         time.sleep(1.0)
 
 
+def _patiently(call: Callable[[], pb.RecommendResponse], for_s: float = 120.0) -> Any:
+    """`call()`, again while it is UNAVAILABLE (PostgreSQL restarting) for up to `for_s`."""
+    deadline = time.monotonic() + for_s
+    while True:
+        try:
+            return call()
+        except grpc.RpcError as error:
+            if error.code() != grpc.StatusCode.UNAVAILABLE or time.monotonic() > deadline:
+                raise
+            time.sleep(1.0)
+
+
 def _recommend_all(
     address: str, key: str, queries: Sequence[cutoff_eval.CutoffQuery]
 ) -> dict[int, dict[str, list[str]]]:
@@ -131,9 +144,8 @@ def _recommend_all(
         stub = personalization_service_pb2_grpc.PersonalizationServiceStub(channel)
         for query in queries:
             for k in KS:
-                reply = stub.Recommend(
-                    pb.RecommendRequest(user_id=query.user_id, k=k), metadata=auth, timeout=30
-                )
+                request = pb.RecommendRequest(user_id=query.user_id, k=k)
+                reply = _patiently(partial(stub.Recommend, request, metadata=auth, timeout=30))
                 lists[k][query.user_id] = [item.item_id for item in reply.items]
     return lists
 
