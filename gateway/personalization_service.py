@@ -32,6 +32,7 @@ from magnetar.serving.personalization import (
 )
 from magnetar.serving.reasons import ServedItem
 from magnetar.serving.shared_reads import SharedReadsCache
+from magnetar.serving.tenant_clock import TenantClock
 from magnetar.v1 import events_pb2
 from magnetar.v1 import personalization_service_pb2 as pb
 from magnetar.v1 import personalization_service_pb2_grpc as pb_grpc
@@ -184,6 +185,10 @@ def mount_personalization_service(server: Any, deps: GatewayDeps) -> str:
     # request reads PostgreSQL.
     memory = deps.memory.memory if deps.memory is not None else ServingMemory()
     state = MemoryFirst(SharedReadsCache(reader), reader, memory, reader.signals)
-    serving = PersonalizationServing(state)
+    # Each tenant served at its own clock (docs/serving.md), kept current by the stream.
+    clock = TenantClock(reader.newest_event_ms)
+    if deps.memory is not None:
+        deps.memory.follow(clock)
+    serving = PersonalizationServing(state, tenant_clock=clock)
     pb_grpc.add_PersonalizationServiceServicer_to_server(PersonalizationService(serving), server)
     return str(SERVICE_NAME)

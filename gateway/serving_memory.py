@@ -9,12 +9,14 @@ are Prometheus metrics (`magnetar_serving_memory_*`).
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from magnetar.db.change_listener import ChangeListener
+from magnetar.db.change_stream import Change
 from magnetar.serving.memory import ServingMemory
 
 # How long DeleteUser waits for its own change to come back on the stream, then how much
@@ -23,15 +25,36 @@ ERASURE_ECHO_S = 2.0
 ERASURE_SPREAD_S = 0.05
 
 
+class ChangeFollower(Protocol):
+    """What else keeps itself current from the stream (`magnetar.serving.tenant_clock`)."""
+
+    def changed(self, change: Change) -> None: ...
+
+    def set_live(self, live: bool) -> None: ...
+
+
 class MemoryFeed:
     def __init__(self, database_url: str, memory: ServingMemory | None = None) -> None:
         self.memory = memory or ServingMemory()
+        self._followers: list[ChangeFollower] = []
         self.listener = ChangeListener(
-            database_url,
-            on_change=self.memory.invalidate,
-            on_reset=self.memory.set_live,
+            database_url, on_change=self._on_change, on_reset=self._on_reset
         )
         self._started = False
+
+    def follow(self, follower: ChangeFollower) -> None:
+        """Hand `follower` every change and reset too (call before `start`)."""
+        self._followers.append(follower)
+
+    def _on_change(self, change: Change) -> None:
+        self.memory.invalidate(change)
+        for follower in self._followers:
+            follower.changed(change)
+
+    def _on_reset(self, live: bool) -> None:
+        self.memory.set_live(live)
+        for follower in self._followers:
+            follower.set_live(live)
 
     def start(self) -> None:
         if not self._started:

@@ -40,6 +40,7 @@ from magnetar.workload import online_retail
 
 DEFAULT_DATA = Path("../shared/data/online_retail_2010-12_2011-09.csv.xz")
 DEFAULT_OUTPUT = Path("bench/results/eval-online-retail.json")
+PLATFORM_OUTPUT = Path("bench/results/eval-through-platform.json")
 # Affinity half-lives (days) tried with --tune-half-life; chosen on validation like weights.
 HALF_LIFE_GRID_DAYS = (7, 30, 90, 365)
 # The configuration evaluated by default: the platform defaults except the affinity
@@ -67,6 +68,25 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help=f"also choose the affinity half-life among {HALF_LIFE_GRID_DAYS} days "
         "on validation (one replay each)",
+    )
+    platform = parser.add_argument_group(
+        "through the platform",
+        "the cutoff protocol through gRPC and the pipeline (docs/quality.md)",
+    )
+    platform.add_argument(
+        "--through-platform",
+        action="store_true",
+        help="import the events before --cutoff into a scratch tenant and ask Recommend",
+    )
+    platform.add_argument("--cutoff", help="e.g. 2011-09-01 (with --through-platform)")
+    platform.add_argument("--gateway", help="host:port (default: settings grpc_host:grpc_port)")
+    platform.add_argument("--tenant", help="the scratch tenant's id (default: eval-<random>)")
+    platform.add_argument("--keep-tenant", action="store_true", help="do not delete it after")
+    platform.add_argument(
+        "--stall-seconds",
+        type=float,
+        default=120.0,
+        help="give up waiting for the count after it stood still this long",
     )
     parser.set_defaults(handler=_run)
 
@@ -119,6 +139,12 @@ def _label(settings: TenantPersonalization) -> str:
 
 def _run(args: argparse.Namespace) -> int:
     global _JOB
+    if args.through_platform:
+        from magnetar.commands import eval_platform
+
+        if args.output == DEFAULT_OUTPUT:
+            args.output = PLATFORM_OUTPUT
+        return eval_platform.run(args)
     # Piped into a file or a log, rich would wrap the table at 80 columns.
     console = Console(width=None if sys.stdout.isatty() else 150)
     if not args.data.is_file():

@@ -64,6 +64,8 @@ ORDER BY seed.position, n.s DESC, n.other_item_id COLLATE "C"
 """
 
 
+_NEWEST = "SELECT max(last_seen) FROM user_activity WHERE tenant_id = %s"
+
 # Session-level (false): the scope outlives the statement, for the request's later reads.
 _SCOPE = "SELECT set_config('magnetar.tenant', %s, false)"
 
@@ -227,6 +229,14 @@ class ServingStateReader(PostgresStateReader):
             for item_id, other, score in conn.execute(_NEIGHBOURS, params):
                 found.setdefault(str(item_id), []).append(ScoredItem(str(other), float(score)))
         return found
+
+    def newest_event_ms(self, tenant_id: str) -> int | None:
+        """The newest event time the tenant's state has counted (its users' latest
+        `last_seen`, which the commit caps at acceptance plus the future skew); None without
+        state. A pass over the tenant's `user_activity` rows: `TenantClock` caches it."""
+        with self._tenant(tenant_id) as conn:
+            row = conn.execute(_NEWEST, (tenant_id,)).fetchone()
+        return None if row is None or row[0] is None else int(row[0])
 
     def catalog_facts(self, tenant_id: str, item_ids: Sequence[str]) -> Mapping[str, CatalogFact]:
         if not item_ids:

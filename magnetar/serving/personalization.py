@@ -60,6 +60,13 @@ class CatalogFact(NamedTuple):
     visible: bool
 
 
+class TenantClockPort(Protocol):
+    def now_ms(self, tenant_id: str, wall_ms: int) -> int:
+        """The instant the tenant is served at, at most `wall_ms` (may read its state: call
+        it inside the request's scope)."""
+        ...
+
+
 class ServingState(StateReader, Protocol):
     """The personalization state plus the catalog, read in one scope per request."""
 
@@ -169,10 +176,18 @@ class PersonalizationServing:
         state: ServingState,
         settings: Callable[[str], TenantPersonalization] = default_settings,
         clock_ms: Callable[[], int] = _wall_clock_ms,
+        tenant_clock: TenantClockPort | None = None,
     ) -> None:
+        """`clock_ms` is wall-clock now; with a `tenant_clock` each tenant is served at its
+        own clock (`magnetar.serving.tenant_clock`), else at wall-clock now."""
         self._state = state
         self._settings = settings
         self._clock_ms = clock_ms
+        self._tenant_clock = tenant_clock
+
+    def _now(self, tenant_id: str) -> int:
+        wall = self._clock_ms()
+        return wall if self._tenant_clock is None else self._tenant_clock.now_ms(tenant_id, wall)
 
     def recommend(self, tenant_id: str, query: RecommendQuery) -> Recommendations:
         settings = self._settings(tenant_id)
@@ -196,8 +211,8 @@ class PersonalizationServing:
             exclude_item_ids=frozenset(query.filter.exclude_item_ids),
             categories=tuple(dict.fromkeys(query.filter.categories)),
         )
-        now = self._clock_ms()
         with self._state.request(tenant_id), _core_errors():
+            now = self._now(tenant_id)
             pool = gather_candidates(self._state, request, settings, now)
             items = self._best_visible(tenant_id, pool, settings, query.k)
         personal = pool.strategies[REPEAT].scores or pool.strategies[CATEGORY].scores
@@ -225,10 +240,10 @@ class PersonalizationServing:
         _check_filter(violations, query.filter, "filter")
         violations.raise_if_any("invalid similar-items request")
 
-        now = self._clock_ms()
         # As many as the core gives: filters and the catalog may leave some out.
         wide = settings.recommend.max_k
         with self._state.request(tenant_id), _core_errors():
+            now = self._now(tenant_id)
             try:
                 found = similar_items(self._state, tenant_id, query.item_id, wide, settings, now)
             except UnknownItem:
@@ -291,9 +306,9 @@ class PersonalizationServing:
         violations.raise_if_any("invalid trending request")
         assert window is not None
 
-        now = self._clock_ms()
         category = query.category or None
         with self._state.request(tenant_id), _core_errors():
+            now = self._now(tenant_id)
             found = trending(
                 self._state, tenant_id, window, category, settings.recommend.max_k, settings, now
             )
@@ -313,8 +328,8 @@ class PersonalizationServing:
 
         subject = query.user_id or query.anonymous_id
         limit = query.recent_items_limit or DEFAULT_PROFILE_RECENT_ITEMS
-        now = self._clock_ms()
         with self._state.request(tenant_id), _core_errors():
+            now = self._now(tenant_id)
             profile = user_profile(
                 self._state, tenant_id, subject, now, max(limit, PROFILE_TOP_CATEGORIES)
             )
