@@ -34,7 +34,7 @@ from rich.table import Table
 
 from magnetar.catalog_topic import publish_items
 from magnetar.commands.eval import data_range
-from magnetar.commands.tenants import _admin
+from magnetar.commands.tenants import tenant_admin
 from magnetar.db.ledger import counted_events
 from magnetar.dev.problems import EnvironmentProblem
 from magnetar.errors import MagnetarError
@@ -183,7 +183,7 @@ def _import(
 
 def _delete(tenant: str, console: Console) -> None:
     try:
-        with _admin() as admin:
+        with tenant_admin() as admin:
             admin.delete(tenant)
     except MagnetarError as error:
         console.print(f"could not delete {tenant} ({error}): magnetar tenants delete {tenant}")
@@ -218,7 +218,7 @@ def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="magnetar-eval-") as scratch:
         folder = Path(scratch)
         prefix = _prefix_file(args.data, cutoff, folder)
-        with _admin() as admin:
+        with tenant_admin() as admin:
             onboarded = admin.create(tenant, "magnetar eval", "enterprise")
         try:
             client = make_client(settings.pulsar_service_url, settings.pulsar_admin_token)
