@@ -144,6 +144,14 @@ class Pipeline(Function):  # type: ignore[misc]
         )
         if message is None:
             return
+        if wire.is_erasure_marker(message):
+            # DeleteUser: the subject's sessions go; nothing is counted.
+            stream_event = wire.to_stream_event(message, self._tenant)
+            self._sessions.forget(self._tenant, stream_event.user_key)
+            context.record_metric("subjects_erased", 1)
+            runtime.ack(context, runtime.current_delivery(context))
+            self._save_state(runtime.now_ms())
+            return
         key = context.get_partition_key() or wire.subject_of(message)
         now = runtime.now_ms()
         message_id = context.get_message_id().serialize()

@@ -11,6 +11,7 @@ from google.protobuf.message import DecodeError
 
 from functions.logic import records as stream
 from magnetar.personalization.records import EnrichedEvent as StateEvent
+from magnetar.raw_events import ERASURE_MARKER_ATTRIBUTE
 from magnetar.v1 import enriched_event_pb2, events_pb2
 
 _TYPE_PREFIX = "EVENT_TYPE_"
@@ -51,6 +52,11 @@ def timestamp_ms(ts: object) -> int:
     seconds = int(getattr(ts, "seconds", 0))
     nanos = int(getattr(ts, "nanos", 0))
     return seconds * 1000 + nanos // 1_000_000
+
+
+def is_erasure_marker(event: events_pb2.Event) -> bool:
+    """DeleteUser's marker (`magnetar.raw_events.ERASURE_MARKER_ATTRIBUTE`), not an event."""
+    return not event.event_id and ERASURE_MARKER_ATTRIBUTE in event.attributes
 
 
 def subject_of(event: events_pb2.Event) -> str:

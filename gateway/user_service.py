@@ -17,9 +17,11 @@ from typing import TYPE_CHECKING, Any
 from google.protobuf import timestamp_pb2
 
 from gateway.blocking import in_thread
+from gateway.event_publisher import EventPublisher
 from gateway.interceptors import current_tenant
 from gateway.serving_memory import ERASURE_ECHO_S, ERASURE_SPREAD_S, MemoryFeed
 from magnetar.db.user_erasure import PostgresErasureStore
+from magnetar.raw_events import erasure_marker
 from magnetar.serving.erasure import UserErasure
 from magnetar.v1 import user_service_pb2 as pb
 from magnetar.v1 import user_service_pb2_grpc as pb_grpc
@@ -31,9 +33,15 @@ SERVICE_NAME = pb.DESCRIPTOR.services_by_name["UserService"].full_name
 
 
 class UserService(pb_grpc.UserServiceServicer):
-    def __init__(self, erasure: UserErasure, feed: MemoryFeed | None = None) -> None:
+    def __init__(
+        self,
+        erasure: UserErasure,
+        feed: MemoryFeed | None = None,
+        markers: EventPublisher | None = None,
+    ) -> None:
         self._erasure = erasure
         self._feed = feed
+        self._markers = markers
 
     async def DeleteUser(
         self, request: pb.DeleteUserRequest, context: Any
@@ -55,6 +63,17 @@ class UserService(pb_grpc.UserServiceServicer):
             if feed is not None:
                 for subject, seen in heard:
                     feed.listener.forget(tenant, subject, seen)
+        if self._markers is not None:
+            # The pipeline forgets the subjects' sessions too: a marker per subject, down the
+            # raw topic behind the subject's earlier events. A failed send fails the call; a
+            # retry erases again (nothing left) and resends.
+            markers = [
+                erasure_marker(user_id=request.user_id) if request.user_id else None,
+                erasure_marker(anonymous_id=request.anonymous_id) if request.anonymous_id else None,
+            ]
+            await self._markers.publish(
+                tenant, [m for m in markers if m is not None], context.time_remaining()
+            )
         deleted_before = timestamp_pb2.Timestamp()
         deleted_before.FromMilliseconds(report.erased_before_ms)
         return pb.DeleteUserResponse(
@@ -65,5 +84,6 @@ class UserService(pb_grpc.UserServiceServicer):
 
 def mount_user_service(server: Any, deps: GatewayDeps) -> str:
     erasure = UserErasure(PostgresErasureStore(deps.sessions))
-    pb_grpc.add_UserServiceServicer_to_server(UserService(erasure, deps.memory), server)
+    service = UserService(erasure, deps.memory, deps.publisher)
+    pb_grpc.add_UserServiceServicer_to_server(service, server)
     return str(SERVICE_NAME)

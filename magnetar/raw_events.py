@@ -30,6 +30,19 @@ SCHEMA_TYPE = "PROTOBUF_NATIVE"
 DEFAULT_PARTITIONS = 4
 
 
+# An erasure marker: an Event with no event_id (which Ingest always refuses) and this
+# attribute, sent by DeleteUser down the raw topic keyed by the subject, so it reaches the
+# pipeline instance holding the subject's sessions, after the subject's earlier events.
+ERASURE_MARKER_ATTRIBUTE = "magnetar.erase-subject"
+
+
+def erasure_marker(user_id: str = "", anonymous_id: str = "") -> events_pb2.Event:
+    """The marker DeleteUser sends for one subject (one of the two ids)."""
+    marker = events_pb2.Event(user_id=user_id, anonymous_id=anonymous_id)
+    marker.attributes[ERASURE_MARKER_ATTRIBUTE] = "1"
+    return marker
+
+
 def raw_events_topic(tenant_id: str) -> str:
     return f"persistent://{tenant_id}/{EVENTS_NAMESPACE}/{RAW_TOPIC}"
 

@@ -174,6 +174,14 @@ class SessionTracker:
             out_of_order=out_of_order,
         )
 
+    def forget(self, tenant_id: str, user_key: str) -> None:
+        """Drop every session of ``user_key`` (an erasure): the next event opens a new one.
+        The empty list is recorded like any change, so a replay cannot bring them back."""
+        key = f"{self._config.key_prefix}{tenant_id}/{user_key}"
+        self._users[key] = []
+        self._users.move_to_end(key)
+        self._record(key, [])
+
     def take_dirty(self) -> dict[str, bytes]:
         """The users changed since the last call, encoded; the caller persists them."""
         changed = {

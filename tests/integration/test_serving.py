@@ -23,6 +23,7 @@ import pulsar
 import pytest
 
 from functions.logic.validation import DEFAULT_POLICY
+from functions.wire import is_erasure_marker
 from gateway.auth import KeyLookup
 from gateway.server import GatewayOptions, create_server
 from magnetar.api_key_store import ApiKeyStore
@@ -36,6 +37,7 @@ from magnetar.pulsar_admin import PulsarAdmin
 from magnetar.settings import Settings
 from magnetar.topics import TenantTopics
 from magnetar.v1 import catalog_service_pb2 as cat
+from magnetar.v1 import events_pb2
 from magnetar.v1 import personalization_service_pb2 as pb
 from magnetar.v1 import user_service_pb2 as users
 from tenants.pulsar_setup import provision_pulsar
@@ -47,6 +49,7 @@ from tests.integration.gateway_harness import (
     gateway,
     key_store,
     pulsar_client,
+    read_all,
     remove_tenant_row,
 )
 
@@ -521,6 +524,10 @@ def test_delete_user_erases_every_user_table_reports_it_and_keeps_late_events_ou
         lambda: client.users.DeleteUser(users.DeleteUserRequest(), metadata=tenant.manage)
     )
     assert invalid.code == grpc.StatusCode.INVALID_ARGUMENT
+    # Each erasure sent the pipeline a marker, keyed by its subject, to drop its sessions.
+    markers = read_all(settings, TenantTopics(t).raw, expect=2)
+    assert sorted(m.partition_key() for m in markers) == ["b", "never-seen"]
+    assert all(is_erasure_marker(events_pb2.Event.FromString(m.data())) for m in markers)
 
 
 # -- PostgreSQL down ---------------------------------------------------------------------
