@@ -297,7 +297,8 @@ def test_every_scenario_installs_under_restricted_pod_security(
     assert timestamp(runs["magnetar-migrations"]["completed_at"]) <= timestamp(
         runs["magnetar-functions-deploy"]["started_at"]
     )
-    assert rolled_out(cluster, namespace)
+    # Eventually: with autoscaling the HPA raises the replicas to its minimum after `--wait`.
+    eventually("the gateway is rolled out", lambda: rolled_out(cluster, namespace))
 
     # Every object the chart renders outside the hooks was admitted and is there.
     for doc in docs:
@@ -316,6 +317,16 @@ def test_production_objects_are_admitted_server_side(cluster: Cluster, namespace
     assert hpa is not None
     assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (3, 12)
     assert hpa["spec"]["scaleTargetRef"]["name"] == GATEWAY
+    # The chart leaves the replicas to the HPA, whose controller brings them to its minimum.
+    eventually(
+        "the HPA scales the gateway to minReplicas",
+        lambda: (
+            (api.get(f"/apis/apps/v1/namespaces/{ns}/deployments/{GATEWAY}") or {})
+            .get("status", {})
+            .get("readyReplicas")
+            == 3
+        ),
+    )
     pdb = api.get(f"/apis/policy/v1/namespaces/{ns}/poddisruptionbudgets/{GATEWAY}")
     assert pdb is not None and pdb["spec"]["maxUnavailable"] == 1
     # The disruption controller evaluated it against the running gateway pods.
@@ -376,7 +387,11 @@ def test_upgrade_rolls_the_gateway_and_reruns_hooks_rollback_and_uninstall(
     eventually("the upgraded gateway is rolled out", lambda: rolled_out(cluster, namespace))
     _, second_sets = gateway_rollout(cluster, namespace)
     (second_hash,) = [h for h in second_sets if h != first_hash]
-    assert second_sets == {first_hash: 0, second_hash: 1}
+    # The old ReplicaSet's pods are gone once kwok has played their deletion.
+    eventually(
+        "the first ReplicaSet is scaled to 0, the new one serves",
+        lambda: gateway_rollout(cluster, namespace)[1] == {first_hash: 0, second_hash: 1},
+    )
 
     # Rollback: the first pod template again, by its ReplicaSet.
     cluster.helm(
@@ -385,9 +400,12 @@ def test_upgrade_rolls_the_gateway_and_reruns_hooks_rollback_and_uninstall(
     status = release_status(cluster, namespace)
     assert (status["version"], status["info"]["status"]) == (3, "deployed")
     eventually("the rolled-back gateway is rolled out", lambda: rolled_out(cluster, namespace))
-    checksum, sets = gateway_rollout(cluster, namespace)
+    checksum, _ = gateway_rollout(cluster, namespace)
     assert checksum == first_checksum
-    assert sets == {first_hash: 1, second_hash: 0}
+    eventually(
+        "the upgraded ReplicaSet is scaled to 0 again",
+        lambda: gateway_rollout(cluster, namespace)[1] == {first_hash: 1, second_hash: 0},
+    )
 
     # Uninstall leaves exactly what docs/kubernetes.md section 9 says: the hook resources.
     cluster.helm("uninstall", RELEASE, "--namespace", namespace, "--wait", "--timeout", HELM_WAIT)
@@ -435,6 +453,9 @@ def test_a_failing_migrations_job_fails_the_install_and_stays_for_its_logs(
     message = result.stderr
     assert "pre-install" in message and "magnetar-migrations" in message, message
     assert "BackoffLimitExceeded" in message, message
+    # The chart's helm.sh/hook-output-log-policy: Helm prints the failed pod's log with the
+    # error (kwok serves tests/k8s/stages/container.log as every container's log).
+    assert "the container log kwok serves" in message, message
     # Nothing of the release started on the old (unmigrated) schema.
     assert names(cluster, "Deployment", namespace) == set()
     # The failed Job and its pod are kept (hook-delete-policy keeps failures), so
