@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install up down status proto lint typecheck unit integration clean
+.PHONY: run test k8s-test install up down status proto lint typecheck unit integration clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,15 @@ test: install
 	$(BIN)/mypy
 	$(BIN)/magnetar dev up
 	$(BIN)/pytest -q
+
+## The Helm chart installed, upgraded, rolled back and uninstalled on a real Kubernetes
+## control plane (etcd, kube-apiserver, controller manager, scheduler, kwok; loopback only),
+## started for the run and stopped after it whatever the outcome (docs/kubernetes.md, 10).
+k8s-test: install
+	bash scripts/install_k8s_tools.sh --control-plane
+	$(BIN)/python scripts/k8s_control_plane.py up
+	$(BIN)/pytest -q -m k8s tests/k8s; status=$$?; \
+	  $(BIN)/python scripts/k8s_control_plane.py down; exit $$status
 
 up: install
 	$(BIN)/magnetar dev up

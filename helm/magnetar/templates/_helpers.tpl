@@ -371,6 +371,8 @@ metadata:
     helm.sh/hook-weight: {{ .weight | quote }}
     # A failed Job stays for `kubectl logs` until the next attempt replaces it.
     helm.sh/hook-delete-policy: before-hook-creation,hook-succeeded
+    # And Helm prints its pods' logs with the error, so the failed install itself says why.
+    helm.sh/hook-output-log-policy: hook-failed
     # Justified security-lint findings (checked by tests/helm/test_chart.py):
     checkov.io/skip1: CKV_K8S_35=Magnetar settings are read from environment variables only (magnetar/settings.py); the credentials a file can carry (the Pulsar superuser token and token secret key) are mounted as files
     checkov.io/skip2: CKV_K8S_43=The image is pinned by tag by default; image.digest pins it by digest and the production-like scenario does
