@@ -47,6 +47,7 @@ from tenants.model import Onboarded
 from tenants.pulsar_port import translated
 from tenants.reconciler import Reconciler
 from tenants.store import PostgresTenantStore
+from tenants.wiring import role_token_signer
 
 pytestmark = pytest.mark.integration
 
@@ -100,7 +101,13 @@ def tenants(settings: Settings) -> Iterator[tuple[Onboarded, Onboarded]]:
     pulsar_admin = PulsarAdmin(settings.pulsar_admin_url, settings.pulsar_admin_token)
     store = PostgresTenantStore(sessions)
     admin = TenantAdmin(
-        Reconciler(translated(pulsar_admin), store, FakeFunctionDeployer()),
+        # The public gateway produces with each tenant's stored token, signed at onboarding.
+        Reconciler(
+            translated(pulsar_admin),
+            store,
+            FakeFunctionDeployer(),
+            token_for=role_token_signer(settings),
+        ),
         store,
         ApiKeyStore(sessions),
     )
