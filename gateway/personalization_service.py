@@ -30,6 +30,7 @@ from magnetar.serving.personalization import (
     SimilarItemsQuery,
     TrendingQuery,
 )
+from magnetar.serving.ranked_ahead import RankedAhead
 from magnetar.serving.reasons import ServedItem
 from magnetar.serving.shared_reads import SharedReadsCache
 from magnetar.v1 import events_pb2
@@ -183,7 +184,8 @@ def mount_personalization_service(server: Any, deps: GatewayDeps) -> str:
     # Without a change stream (a server built without one) memory is never live: every
     # request reads PostgreSQL.
     memory = deps.memory.memory if deps.memory is not None else ServingMemory()
-    state = MemoryFirst(SharedReadsCache(reader), reader, memory, reader.signals)
-    serving = PersonalizationServing(state)
+    shared = SharedReadsCache(reader)
+    state = MemoryFirst(shared, reader, memory, reader.signals)
+    serving = PersonalizationServing(state, ranked_ahead=RankedAhead(memory, shared))
     pb_grpc.add_PersonalizationServiceServicer_to_server(PersonalizationService(serving), server)
     return str(SERVICE_NAME)
