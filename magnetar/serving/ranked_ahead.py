@@ -18,11 +18,17 @@ When it is dropped (`RankedAhead.get` gives None and the caller ranks again):
   `ServingMemory.invalidate` with the user's rows, under the same lock, so a ranking is never
   older than the rows it was made from; one made from rows read before such a change is
   refused (`ServingMemory.put_ranking` with the token taken before ranking);
-- a shared list it used (trending, trending in a category, an item's neighbours) is no
-  longer the one `SharedReadsCache` holds — refreshed, evicted, or never kept;
-- it is older than `max_age_ms`, so the shared lists it used are looked up again (that
-  lookup is what schedules their background refresh).
-Catalog facts are not in it: visibility and titles are looked up per request.
+- it is older than `max_age_ms` (30 s, a trending list's TTL): the shared lists it used
+  (trending, trending in a category, an item's neighbours) are then looked up again,
+  which is what schedules their background refresh. A refreshed list does not drop the
+  rankings made from the one before: trending lists are refreshed every 30 s, and each
+  refresh would remake every ranking of the tenant (measured: half the requests ranked
+  again). So a ranking serves lists up to `max_age_ms` older than a request ranked anew
+  would — next to the lists' own lag (30 s to an hour) and half-lives (an hour to 60
+  days), nothing a user sees.
+A ranking that used an empty shared list is not kept (`SharedReadsCache` keeps no empty
+list, so that a new tenant's or item's first entries show at once; a kept ranking would
+hide them). Catalog facts are not in it: visibility and titles are looked up per request.
 """
 
 from __future__ import annotations
@@ -39,7 +45,7 @@ from magnetar.serving.reasons import ServedItem
 # How many ranked items a ranking keeps (~220 bytes each): enough for the common k (10-20)
 # after a user's exclusions; a request it cannot answer is ranked per request.
 DEPTH = 64
-MAX_AGE_MS = 5_000
+MAX_AGE_MS = 30_000  # a trending list's TTL (magnetar.serving.shared_reads)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,9 +59,9 @@ class Ranking:
 
 
 class SharedLists(Protocol):
-    def recording(self) -> AbstractContextManager[list[tuple[Hashable, object]]]: ...
-
-    def unchanged(self, used: Sequence[tuple[Hashable, object]]) -> bool: ...
+    def recording(self) -> AbstractContextManager[list[tuple[Hashable, object]]]:
+        """The shared lists served inside, by key and value."""
+        ...
 
 
 class TooShallow(Exception):
@@ -84,7 +90,6 @@ def admitted(
 class _Kept:
     ranking: Ranking
     made_at_ms: int
-    shared: tuple[tuple[Hashable, object], ...]
 
 
 def _monotonic_ms() -> int:
@@ -110,11 +115,7 @@ class RankedAhead:
     def get(self, tenant_id: str, user_id: str) -> Ranking | None:
         memory = self._memory
         kept: _Kept | None = memory.ranking(tenant_id, user_id) if memory.live else None
-        if (
-            kept is None
-            or self._clock_ms() - kept.made_at_ms > self._max_age_ms
-            or not self._shared.unchanged(kept.shared)
-        ):
+        if kept is None or self._clock_ms() - kept.made_at_ms > self._max_age_ms:
             memory.stats.ranked_misses += 1
             return None
         memory.stats.ranked_hits += 1
@@ -135,6 +136,6 @@ class RankedAhead:
         token: int,
     ) -> None:
         if not all(value for _, value in shared):
-            return  # an empty list is never kept, so this ranking could never be current
-        kept = _Kept(ranking, self._clock_ms(), tuple(shared))
+            return  # it would hide the list's first entries (see the module)
+        kept = _Kept(ranking, self._clock_ms())
         self._memory.put_ranking(tenant_id, user_id, kept, token)

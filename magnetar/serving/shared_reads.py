@@ -51,7 +51,7 @@ log = logging.getLogger(__name__)
 
 Ranked = tuple[ScoredItem, ...]
 Refresh = Callable[[Hashable, Callable[[], None]], None]
-# The lists a computation used, by key and by identity (see `SharedReadsCache.recording`).
+# The lists a computation used, by key (see `SharedReadsCache.recording`).
 Used = list[tuple[Hashable, object]]
 
 _RECORDING: ContextVar[Used | None] = ContextVar("magnetar_shared_reads_used", default=None)
@@ -74,12 +74,6 @@ class _Entries:
                 return None
             self._entries.move_to_end(key)
             return found[1], self._clock_ms() - found[0]
-
-    def holds(self, key: Hashable, value: object) -> bool:
-        """Whether `value` (that very tuple) is still the entry of `key`: no lock, no LRU
-        touch; a dict read is atomic."""
-        found = self._entries.get(key)
-        return found is not None and found[1] is value
 
     def put(self, key: Hashable, value: Ranked) -> None:
         with self._lock:
@@ -213,19 +207,13 @@ class SharedReadsCache:
     @staticmethod
     @contextmanager
     def recording() -> Iterator[Used]:
-        """The lists served inside, by key and identity, for `unchanged` to judge later."""
+        """The lists served inside, by key (empty ones too: those are not kept)."""
         used: Used = []
         token = _RECORDING.set(used)
         try:
             yield used
         finally:
             _RECORDING.reset(token)
-
-    def unchanged(self, used: Sequence[tuple[Hashable, object]]) -> bool:
-        """Whether every list in `used` is still the one held: false once any was refreshed
-        (a refresh stores a new tuple), evicted, or was never kept (an empty list)."""
-        holds = self._entries.holds
-        return all(holds(key, value) for key, value in used)
 
     def trending(
         self, tenant_id: str, window: str, now_ms: int, limit: int

@@ -112,33 +112,37 @@ def test_a_change_of_the_user_drops_their_ranking() -> None:
     assert "mug" not in [i.item_id for i in after.items]
 
 
-def test_a_refreshed_shared_list_or_age_drops_the_ranking() -> None:
+def test_a_ranking_is_remade_after_max_age_which_schedules_the_lists_refresh() -> None:
     state = FakeServingState(shop())
-    refreshes: list[object] = []
+    refreshes: list[Hashable] = []
     memory = ServingMemory()
     memory.set_live(True)
-    shared = SharedReadsCache(
-        state, refresh=lambda key, job: refreshes.append(job), clock_ms=lambda: clock.ms
-    )
     clock = _Clock()
-    ahead = RankedAhead(memory, shared, max_age_ms=1_000, clock_ms=clock)
+    shared = SharedReadsCache(state, refresh=lambda key, job: refreshes.append(key), clock_ms=clock)
+    ahead = RankedAhead(memory, shared, max_age_ms=30_000, clock_ms=clock)
     serving = PersonalizationServing(shared, clock_ms=lambda: NOW, ranked_ahead=ahead)
     query = RecommendQuery(k=3, user_id="c1")
     serving.recommend(TENANT, query)
+    clock.ms += 30_000
     serving.recommend(TENANT, query)
     assert (memory.stats.ranked_hits, memory.stats.ranked_misses) == (1, 1)
-    clock.ms += 1_001  # older than max_age_ms: ranked again
+    assert not refreshes
+    clock.ms += 1  # past max_age_ms, and the trending list past its TTL
     serving.recommend(TENANT, query)
     assert (memory.stats.ranked_hits, memory.stats.ranked_misses) == (1, 2)
-    clock.ms += 40_000  # the trending list is past its TTL: this ranking schedules a refresh
-    serving.recommend(TENANT, query)
-    assert refreshes
-    serving.recommend(TENANT, query)
-    assert (memory.stats.ranked_hits, memory.stats.ranked_misses) == (2, 3)
-    for job in refreshes:
-        job()  # type: ignore[operator]
-    serving.recommend(TENANT, query)
-    assert (memory.stats.ranked_hits, memory.stats.ranked_misses) == (2, 4)
+    assert ("trending", TENANT, "7d", 100) in refreshes
+
+
+def test_a_ranking_made_from_an_empty_shared_list_is_not_kept() -> None:
+    state = FakeServingState()  # a new tenant: no trending list yet
+    per_request, ranked, memory, _ = _pair(state)
+    query = RecommendQuery(k=3, user_id="first-visitor")
+    assert not ranked.recommend(TENANT, query).items
+    # Its first event: every user sees the item at once, not after the ranking's age.
+    state.apply(fold_events([event(records.VIEW, "kettle", user_id="x")], state.signals(TENANT)))
+    assert [i.item_id for i in ranked.recommend(TENANT, query).items] == ["kettle"]
+    assert memory.stats.ranked_hits == 0
+    assert ranked.recommend(TENANT, query) == per_request.recommend(TENANT, query)
 
 
 def test_a_ranking_of_one_tenant_never_answers_another() -> None:
