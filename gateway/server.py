@@ -36,14 +36,10 @@ from gateway.event_validation import IMPORT_LIMITS
 from gateway.http_door import start_http_door
 from gateway.ingest_quota import IngestRateLimiter, RateLimitedSink
 from gateway.ingestion import Ingestor
-from gateway.interceptors import (
-    AuthInterceptor,
-    ErrorMappingInterceptor,
-    LimitsInterceptor,
-)
+from gateway.interceptors import GatewayInterceptor
 from gateway.limits import ConcurrencyLimiter
 from gateway.method_scopes import method_scopes
-from gateway.metrics import MetricsInterceptor, serve_metrics
+from gateway.metrics import serve_metrics
 from gateway.personalization_service import mount_personalization_service
 from gateway.request_sizes import max_request_bytes
 from gateway.serving_memory import MemoryFeed, register_metrics
@@ -212,18 +208,18 @@ def create_server(
     )
     server = grpc.aio.server(
         interceptors=[
-            MetricsInterceptor(rpc_histogram(registry)),
-            ErrorMappingInterceptor(max_request_bytes),
-            LimitsInterceptor(
-                ConcurrencyLimiter(
+            GatewayInterceptor(
+                authenticator,
+                method_scopes(),
+                process_calls=ConcurrencyLimiter(
                     options.max_concurrent_calls,
                     holder="this gateway process",
                     reason="GATEWAY_BUSY",
                 ),
-                per_process=True,
-            ),
-            AuthInterceptor(authenticator, method_scopes()),
-            LimitsInterceptor(ConcurrencyLimiter(options.max_concurrent_calls_per_tenant)),
+                tenant_calls=ConcurrencyLimiter(options.max_concurrent_calls_per_tenant),
+                request_bytes=max_request_bytes,
+                histogram=rpc_histogram(registry),
+            )
         ],
         options=[
             ("grpc.max_receive_message_length", options.max_receive_bytes),
