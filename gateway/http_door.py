@@ -242,12 +242,17 @@ class HttpDoor:
         await self._channel.close()
 
 
-async def start_http_door(host: str, port: int, grpc_host: str, grpc_port: int) -> HttpDoor:
-    """Serve the door on `host:port`, calling the gRPC server at `grpc_host:grpc_port`."""
+async def start_http_door(
+    host: str, port: int, grpc_host: str, grpc_port: int, *, reuse_port: bool = False
+) -> HttpDoor:
+    """Serve the door on `host:port`, calling the gRPC server at `grpc_host:grpc_port`;
+    with `reuse_port`, the port is shared with the other workers (`gateway.workers`)."""
     target = "127.0.0.1" if grpc_host in ("0.0.0.0", "", "::") else grpc_host
     channel = grpc.aio.insecure_channel(f"{target}:{grpc_port}")
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
     config = uvicorn.Config(
         build_app(channel), log_level="warning", access_log=False, lifespan="off"

@@ -180,8 +180,12 @@ def create_server(
     credentials: PulsarCredentials | None = None,
     services: Sequence[ServiceMount] = DEFAULT_SERVICES,
     registry: CollectorRegistry | None = None,
+    reuse_port: bool = False,
 ) -> tuple[GatewayServer, int]:
-    """Build the server and bind `settings.grpc_host:grpc_port` (0 picks a free port)."""
+    """Build the server and bind `settings.grpc_host:grpc_port` (0 picks a free port). With
+    `reuse_port` (`--workers`, `gateway.workers`) the port is shared with SO_REUSEPORT;
+    without it a second gateway on the same port fails to bind instead of silently sharing
+    a developer's port."""
     options = options or GatewayOptions()
     # A registry per server: tests build many servers in one process.
     registry = registry or CollectorRegistry()
@@ -223,7 +227,7 @@ def create_server(
         ],
         options=[
             ("grpc.max_receive_message_length", options.max_receive_bytes),
-            ("grpc.so_reuseport", 0),
+            ("grpc.so_reuseport", 1 if reuse_port else 0),
         ],
     )
     importer = EventPublisher(
@@ -266,17 +270,24 @@ def tune_interpreter(settings: Settings) -> None:
     sys.setswitchinterval(settings.gil_switch_interval_us / 1_000_000)
 
 
-async def serve(settings: Settings, options: GatewayOptions | None = None) -> None:
-    """Run until SIGTERM/SIGINT, then shut down gracefully."""
+async def serve(
+    settings: Settings, options: GatewayOptions | None = None, *, reuse_port: bool = False
+) -> None:
+    """Run until SIGTERM/SIGINT, then shut down gracefully; `reuse_port`: one worker of
+    several sharing the gRPC and HTTP ports (`gateway.workers`)."""
     options = options or GatewayOptions()
     # Refuse to start as a role that row-level security does not bind (magnetar.db.app_role).
     await asyncio.to_thread(require_app_role, settings.database_url)
     tune_interpreter(settings)
     registry = CollectorRegistry()
-    gateway, port = create_server(settings, options=options, registry=registry)
+    gateway, port = create_server(
+        settings, options=options, registry=registry, reuse_port=reuse_port
+    )
     await gateway.start()
     log.info("gateway listening on %s:%d", settings.grpc_host, port)
-    door = await start_http_door(settings.http_host, settings.http_port, settings.grpc_host, port)
+    door = await start_http_door(
+        settings.http_host, settings.http_port, settings.grpc_host, port, reuse_port=reuse_port
+    )
     log.info("HTTP/JSON on http://%s:%d/v1/", settings.http_host, door.port)
     serve_metrics(registry, settings.metrics_host, settings.metrics_port)
     pipeline_metrics = PipelineMetrics(settings, registry)

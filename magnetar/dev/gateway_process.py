@@ -39,7 +39,7 @@ def start(home: Path, host: str, port: int, *, timeout_s: float = 60.0) -> float
     if processes.read_pid(pid_file(home)) is None:
         require_free_ports({"gateway gRPC": port})
         processes.start_detached(
-            [sys.executable, "-m", "magnetar.cli", "gateway", "serve"],
+            [sys.executable, "-m", "magnetar.cli", "gateway", "serve", "--workers", "1"],
             pid_file=pid_file(home),
             log_file=log_file(home),
             cwd=home,
