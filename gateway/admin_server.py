@@ -28,7 +28,8 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine
 
 from gateway.auth import Authenticator
-from gateway.interceptors import AuthInterceptor, ErrorMappingInterceptor
+from gateway.interceptors import GatewayInterceptor
+from gateway.limits import ConcurrencyLimiter
 from gateway.method_scopes import method_scopes
 from gateway.metrics import serve_metrics
 from gateway.request_sizes import max_request_bytes
@@ -84,6 +85,10 @@ def require_admin_key(settings: Settings) -> None:
         )
 
 
+# Calls in progress on the admin plane at once.
+ADMIN_MAX_CONCURRENT_CALLS = 64
+
+
 def create_admin_server(settings: Settings) -> tuple[AdminServer, int]:
     """Build the admin server and bind `admin_grpc_host:admin_grpc_port` (0: a free port)."""
     require_admin_key(settings)
@@ -91,8 +96,17 @@ def create_admin_server(settings: Settings) -> tuple[AdminServer, int]:
     authenticator = Authenticator(PlatformKeyOnly(), settings.admin_api_key, lookup_threads=1)
     server = grpc.aio.server(
         interceptors=[
-            ErrorMappingInterceptor(max_request_bytes),
-            AuthInterceptor(authenticator, method_scopes()),
+            # The gateway's one interceptor (errors, size, auth, scopes); the platform key's
+            # calls are few, so the call bounds only guard against a runaway client.
+            GatewayInterceptor(
+                authenticator,
+                method_scopes(),
+                process_calls=ConcurrencyLimiter(
+                    ADMIN_MAX_CONCURRENT_CALLS, holder="the admin plane", reason="ADMIN_BUSY"
+                ),
+                tenant_calls=ConcurrencyLimiter(ADMIN_MAX_CONCURRENT_CALLS),
+                request_bytes=max_request_bytes,
+            )
         ],
         options=[
             ("grpc.max_receive_message_length", MAX_RECEIVE_BYTES),

@@ -285,13 +285,17 @@ async def start_http_door(
     origins: cors.OriginSource,
     *,
     origins_ttl_s: float = 5.0,
+    reuse_port: bool = False,
 ) -> HttpDoor:
     """Serve the door on `host:port`, calling the gRPC server at `grpc_host:grpc_port`;
-    browsers of the origins `origins` allows per tenant may call it (`gateway.cors`)."""
+    browsers of the origins `origins` allows per tenant may call it (`gateway.cors`); with
+    `reuse_port`, the port is shared with the other workers (`gateway.workers`)."""
     target = "127.0.0.1" if grpc_host in ("0.0.0.0", "", "::") else grpc_host
     channel = grpc.aio.insecure_channel(f"{target}:{grpc_port}")
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
     config = uvicorn.Config(
         build_app(channel, cors.OriginPolicy(origins, ttl_s=origins_ttl_s)),

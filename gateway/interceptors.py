@@ -1,24 +1,34 @@
-"""Cross-cutting concerns of every RPC: error mapping, request sizes, authentication, limits.
+"""Cross-cutting concerns of every RPC, in one interceptor: metrics, error mapping, request
+sizes, the process's bound on calls in progress, authentication and scopes, the per-tenant
+bound.
 
-Each interceptor wraps the handler's behaviour in an async context (`around`), the same way
-for unary and streaming methods. Order on the server: errors (outermost, so it also maps
-what the others raise; it also refuses a request larger than its method's bound before it is
-parsed, see `gateway.request_sizes`), then the process's bound on calls in progress, then
-auth, then the per-tenant limits: everything an anonymous caller can cost comes before auth. The caller's principal is kept in a
-context variable: grpc.aio runs each RPC in its own task, so the value cannot leak from
-one call into another.
+Order inside a call: the call is timed (so refusals and errors are counted too), errors are
+mapped around everything else (a request larger than its method's bound, or one that does
+not parse, is refused here before it is parsed or authenticated, see
+`gateway.request_sizes`), then the process's bound, then auth, then the tenant's bound:
+everything an anonymous caller can cost comes before auth.
+
+Lean by construction (docs/serving.md, "The call path"): one interceptor, not a chain; each
+method's wrapped handler is built once and reused while grpc hands back the same handler;
+a unary call runs no async context manager and creates no coroutine of its own on its warm
+path (the key's answer is cached: `Authenticator.cached`); the limits are counters; the
+metric's child is looked up in a per-method dict.
+
+The caller's principal is kept in a context variable: grpc.aio runs each RPC in its own
+task, so the value cannot leak from one call into another.
 """
 
 from __future__ import annotations
 
 import contextvars
-import functools
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import asynccontextmanager
 from typing import Any
 
 import grpc
+from prometheus_client import Histogram
 
 from gateway.auth import Authenticator
 from gateway.limits import ConcurrencyLimiter
@@ -52,11 +62,9 @@ async def reauthorize() -> None:
     """Checks again that the call's key is valid and has the method's scope; raises as at
     the call's start (UNAUTHENTICATED once revoked). Authentication runs once per call, so
     a stream calls this per message: through the key cache, a revoked key ends an open
-    stream within the cache's TTL, at the cost of a hash and a dict lookup per message."""
+    stream within the cache's TTL, at the cost of a hash and a dict lookup per message.
+    Streaming methods only (a unary call has nothing to check again)."""
     await _REAUTHORIZE.get()()
-
-
-Around = Callable[[str, Mapping[str, str], Any], AbstractAsyncContextManager[None]]
 
 
 class _Undecodable:
@@ -64,7 +72,7 @@ class _Undecodable:
 
     grpc.aio answers a request its deserializer rejects with UNKNOWN before any interceptor
     runs; the error mapping's deserializer returns this instead, and the handler raises
-    INVALID_ARGUMENT for it inside the error mapping (see `ErrorMappingInterceptor`).
+    INVALID_ARGUMENT for it inside the error mapping (see `GatewayInterceptor`).
     """
 
     __slots__ = ("error",)
@@ -121,83 +129,53 @@ async def _decoded_stream(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
         yield _decoded(request)
 
 
-def _wrap(
-    handler: Any,
-    method: str,
-    metadata: Mapping[str, str],
-    around: Around,
-    *,
-    check_decoding: bool = False,
-    max_bytes: int | None = None,
-) -> Any:
-    """The same handler, its behaviour run inside `around(...)`; with `check_decoding`,
-    requests that do not parse, or exceed `max_bytes`, reach it as INVALID_ARGUMENT or
-    RESOURCE_EXHAUSTED raised inside `around`."""
-    deserializer = handler.request_deserializer
-    if check_decoding:
-        deserializer = _tolerant(deserializer, max_bytes)
-
-    def one(request: Any) -> Any:
-        return _decoded(request) if check_decoding else request
-
-    def many(requests: Any) -> Any:
-        return _decoded_stream(requests) if check_decoding else requests
-
-    if handler.unary_unary:
-        inner_uu = handler.unary_unary
-
-        async def unary_unary(request: Any, context: Any) -> Any:
-            async with around(method, metadata, context):
-                return await inner_uu(one(request), context)
-
-        return grpc.unary_unary_rpc_method_handler(
-            unary_unary, deserializer, handler.response_serializer
-        )
-    if handler.unary_stream:
-        inner_us = handler.unary_stream
-
-        async def unary_stream(request: Any, context: Any) -> AsyncIterator[Any]:
-            async with around(method, metadata, context):
-                async for response in inner_us(one(request), context):
-                    yield response
-
-        return grpc.unary_stream_rpc_method_handler(
-            unary_stream, deserializer, handler.response_serializer
-        )
-    if handler.stream_unary:
-        inner_su = handler.stream_unary
-
-        async def stream_unary(requests: Any, context: Any) -> Any:
-            async with around(method, metadata, context):
-                return await inner_su(many(requests), context)
-
-        return grpc.stream_unary_rpc_method_handler(
-            stream_unary, deserializer, handler.response_serializer
-        )
-    inner_ss = handler.stream_stream
-
-    async def stream_stream(requests: Any, context: Any) -> AsyncIterator[Any]:
-        async with around(method, metadata, context):
-            async for response in inner_ss(many(requests), context):
-                yield response
-
-    return grpc.stream_stream_rpc_method_handler(
-        stream_stream, deserializer, handler.response_serializer
-    )
+_UNAUTHENTICATED = "unauthenticated"
+_PROCESS = "process"
 
 
-class _AroundInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    """Base: wraps every non-public method's behaviour in `self.around`."""
+def _authorization(context: Any) -> str | None:
+    """The call's `authorization` metadata (the last one, as a dict of them would keep)."""
+    found = None
+    for key, value in context.invocation_metadata() or ():
+        if key == "authorization" and isinstance(value, str):
+            found = value
+    return found
 
-    check_decoding = False
 
-    def max_request_bytes(self, method: str) -> int | None:
-        return None
+class _Method:
+    """What a method's calls share, built once per method: its scope, its metric children."""
 
-    def around(
-        self, method: str, metadata: Mapping[str, str], context: Any
-    ) -> AbstractAsyncContextManager[None]:
-        raise NotImplementedError
+    __slots__ = ("children", "name", "scope")
+
+    def __init__(self, name: str, scope: Scope | None) -> None:
+        self.name = name
+        self.scope = scope
+        # code name → tenant label → the histogram's child.
+        self.children: dict[str, dict[str, Any]] = {}
+
+
+class GatewayInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """Metrics, errors, request sizes, the process's and each tenant's bound on calls in
+    progress, authentication and scopes; public methods (health, reflection) pass as is."""
+
+    def __init__(
+        self,
+        authenticator: Authenticator,
+        scopes: Mapping[str, Scope],
+        *,
+        process_calls: ConcurrencyLimiter,
+        tenant_calls: ConcurrencyLimiter,
+        request_bytes: Callable[[str], int] | None = None,
+        histogram: Histogram | None = None,
+    ) -> None:
+        self._auth = authenticator
+        self._scopes = scopes
+        self._process_calls = process_calls
+        self._tenant_calls = tenant_calls
+        self._request_bytes = request_bytes
+        self._histogram = histogram
+        # method → (grpc's handler, ours): rebuilt only if grpc hands back another handler.
+        self._wrapped: dict[str, tuple[Any, Any]] = {}
 
     async def intercept_service(
         self,
@@ -205,104 +183,177 @@ class _AroundInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         handler_call_details: Any,
     ) -> Any:
         handler = await continuation(handler_call_details)
+        if handler is None:
+            return None
         method = handler_call_details.method
-        if handler is None or is_public(method):
-            return handler
-        metadata = {
-            k: v for k, v in handler_call_details.invocation_metadata or () if isinstance(v, str)
-        }
-        return _wrap(
-            handler,
-            method,
-            metadata,
-            self.around,
-            check_decoding=self.check_decoding,
-            max_bytes=self.max_request_bytes(method),
-        )
+        known = self._wrapped.get(method)
+        if known is not None and known[0] is handler:
+            return known[1]
+        wrapped = handler if is_public(method) else self._wrap(handler, method)
+        self._wrapped[method] = (handler, wrapped)
+        return wrapped
 
+    # -- one call ----------------------------------------------------------------------
 
-class ErrorMappingInterceptor(_AroundInterceptor):
-    """MagnetarError → its status and details; anything unexpected → INTERNAL, logged; a
-    request that does not parse → INVALID_ARGUMENT (`REQUEST_UNDECODABLE`); one larger than
-    `request_bytes(method)` → RESOURCE_EXHAUSTED (`REQUEST_TOO_LARGE`), unparsed."""
-
-    # Checked here, outermost: a request that does not parse, or is too large, is answered
-    # before authentication, as grpc itself answers it before any interceptor.
-    check_decoding = True
-
-    def __init__(self, request_bytes: Callable[[str], int] | None = None) -> None:
-        self._request_bytes = request_bytes
-
-    def max_request_bytes(self, method: str) -> int | None:
-        return None if self._request_bytes is None else self._request_bytes(method)
-
-    @asynccontextmanager
-    async def around(
-        self, method: str, metadata: Mapping[str, str], context: Any
-    ) -> AsyncIterator[None]:
-        try:
-            yield
-        except MagnetarError as error:
-            await context.abort_with_status(to_grpc_status(error))
-        except grpc.aio.AbortError:
-            raise
-        except Exception:
-            log.exception("unexpected error in %s", method)
-            await context.abort(grpc.StatusCode.INTERNAL, "internal error")
-
-
-class AuthInterceptor(_AroundInterceptor):
-    """`authorization: Bearer <key>` → principal; the method's scope is required."""
-
-    def __init__(self, authenticator: Authenticator, scopes: Mapping[str, Scope]) -> None:
-        self._authenticator = authenticator
-        self._scopes = scopes
-
-    @asynccontextmanager
-    async def around(
-        self, method: str, metadata: Mapping[str, str], context: Any
-    ) -> AsyncIterator[None]:
-        authorization = metadata.get("authorization")
-        peer = context.peer()
-        _PRINCIPAL.set(await self._authorize(method, authorization, peer))
-        _REAUTHORIZE.set(functools.partial(self._authorize, method, authorization, peer))
-        yield
-
-    async def _authorize(self, method: str, authorization: str | None, peer: str) -> Principal:
-        principal = await self._authenticator.authenticate(authorization, peer)
-        needed = self._scopes.get(method)
+    @staticmethod
+    def _check_scope(method: _Method, principal: Principal) -> None:
+        needed = method.scope
         if needed is None:
-            raise PermissionDenied(f"no caller may use {method}", reason="METHOD_NOT_ALLOWED")
+            raise PermissionDenied(f"no caller may use {method.name}", reason="METHOD_NOT_ALLOWED")
         if not principal.allows(needed):
             raise PermissionDenied(
                 f"this API key lacks the {needed} scope",
                 reason="SCOPE_MISSING",
                 metadata={"required_scope": str(needed)},
             )
-        return principal
 
+    def _admitted(self, method: _Method, principal: Principal) -> str:
+        """The method's scope, then a slot of the tenant; the tenant's label (entered)."""
+        self._check_scope(method, principal)
+        tenant = principal.tenant_id or "platform"
+        self._tenant_calls.enter(tenant)
+        _PRINCIPAL.set(principal)
+        return tenant
 
-def _tenant_key() -> str:
-    principal = _PRINCIPAL.get(None)
-    return "platform" if principal is None or principal.tenant_id is None else principal.tenant_id
+    async def _authenticated(self, method: _Method, context: Any) -> str:
+        """`_admitted` after a full authentication (a key not cached, or failing)."""
+        authorization = _authorization(context)
+        principal = await self._auth.authenticate(authorization, context.peer())
+        return self._admitted(method, principal)
 
+    async def _abort(self, error: BaseException, method: _Method, context: Any) -> None:
+        """The status a client gets for `error` (raises AbortError)."""
+        if isinstance(error, MagnetarError):
+            await context.abort_with_status(to_grpc_status(error))
+        log.exception("unexpected error in %s", method.name, exc_info=error)
+        await context.abort(grpc.StatusCode.INTERNAL, "internal error")
 
-def _process_key() -> str:
-    return "process"
+    def _observe(self, method: _Method, started: float, code: Any, tenant: str) -> None:
+        if self._histogram is None:
+            return
+        name = code.name if isinstance(code, grpc.StatusCode) else str(code)
+        by_tenant = method.children.get(name)
+        if by_tenant is None:
+            by_tenant = method.children[name] = {}
+        child = by_tenant.get(tenant)
+        if child is None:
+            child = by_tenant[tenant] = self._histogram.labels(method.name, name, tenant)
+        child.observe(time.perf_counter() - started)
 
+    @staticmethod
+    def _code(context: Any, failed: bool) -> Any:
+        code = context.code()
+        if failed:
+            return code or grpc.StatusCode.UNKNOWN
+        return grpc.StatusCode.OK if code is None else code
 
-class LimitsInterceptor(_AroundInterceptor):
-    """At most `limit` calls in progress per tenant (streams count while open); with
-    `per_process`, in the whole process whoever makes them (placed before auth, so
-    unauthenticated calls count too)."""
+    # -- handlers ----------------------------------------------------------------------
 
-    def __init__(self, limiter: ConcurrencyLimiter, *, per_process: bool = False) -> None:
-        self._limiter = limiter
-        self._key = _process_key if per_process else _tenant_key
+    def _wrap(self, handler: Any, name: str) -> Any:
+        method = _Method(name, self._scopes.get(name))
+        max_bytes = None if self._request_bytes is None else self._request_bytes(name)
+        deserializer = _tolerant(handler.request_deserializer, max_bytes)
+        serializer = handler.response_serializer
+        if handler.unary_unary:
+            return grpc.unary_unary_rpc_method_handler(
+                self._unary(handler.unary_unary, method), deserializer, serializer
+            )
+        if handler.unary_stream:
+            inner_us = handler.unary_stream
+
+            async def unary_stream(request: Any, context: Any) -> AsyncIterator[Any]:
+                async with self._streaming(method, context):
+                    async for response in inner_us(_decoded(request), context):
+                        yield response
+
+            return grpc.unary_stream_rpc_method_handler(unary_stream, deserializer, serializer)
+        if handler.stream_unary:
+            inner_su = handler.stream_unary
+
+            async def stream_unary(requests: Any, context: Any) -> Any:
+                async with self._streaming(method, context):
+                    return await inner_su(_decoded_stream(requests), context)
+
+            return grpc.stream_unary_rpc_method_handler(stream_unary, deserializer, serializer)
+        inner_ss = handler.stream_stream
+
+        async def stream_stream(requests: Any, context: Any) -> AsyncIterator[Any]:
+            async with self._streaming(method, context):
+                async for response in inner_ss(_decoded_stream(requests), context):
+                    yield response
+
+        return grpc.stream_stream_rpc_method_handler(stream_stream, deserializer, serializer)
+
+    def _unary(self, inner: Callable[[Any, Any], Awaitable[Any]], method: _Method) -> Any:
+        cached = self._auth.cached
+        process_calls = self._process_calls
+        tenant_calls = self._tenant_calls
+
+        async def unary_unary(request: Any, context: Any) -> Any:
+            started = time.perf_counter()
+            tenant = _UNAUTHENTICATED
+            failed = False
+            try:
+                try:
+                    request = _decoded(request)
+                    process_calls.enter(_PROCESS)
+                    try:
+                        principal = cached(_authorization(context))
+                        if principal is None:
+                            admitted = await self._authenticated(method, context)
+                        else:
+                            admitted = self._admitted(method, principal)
+                        tenant = admitted
+                        try:
+                            return await inner(request, context)
+                        finally:
+                            tenant_calls.leave(admitted)
+                    finally:
+                        process_calls.leave(_PROCESS)
+                except grpc.aio.AbortError:
+                    raise
+                except Exception as error:
+                    await self._abort(error, method, context)
+            except BaseException:
+                failed = True
+                raise
+            finally:
+                self._observe(method, started, self._code(context, failed), tenant)
+
+        return unary_unary
 
     @asynccontextmanager
-    async def around(
-        self, method: str, metadata: Mapping[str, str], context: Any
-    ) -> AsyncIterator[None]:
-        async with self._limiter.slot(self._key()):
-            yield
+    async def _streaming(self, method: _Method, context: Any) -> AsyncIterator[None]:
+        """What `_unary` does, around a stream; it also arms `reauthorize`."""
+        started = time.perf_counter()
+        tenant = _UNAUTHENTICATED
+        failed = False
+        try:
+            try:
+                self._process_calls.enter(_PROCESS)
+                try:
+                    admitted = await self._authenticated(method, context)
+                    tenant = admitted
+                    authorization, peer = _authorization(context), context.peer()
+
+                    async def again() -> Principal:
+                        principal = await self._auth.authenticate(authorization, peer)
+                        self._check_scope(method, principal)
+                        return principal
+
+                    _REAUTHORIZE.set(again)
+                    try:
+                        yield
+                    finally:
+                        self._tenant_calls.leave(admitted)
+                finally:
+                    self._process_calls.leave(_PROCESS)
+            except grpc.aio.AbortError:
+                raise
+            except Exception as error:
+                await self._abort(error, method, context)
+        except BaseException:
+            failed = True
+            raise
+        finally:
+            self._observe(method, started, self._code(context, failed), tenant)

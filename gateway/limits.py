@@ -88,8 +88,8 @@ class ConcurrencyLimiter:
     def active(self, key: str) -> int:
         return self._active.get(key, 0)
 
-    @asynccontextmanager
-    async def slot(self, key: str) -> AsyncIterator[None]:
+    def enter(self, key: str) -> None:
+        """Take a slot of `key` (ResourceExhausted when none is free); `leave` gives it back."""
         current = self._active.get(key, 0)
         if current >= self.limit:
             raise ResourceExhausted(
@@ -99,11 +99,18 @@ class ConcurrencyLimiter:
                 metadata={"max_concurrent_calls": str(self.limit)},
             )
         self._active[key] = current + 1
+
+    def leave(self, key: str) -> None:
+        remaining = self._active[key] - 1
+        if remaining:
+            self._active[key] = remaining
+        else:
+            del self._active[key]
+
+    @asynccontextmanager
+    async def slot(self, key: str) -> AsyncIterator[None]:
+        self.enter(key)
         try:
             yield
         finally:
-            remaining = self._active[key] - 1
-            if remaining:
-                self._active[key] = remaining
-            else:
-                del self._active[key]
+            self.leave(key)

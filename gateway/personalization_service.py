@@ -30,6 +30,7 @@ from magnetar.serving.personalization import (
     SimilarItemsQuery,
     TrendingQuery,
 )
+from magnetar.serving.ranked_ahead import RankedAhead
 from magnetar.serving.reasons import ServedItem
 from magnetar.serving.shared_reads import SharedReadsCache
 from magnetar.serving.tenant_clock import TenantClock
@@ -184,11 +185,14 @@ def mount_personalization_service(server: Any, deps: GatewayDeps) -> str:
     # Without a change stream (a server built without one) memory is never live: every
     # request reads PostgreSQL.
     memory = deps.memory.memory if deps.memory is not None else ServingMemory()
-    state = MemoryFirst(SharedReadsCache(reader), reader, memory, reader.signals)
+    shared = SharedReadsCache(reader)
+    state = MemoryFirst(shared, reader, memory, reader.signals)
     # Each tenant served at its own clock (docs/serving.md), kept current by the stream.
     clock = TenantClock(reader.newest_event_ms)
     if deps.memory is not None:
         deps.memory.follow(clock)
-    serving = PersonalizationServing(state, tenant_clock=clock)
+    serving = PersonalizationServing(
+        state, tenant_clock=clock, ranked_ahead=RankedAhead(memory, shared)
+    )
     pb_grpc.add_PersonalizationServiceServicer_to_server(PersonalizationService(serving), server)
     return str(SERVICE_NAME)

@@ -41,14 +41,10 @@ from gateway.event_validation import IMPORT_LIMITS
 from gateway.http_door import start_http_door
 from gateway.ingest_quota import IngestRateLimiter, RateLimitedSink
 from gateway.ingestion import Ingestor
-from gateway.interceptors import (
-    AuthInterceptor,
-    ErrorMappingInterceptor,
-    LimitsInterceptor,
-)
+from gateway.interceptors import GatewayInterceptor
 from gateway.limits import ConcurrencyLimiter
 from gateway.method_scopes import method_scopes
-from gateway.metrics import MetricsInterceptor, serve_metrics
+from gateway.metrics import serve_metrics
 from gateway.personalization_service import mount_personalization_service
 from gateway.producer_tokens import producer_credentials
 from gateway.request_sizes import max_request_bytes
@@ -191,8 +187,12 @@ def create_server(
     credentials: PulsarCredentials | None = None,
     services: Sequence[ServiceMount] = DEFAULT_SERVICES,
     registry: CollectorRegistry | None = None,
+    reuse_port: bool = False,
 ) -> tuple[GatewayServer, int]:
-    """Build the server and bind `settings.grpc_host:grpc_port` (0 picks a free port)."""
+    """Build the server and bind `settings.grpc_host:grpc_port` (0 picks a free port). With
+    `reuse_port` (`--workers`, `gateway.workers`) the port is shared with SO_REUSEPORT;
+    without it a second gateway on the same port fails to bind instead of silently sharing
+    a developer's port."""
     options = options or GatewayOptions()
     # A registry per server: tests build many servers in one process.
     registry = registry or CollectorRegistry()
@@ -216,22 +216,22 @@ def create_server(
     publisher = EventPublisher(settings.pulsar_service_url, credentials, options.publisher)
     server = grpc.aio.server(
         interceptors=[
-            MetricsInterceptor(rpc_histogram(registry)),
-            ErrorMappingInterceptor(max_request_bytes),
-            LimitsInterceptor(
-                ConcurrencyLimiter(
+            GatewayInterceptor(
+                authenticator,
+                method_scopes(),
+                process_calls=ConcurrencyLimiter(
                     options.max_concurrent_calls,
                     holder="this gateway process",
                     reason="GATEWAY_BUSY",
                 ),
-                per_process=True,
-            ),
-            AuthInterceptor(authenticator, method_scopes()),
-            LimitsInterceptor(ConcurrencyLimiter(options.max_concurrent_calls_per_tenant)),
+                tenant_calls=ConcurrencyLimiter(options.max_concurrent_calls_per_tenant),
+                request_bytes=max_request_bytes,
+                histogram=rpc_histogram(registry),
+            )
         ],
         options=[
             ("grpc.max_receive_message_length", options.max_receive_bytes),
-            ("grpc.so_reuseport", 0),
+            ("grpc.so_reuseport", 1 if reuse_port else 0),
         ],
     )
     importer = EventPublisher(
@@ -281,19 +281,29 @@ def tune_interpreter(settings: Settings) -> None:
     sys.setswitchinterval(settings.gil_switch_interval_us / 1_000_000)
 
 
-async def serve(settings: Settings, options: GatewayOptions | None = None) -> None:
-    """Run until SIGTERM/SIGINT, then shut down gracefully."""
+async def serve(
+    settings: Settings, options: GatewayOptions | None = None, *, reuse_port: bool = False
+) -> None:
+    """Run until SIGTERM/SIGINT, then shut down gracefully; `reuse_port`: one worker of
+    several sharing the gRPC and HTTP ports (`gateway.workers`)."""
     options = options or GatewayOptions()
     # Refuse to start as a role that row-level security does not bind (magnetar.db.app_role).
     await asyncio.to_thread(require_app_role, settings.database_url)
     tune_interpreter(settings)
     registry = CollectorRegistry()
-    gateway, port = create_server(settings, options=options, registry=registry)
+    gateway, port = create_server(
+        settings, options=options, registry=registry, reuse_port=reuse_port
+    )
     await gateway.start()
     log.info("gateway listening on %s:%d", settings.grpc_host, port)
     origins = PostgresTenantStore(gateway.deps.sessions)  # each tenant's CORS origins
     door = await start_http_door(
-        settings.http_host, settings.http_port, settings.grpc_host, port, origins
+        settings.http_host,
+        settings.http_port,
+        settings.grpc_host,
+        port,
+        origins,
+        reuse_port=reuse_port,
     )
     log.info("HTTP/JSON on http://%s:%d/v1/", settings.http_host, door.port)
     # RPC metrics only: the pipeline's need the superuser token, the admin plane's.

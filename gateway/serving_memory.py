@@ -91,10 +91,19 @@ class _MemoryCollector(Collector):
         size = GaugeMetricFamily(
             "magnetar_serving_memory_entries", "Entries held", labels=["tenant", "kind"]
         )
-        for tenant, (users, items) in self._memory.sizes().items():
+        for tenant, (users, items, rankings) in self._memory.sizes().items():
             size.add_metric([tenant, "user"], users)
             size.add_metric([tenant, "item"], items)
+            size.add_metric([tenant, "ranking"], rankings)
         yield size
+        ranked = CounterMetricFamily(
+            "magnetar_serving_rankings",
+            "Recommend requests answered from a ranking made ahead (hit) or ranked anew (miss)",
+            labels=["result"],
+        )
+        ranked.add_metric(["hit"], stats.ranked_hits)
+        ranked.add_metric(["miss"], stats.ranked_misses)
+        yield ranked
         yield GaugeMetricFamily(
             "magnetar_serving_memory_live",
             "1 while the change stream is connected and memory serves",

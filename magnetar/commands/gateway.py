@@ -16,6 +16,12 @@ def register(subparsers: Any) -> None:
     serve = commands.add_parser("serve", help="serve until SIGTERM, then drain gracefully")
     serve.add_argument("--host", help="bind address (default: settings grpc_host)")
     serve.add_argument("--port", type=int, help="port (default: settings grpc_port, 50051)")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        help="gateway processes sharing the port with SO_REUSEPORT (default: the cores; "
+        "worker i serves /metrics on metrics_port + i; docs/serving.md)",
+    )
     serve.set_defaults(handler=_serve)
 
 
@@ -29,5 +35,13 @@ def _serve(args: argparse.Namespace) -> int:
     if args.port is not None:
         overrides["grpc_port"] = args.port
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    asyncio.run(serve(Settings.load().merged(overrides)))
+    settings = Settings.load().merged(overrides)
+    from gateway.workers import default_workers, run_workers
+
+    workers = default_workers() if args.workers is None else args.workers
+    if workers < 1:
+        raise SystemExit("--workers must be at least 1")
+    if workers > 1:
+        return run_workers(settings, workers)
+    asyncio.run(serve(settings))
     return 0

@@ -44,7 +44,9 @@ def start(
     if processes.read_pid(pids) is None:
         require_free_ports({f"{component} gRPC": port})
         processes.start_detached(
-            [sys.executable, "-m", "magnetar.cli", component, "serve"],
+            # One gateway process in the dev stack: its ports are the documented ones.
+            [sys.executable, "-m", "magnetar.cli", component, "serve"]
+            + (["--workers", "1"] if component == "gateway" else []),
             pid_file=pids,
             log_file=log,
             cwd=home,

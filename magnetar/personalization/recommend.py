@@ -76,6 +76,10 @@ class CandidatePool:
     # Categories of every candidate, only gathered when the request restricts categories.
     allowed: frozenset[str] | None = None
     trending_order: tuple[str, ...] = field(default=())
+    # What `exclude_purchased` and `exclude_seen` leave out for this user, whatever the
+    # request asked (so a ranking made once can be filtered for any later request).
+    purchased: frozenset[str] = frozenset()
+    seen: frozenset[str] = frozenset()
 
 
 def _normalised(raw: Mapping[str, float]) -> dict[str, float]:
@@ -119,12 +123,14 @@ def gather_candidates(
         TRENDING: _trending(reader, request, settings, now_ms),
     }
 
+    seen = frozenset(
+        [*(entry.item_id for entry in recent), *(scored.item_id for scored in affinities)]
+    )
     excluded = set(request.exclude_item_ids) | set(request.context_item_ids)
     if request.exclude_purchased:
         excluded |= purchased
     if request.exclude_seen:
-        excluded |= {entry.item_id for entry in recent}
-        excluded |= {scored.item_id for scored in affinities}
+        excluded |= seen
 
     allowed: frozenset[str] | None = None
     if request.categories:
@@ -135,7 +141,9 @@ def gather_candidates(
     trending_order = tuple(
         sorted(strategies[TRENDING].scores, key=lambda i: (-strategies[TRENDING].scores[i], i))
     )
-    return CandidatePool(strategies, frozenset(excluded), allowed, trending_order)
+    return CandidatePool(
+        strategies, frozenset(excluded), allowed, trending_order, purchased=purchased, seen=seen
+    )
 
 
 def _covisitation(
@@ -163,8 +171,12 @@ def _covisitation(
     )
     raw: dict[str, float] = {}
     best_seed: dict[str, tuple[float, str]] = {}
-    for seed, found in neighbours.items():
-        seed_weight, _ = seeds[seed]
+    # In the seeds' order, whatever order the reader answered in: the sums (and so the
+    # last bits of every score) must not depend on where the lists came from.
+    for seed, (seed_weight, _) in seeds.items():
+        found = neighbours.get(seed, ())
+        if not found:
+            continue
         total = sum(scored.score for scored in found)
         for scored in found:
             # Each seed's neighbours share its weight in proportion to their co-visitation, so
@@ -206,7 +218,8 @@ def _category(
     )
     raw: dict[str, float] = {}
     best: dict[str, tuple[float, str]] = {}
-    for category, items in popular.items():
+    for category in affinity:
+        items = popular.get(category, ())
         in_category = _normalised({scored.item_id: scored.score for scored in items})
         for item_id, popularity in in_category.items():
             contribution = affinity.get(category, 0.0) * popularity
@@ -242,7 +255,8 @@ def _trending(
     )
     raw: dict[str, float] = {}
     reasons: dict[str, str] = {}
-    for category, items in per_category.items():
+    for category in dict.fromkeys(request.categories):
+        items = per_category.get(category, ())
         for item_id, value in _normalised({s.item_id: s.score for s in items}).items():
             if value > raw.get(item_id, 0.0):
                 raw[item_id] = value

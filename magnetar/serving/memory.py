@@ -50,6 +50,8 @@ def in_memory_only() -> bool:
     return _MEMORY_ONLY.get()
 
 
+_USERS, _ITEMS, _RANKINGS = "users", "items", "rankings"
+
 # Marks "the catalog has no such item", kept like a fact.
 ABSENT = object()
 
@@ -60,22 +62,30 @@ class MemoryStats:
     misses: int = 0
     refused_fills: int = 0
     invalidations: int = 0
+    ranked_hits: int = 0
+    ranked_misses: int = 0
 
 
 class _Tenant:
-    __slots__ = ("items", "users")
+    __slots__ = ("items", "rankings", "users")
 
     def __init__(self) -> None:
         self.users: OrderedDict[str, Any] = OrderedDict()
         self.items: OrderedDict[str, Any] = OrderedDict()
+        # A user's ranking made ahead (`magnetar.serving.ranked_ahead`), dropped with the user.
+        self.rankings: OrderedDict[str, Any] = OrderedDict()
 
 
 class ServingMemory:
     def __init__(
-        self, *, max_users: int = 50_000, max_items: int = 100_000, max_changes: int = 200_000
+        self,
+        *,
+        max_users: int = 50_000,
+        max_items: int = 100_000,
+        max_rankings: int = 5_000,
+        max_changes: int = 200_000,
     ) -> None:
-        self._max_users = max_users
-        self._max_items = max_items
+        self._limits = {_USERS: max_users, _ITEMS: max_items, _RANKINGS: max_rankings}
         self._max_changes = max_changes
         self._tenants: dict[str, _Tenant] = {}
         self._lock = threading.Lock()
@@ -101,22 +111,28 @@ class ServingMemory:
     # -- reads -------------------------------------------------------------------------
 
     def user(self, tenant_id: str, user_id: str) -> Any | None:
-        return self._get(tenant_id, user_id, users=True)
+        found = self._get(tenant_id, user_id, _USERS)
+        if found is None:
+            self.stats.misses += 1
+        else:
+            self.stats.hits += 1
+        return found
 
     def item(self, tenant_id: str, item_id: str) -> Any | None:
         """A catalog fact, `ABSENT` (known not to be in the catalog), or None (not held)."""
-        return self._get(tenant_id, item_id, users=False)
+        return self._get(tenant_id, item_id, _ITEMS)
 
-    def _get(self, tenant_id: str, key: str, *, users: bool) -> Any | None:
+    def ranking(self, tenant_id: str, user_id: str) -> Any | None:
+        """The user's ranking made ahead, or None; `ranked_hits`/`_misses` are counted by the
+        caller, which also judges whether a held ranking is still current."""
+        return self._get(tenant_id, user_id, _RANKINGS)
+
+    def _get(self, tenant_id: str, key: str, kind: str) -> Any | None:
         tenant = self._tenants.get(tenant_id)
-        entries = None if tenant is None else (tenant.users if users else tenant.items)
+        entries = None if tenant is None else getattr(tenant, kind)
         found = None if entries is None else entries.get(key)
         if found is None:
-            if users:
-                self.stats.misses += 1
             return None
-        if users:
-            self.stats.hits += 1
         # It may have been dropped meanwhile by the stream's thread.
         with suppress(KeyError):
             entries.move_to_end(key)  # type: ignore[union-attr]
@@ -125,13 +141,18 @@ class ServingMemory:
     # -- fills -------------------------------------------------------------------------
 
     def put_user(self, tenant_id: str, user_id: str, rows: Any, token: int) -> None:
-        self._put(tenant_id, ("u", tenant_id, user_id), user_id, rows, token, users=True)
+        self._put(tenant_id, ("u", tenant_id, user_id), user_id, rows, token, _USERS)
 
     def put_item(self, tenant_id: str, item_id: str, fact: Any, token: int) -> None:
-        self._put(tenant_id, ("i", tenant_id, item_id), item_id, fact, token, users=False)
+        self._put(tenant_id, ("i", tenant_id, item_id), item_id, fact, token, _ITEMS)
+
+    def put_ranking(self, tenant_id: str, user_id: str, ranking: Any, token: int) -> None:
+        """Keep a ranking made from what was current at `token`: refused, like a user's rows,
+        when a change of the user (or the tenant) arrived since."""
+        self._put(tenant_id, ("u", tenant_id, user_id), user_id, ranking, token, _RANKINGS)
 
     def _put(
-        self, tenant_id: str, changed: Hashable, key: str, value: Any, token: int, *, users: bool
+        self, tenant_id: str, changed: Hashable, key: str, value: Any, token: int, kind: str
     ) -> None:
         with self._lock:
             if (
@@ -143,9 +164,8 @@ class ServingMemory:
                 self.stats.refused_fills += 1
                 return
             tenant = self._tenants.setdefault(tenant_id, _Tenant())
-            entries, limit = (
-                (tenant.users, self._max_users) if users else (tenant.items, self._max_items)
-            )
+            entries = getattr(tenant, kind)
+            limit = self._limits[kind]
             entries[key] = value
             entries.move_to_end(key)
             while len(entries) > limit:
@@ -166,6 +186,7 @@ class ServingMemory:
                 self._mark(("u", change.tenant_id, user_id))
                 if tenant is not None:
                     tenant.users.pop(user_id, None)
+                    tenant.rankings.pop(user_id, None)
             for item_id in change.items:
                 self._mark(("i", change.tenant_id, item_id))
                 if tenant is not None:
@@ -190,6 +211,8 @@ class ServingMemory:
 
     # -- metrics -----------------------------------------------------------------------
 
-    def sizes(self) -> dict[str, tuple[int, int]]:
-        """Users and items held, per tenant."""
-        return {t: (len(e.users), len(e.items)) for t, e in list(self._tenants.items())}
+    def sizes(self) -> dict[str, tuple[int, int, int]]:
+        """Users, items and rankings held, per tenant."""
+        return {
+            t: (len(e.users), len(e.items), len(e.rankings)) for t, e in list(self._tenants.items())
+        }

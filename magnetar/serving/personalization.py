@@ -14,9 +14,10 @@ request naming only a session has no history to read and is answered like an unk
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass, replace
+from itertools import islice
 from typing import NamedTuple, Protocol
 
 from magnetar.errors import InvalidArgument, NotFound, echo
@@ -42,6 +43,7 @@ from magnetar.serving.limits import (
     MAX_FILTER_CATEGORIES,
     Violations,
 )
+from magnetar.serving.ranked_ahead import DEPTH, RankedAhead, Ranking, TooShallow, admitted
 from magnetar.serving.reasons import ServedItem, served, titled
 
 # The contract's trending windows, by the tenant settings' window names.
@@ -159,6 +161,11 @@ def _core_errors() -> Iterator[None]:
         raise InvalidArgument(str(error), reason="INVALID_ARGUMENT") from error
 
 
+def _cold_start(pool: CandidatePool) -> bool:
+    """The user had no usable history: no repeat and no category candidates."""
+    return not (pool.strategies[REPEAT].scores or pool.strategies[CATEGORY].scores)
+
+
 def _check_filter(violations: Violations, item_filter: ItemFilter, field: str) -> None:
     violations.identifiers(
         f"{field}.exclude_item_ids", item_filter.exclude_item_ids, limit=MAX_EXCLUDED_ITEMS
@@ -177,6 +184,7 @@ class PersonalizationServing:
         settings: Callable[[str], TenantPersonalization] = default_settings,
         clock_ms: Callable[[], int] = _wall_clock_ms,
         tenant_clock: TenantClockPort | None = None,
+        ranked_ahead: RankedAhead | None = None,
     ) -> None:
         """`clock_ms` is wall-clock now; with a `tenant_clock` each tenant is served at its
         own clock (`magnetar.serving.tenant_clock`), else at wall-clock now."""
@@ -184,6 +192,8 @@ class PersonalizationServing:
         self._settings = settings
         self._clock_ms = clock_ms
         self._tenant_clock = tenant_clock
+        # Rankings made ahead (`magnetar.serving.ranked_ahead`); None ranks every request.
+        self._ahead = ranked_ahead
 
     def _now(self, tenant_id: str) -> int:
         wall = self._clock_ms()
@@ -211,12 +221,64 @@ class PersonalizationServing:
             exclude_item_ids=frozenset(query.filter.exclude_item_ids),
             categories=tuple(dict.fromkeys(query.filter.categories)),
         )
+        if (
+            self._ahead is not None
+            and request.user_id
+            and not (request.context_item_ids or request.categories)
+        ):
+            # The common shape: the user's ranking, made ahead, filtered.
+            with suppress(TooShallow):
+                return self._from_ranking(self._ahead, request, settings)
         with self._state.request(tenant_id), _core_errors():
             now = self._now(tenant_id)
             pool = gather_candidates(self._state, request, settings, now)
             items = self._best_visible(tenant_id, pool, settings, query.k)
-        personal = pool.strategies[REPEAT].scores or pool.strategies[CATEGORY].scores
-        return Recommendations(tuple(items), cold_start=not personal)
+        return Recommendations(tuple(items), cold_start=_cold_start(pool))
+
+    def _from_ranking(
+        self,
+        ahead: RankedAhead,
+        request: RecommendRequest,
+        settings: TenantPersonalization,
+    ) -> Recommendations:
+        tenant_id, user_id = request.tenant_id, request.user_id
+        assert user_id is not None
+        with self._state.request(tenant_id), _core_errors():
+            now = self._now(tenant_id)
+            ranking = ahead.get(tenant_id, user_id)
+            if ranking is None:
+                ranking = self._rank(ahead, tenant_id, user_id, settings, now)
+            wanted = admitted(
+                ranking, request.exclude_item_ids, request.exclude_purchased, request.exclude_seen
+            )
+            items = self._visible(tenant_id, wanted, request.k)
+        return Recommendations(tuple(items), cold_start=ranking.cold_start)
+
+    def _rank(
+        self,
+        ahead: RankedAhead,
+        tenant_id: str,
+        user_id: str,
+        settings: TenantPersonalization,
+        now: int,
+    ) -> Ranking:
+        """The user's ranking for any filter (none applied), kept for the next requests."""
+        token = ahead.token()
+        with ahead.recording() as shared:
+            pool = gather_candidates(
+                self._state, RecommendRequest(tenant_id, user_id), settings, now
+            )
+        everything = sum(len(s.scores) for s in pool.strategies.values())
+        ranked = blend(pool, settings.recommend.blend, everything + len(pool.trending_order))
+        ranking = Ranking(
+            order=tuple(served(r) for r in ranked[:DEPTH]),
+            cut=len(ranked) > DEPTH,
+            purchased=pool.purchased,
+            seen=pool.seen,
+            cold_start=_cold_start(pool),
+        )
+        ahead.keep(tenant_id, user_id, ranking, shared, token)
+        return ranking
 
     def _best_visible(
         self, tenant_id: str, pool: CandidatePool, settings: TenantPersonalization, k: int
@@ -226,7 +288,7 @@ class PersonalizationServing:
         wanted = 2 * k + 10
         while True:
             ranked = blend(pool, settings.recommend.blend, wanted)
-            items = self._visible(tenant_id, ranked, k)
+            items = self._visible(tenant_id, map(served, ranked), k)
             if len(items) == k or len(ranked) < wanted:
                 return items
             wanted *= 4
@@ -248,8 +310,8 @@ class PersonalizationServing:
                 found = similar_items(self._state, tenant_id, query.item_id, wide, settings, now)
             except UnknownItem:
                 found = self._similar_to_catalog_item(tenant_id, query.item_id, wide, now)
-            admitted = self._filtered(tenant_id, found, query, settings, now)
-            return self._visible(tenant_id, admitted, query.k)
+            kept = self._filtered(tenant_id, found, query, settings, now)
+            return self._visible(tenant_id, map(served, kept), query.k)
 
     def _similar_to_catalog_item(
         self, tenant_id: str, item_id: str, k: int, now: int
@@ -312,7 +374,7 @@ class PersonalizationServing:
             found = trending(
                 self._state, tenant_id, window, category, settings.recommend.max_k, settings, now
             )
-            return self._visible(tenant_id, found, query.k)
+            return self._visible(tenant_id, map(served, found), query.k)
 
     def user_profile(self, tenant_id: str, query: ProfileQuery) -> UserProfile:
         violations = Violations()
@@ -345,9 +407,7 @@ class PersonalizationServing:
             top_categories=profile.top_categories[:PROFILE_TOP_CATEGORIES],
         )
 
-    def _visible(
-        self, tenant_id: str, ranked: Sequence[Recommendation], k: int
-    ) -> list[ServedItem]:
+    def _visible(self, tenant_id: str, ranked: Iterable[ServedItem], k: int) -> list[ServedItem]:
         """The best `k` items the catalog does not hide, reasons naming related items by title.
 
         Looks the catalog up a slice at a time: hidden items are rare, so the first slice
@@ -355,8 +415,8 @@ class PersonalizationServing:
         """
         chunk = max(2 * k, 20)
         kept: list[ServedItem] = []
-        for start in range(0, len(ranked), chunk):
-            part = [served(r) for r in ranked[start : start + chunk]]
+        items = iter(ranked)
+        while part := list(islice(items, chunk)):
             related = {i.reason.related_item_id for i in part if i.reason.related_item_id}
             wanted = list(dict.fromkeys([*(i.item_id for i in part), *sorted(related)]))
             facts = self._state.catalog_facts(tenant_id, wanted)

@@ -33,8 +33,9 @@ import queue
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Mapping, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 from magnetar.personalization.state import (
@@ -50,6 +51,10 @@ log = logging.getLogger(__name__)
 
 Ranked = tuple[ScoredItem, ...]
 Refresh = Callable[[Hashable, Callable[[], None]], None]
+# The lists a computation used, by key (see `SharedReadsCache.recording`).
+Used = list[tuple[Hashable, object]]
+
+_RECORDING: ContextVar[Used | None] = ContextVar("magnetar_shared_reads_used", default=None)
 
 
 class _Entries:
@@ -194,7 +199,21 @@ class SharedReadsCache:
                 self._entries.put(keys[name], fetch([name]).get(name, ()))
 
             self._refresh(keys[name], again)
+        used = _RECORDING.get()
+        if used is not None:
+            used.extend((key, found[name]) for name, key in keys.items())
         return found
+
+    @staticmethod
+    @contextmanager
+    def recording() -> Iterator[Used]:
+        """The lists served inside, by key (empty ones too: those are not kept)."""
+        used: Used = []
+        token = _RECORDING.set(used)
+        try:
+            yield used
+        finally:
+            _RECORDING.reset(token)
 
     def trending(
         self, tenant_id: str, window: str, now_ms: int, limit: int

@@ -272,7 +272,7 @@ def test_gateway_probes_and_graceful_shutdown(rendered: dict[str, str]) -> None:
     grpc_port = next(p["containerPort"] for p in container["ports"] if p["name"] == "grpc")
     for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
         assert container[probe]["grpc"]["port"] == grpc_port, probe
-    assert container["args"] == ["gateway", "serve"]
+    assert container["args"] == ["gateway", "serve", "--workers", "1"]
     pre_stop = container["lifecycle"]["preStop"]["exec"]["command"]
     assert pre_stop[0] == "sleep"
     # The grace period covers the preStop delay and leaves time to drain.

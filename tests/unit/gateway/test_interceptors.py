@@ -1,5 +1,6 @@
 """What an anonymous caller meets before authentication: the request size of its method and
-the process's bound on calls in progress (a loopback gRPC server, fake key store)."""
+the process's bound on calls in progress; what a known key's call costs and records (a
+loopback gRPC server, fake key store)."""
 
 from __future__ import annotations
 
@@ -11,17 +12,17 @@ import grpc
 import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
+from prometheus_client import CollectorRegistry, Histogram
 
 from gateway.auth import Authenticator
-from gateway.interceptors import (
-    AuthInterceptor,
-    ErrorMappingInterceptor,
-    LimitsInterceptor,
-)
+from gateway.interceptors import GatewayInterceptor
 from gateway.limits import ConcurrencyLimiter
 from gateway.method_scopes import method_scopes
 from gateway.request_sizes import DEFAULT_BYTES, LARGER_METHODS, max_request_bytes
 from magnetar.api_key_store import StoredKey
+from magnetar.api_keys import Principal, Scope
+from magnetar.observability.metrics import rpc_histogram
+from tests.unit.gateway.test_auth import FakeKeys
 
 ADMIN_KEY = "test-admin-key"
 DELETE_USER = "/magnetar.v1.UserService/DeleteUser"
@@ -52,10 +53,14 @@ def serve(
     test: Callable[[grpc.aio.Channel, asyncio.Event, NoKeys], Coroutine[Any, Any, None]],
     *,
     max_calls: int = 100,
+    keys: Any = None,
+    authenticator: Authenticator | None = None,
+    histogram: Histogram | None = None,
 ) -> None:
+    keys = keys or NoKeys()
+
     async def run() -> None:
         release = asyncio.Event()
-        keys = NoKeys()
 
         async def echo(request: bytes, context: Any) -> bytes:
             await release.wait()
@@ -63,12 +68,16 @@ def serve(
 
         server = grpc.aio.server(
             interceptors=[
-                ErrorMappingInterceptor(max_request_bytes),
-                LimitsInterceptor(
-                    ConcurrencyLimiter(max_calls, holder="this gateway", reason="GATEWAY_BUSY"),
-                    per_process=True,
-                ),
-                AuthInterceptor(Authenticator(keys, ADMIN_KEY), method_scopes()),
+                GatewayInterceptor(
+                    authenticator or Authenticator(keys, ADMIN_KEY),
+                    method_scopes(),
+                    process_calls=ConcurrencyLimiter(
+                        max_calls, holder="this gateway", reason="GATEWAY_BUSY"
+                    ),
+                    tenant_calls=ConcurrencyLimiter(100),
+                    request_bytes=max_request_bytes,
+                    histogram=histogram,
+                )
             ]
         )
         for name in (DELETE_USER, RECOMMEND, GET_TENANT):
@@ -131,3 +140,40 @@ def test_calls_in_progress_in_the_process_are_bounded_before_authentication() ->
 
 def test_every_method_with_a_larger_bound_exists() -> None:
     assert set(LARGER_METHODS) <= set(method_scopes())
+
+
+class CountingAuthenticator(Authenticator):
+    full = 0
+
+    async def authenticate(self, authorization: str | None, peer: str | None = None) -> Principal:
+        self.full += 1
+        return await super().authenticate(authorization, peer)
+
+
+def test_a_known_keys_calls_skip_the_lookup_path_and_are_timed_by_method_code_tenant() -> None:
+    keys = FakeKeys()
+    secret = keys.add("acme", {Scope.READ})
+    authenticator = CountingAuthenticator(keys, ADMIN_KEY)
+    registry = CollectorRegistry()
+
+    async def test(channel: grpc.aio.Channel, release: asyncio.Event, unused: NoKeys) -> None:
+        release.set()
+        for _ in range(3):
+            assert await call(channel, RECOMMEND, 1, secret) == b"ok"
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await call(channel, DELETE_USER, 1, secret)
+        assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert error_info(refused.value).metadata["required_scope"] == "manage"
+
+    serve(test, keys=keys, authenticator=authenticator, histogram=rpc_histogram(registry))
+    # One full authentication (the first call's lookup); the others from the key cache.
+    assert authenticator.full == 1
+    assert keys.lookups == 1
+
+    def count(method: str, code: str, tenant: str) -> float | None:
+        labels = {"method": method, "code": code, "tenant": tenant}
+        return registry.get_sample_value("magnetar_rpc_duration_seconds_count", labels)
+
+    assert count(RECOMMEND, "OK", "acme") == 3
+    # Refused by its scope: no principal was set, as before the change.
+    assert count(DELETE_USER, "PERMISSION_DENIED", "unauthenticated") == 1

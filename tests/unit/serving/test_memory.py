@@ -56,4 +56,4 @@ def test_each_tenant_holds_at_most_max_users_least_recently_used_out() -> None:
     assert memory.user("shop", "b") is None
     assert memory.user("shop", "a") == "a" and memory.user("shop", "c") == "c"
     memory.put_user("other", "x", "x", memory.token())
-    assert memory.sizes() == {"shop": (2, 0), "other": (1, 0)}
+    assert memory.sizes() == {"shop": (2, 0, 0), "other": (1, 0, 0)}
