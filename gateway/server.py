@@ -32,6 +32,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.auth import Authenticator, KeyLookup
+from gateway.auth_failures import AuthFailureLimiter
 from gateway.catalog_service import mount_catalog_service
 from gateway.counted_events import LedgerCounter
 from gateway.event_publisher import EventPublisher, PublisherOptions, PulsarCredentials
@@ -76,6 +77,9 @@ class GatewayOptions:
     # Key lookups have a pool of their own (up to twice this many connections): a flood of
     # unknown keys cannot take the serving pool's connections.
     key_lookup_pool_size: int = 2
+    # Failed authentications per client address: a burst, then a rate (gateway.auth_failures).
+    auth_failures_burst: int = 100
+    auth_failures_per_second: float = 10.0
     shutdown_grace_s: float = 10.0
     publisher: PublisherOptions = field(default_factory=PublisherOptions)
 
@@ -210,6 +214,9 @@ def create_server(
         stale_s=options.serve_stale_s,
         # As many threads as the key pool has connections.
         lookup_threads=2 * options.key_lookup_pool_size,
+        failures=AuthFailureLimiter(
+            per_second=options.auth_failures_per_second, burst=options.auth_failures_burst
+        ),
     )
     # Each tenant's producer authenticates as the tenant's own Pulsar role.
     credentials = credentials or producer_credentials(settings, sessions)
