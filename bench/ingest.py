@@ -36,7 +36,7 @@ import pulsar
 from rich.console import Console
 from rich.table import Table
 
-from bench.gateway import SERVE, gateway_process
+from bench.gateway import SERVE, gateway_process, issue_producer_token
 from bench.report import machine, percentile
 from gateway.event_publisher import PublisherOptions
 from gateway.pulsar_bridge import BatchAck
@@ -46,6 +46,7 @@ from magnetar.db.engine import make_engine, make_sessionmaker
 from magnetar.db.models import Tenant
 from magnetar.pulsar_admin import PulsarAdmin
 from magnetar.pulsar_client import quiet_logger
+from magnetar.pulsar_tokens import tenant_role
 from magnetar.raw_events import SerializedEventSchema, provision_raw_topic
 from magnetar.settings import Settings
 from magnetar.v1 import event_service_pb2, event_service_pb2_grpc, events_pb2
@@ -223,9 +224,11 @@ def scratch_tenant(settings: Settings) -> Iterator[tuple[str, str, str]]:
         admin.create_tenant(tenant)
         admin.create_namespace(f"{tenant}/events")
         admin.set_deduplication(f"{tenant}/events", True)
+        admin.grant_namespace_permission(f"{tenant}/events", tenant_role(tenant))
         topic = provision_raw_topic(admin, tenant)
         with sessions.begin() as session:
             session.add(Tenant(tenant_id=tenant, display_name="benchmark"))
+        issue_producer_token(settings, sessions, tenant)
         minted, _ = ApiKeyStore(sessions).create(tenant, [Scope.INGEST], "bench")
         try:
             yield tenant, topic, minted.secret

@@ -67,7 +67,7 @@ import psycopg
 from google.protobuf.json_format import MessageToDict
 
 from bench import ghz
-from bench.gateway import GatewayProcess, gateway_process
+from bench.gateway import GatewayProcess, gateway_process, issue_producer_token
 from bench.pipeline import bench_tenant
 from bench.report import BenchReport, percentile
 from magnetar.api_key_store import ApiKeyStore
@@ -244,6 +244,7 @@ def tenant_keys(settings: Settings, tenant: str) -> Iterator[tuple[str, str]]:
     sessions = make_sessionmaker(engine)
     with sessions.begin() as session:
         session.add(Tenant(tenant_id=tenant, display_name="recommend benchmark"))
+    issue_producer_token(settings, sessions, tenant)
     try:
         store = ApiKeyStore(sessions)
         read, _ = store.create(tenant, [Scope.READ], "bench")
