@@ -47,7 +47,7 @@ class MaterializeConfig:
     tenant_id: str
     database_url: str
     dlq_topic: str
-    max_batch: int = 500
+    max_batch: int = 2_000
     max_delay_ms: int = 5
     max_buffer: int = 5_000
     # Test-only: see `ledger_enabled`. Never off in production.
