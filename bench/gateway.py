@@ -22,12 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy.orm import Session, sessionmaker
-
 from magnetar.dev.gateway_process import serving
-from magnetar.settings import Settings
-from tenants.store import PostgresTenantStore
-from tenants.wiring import role_token_signer
 
 SERVE = ("-m", "magnetar.cli", "gateway", "serve")
 # The admin plane (TenantService), a process of its own like in a deployment.
@@ -92,12 +87,3 @@ def gateway_process(
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(10)
-
-
-def issue_producer_token(settings: Settings, sessions: sessionmaker[Session], tenant: str) -> None:
-    """What onboarding does for a scratch tenant's producers: the tenant's role token, stored
-    where the public gateway reads it (its tenants row must exist). Without a signing key
-    the gateway produces with the superuser token and needs none."""
-    sign = role_token_signer(settings)
-    if sign is not None:
-        PostgresTenantStore(sessions).set_producer_token(tenant, sign(tenant))

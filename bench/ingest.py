@@ -36,7 +36,7 @@ import pulsar
 from rich.console import Console
 from rich.table import Table
 
-from bench.gateway import SERVE, gateway_process, issue_producer_token
+from bench.gateway import SERVE, gateway_process
 from bench.report import machine, percentile
 from gateway.event_publisher import PublisherOptions
 from gateway.pulsar_bridge import BatchAck
@@ -50,6 +50,7 @@ from magnetar.pulsar_tokens import tenant_role
 from magnetar.raw_events import SerializedEventSchema, provision_raw_topic
 from magnetar.settings import Settings
 from magnetar.v1 import event_service_pb2, event_service_pb2_grpc, events_pb2
+from tenants.wiring import issue_producer_token
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PROFILE = (

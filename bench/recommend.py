@@ -67,7 +67,7 @@ import psycopg
 from google.protobuf.json_format import MessageToDict
 
 from bench import ghz
-from bench.gateway import GatewayProcess, gateway_process, issue_producer_token
+from bench.gateway import GatewayProcess, gateway_process
 from bench.pipeline import bench_tenant
 from bench.report import BenchReport, percentile
 from magnetar.api_key_store import ApiKeyStore
@@ -90,6 +90,7 @@ from magnetar.v1 import personalization_service_pb2 as pb
 from magnetar.v1 import personalization_service_pb2_grpc as pb_grpc
 from magnetar.workload.generator import GeneratorSettings, generate
 from magnetar.workload.wire import catalog_items, to_wire_event
+from tenants.wiring import issue_producer_token
 
 EMPTY_SERVICE = "magnetar.bench.EmptyService"
 EMPTY_METHOD = f"/{EMPTY_SERVICE}/Recommend"

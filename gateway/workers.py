@@ -100,6 +100,8 @@ def run_workers(settings: Settings, workers: int) -> int:
         while not stopping and all(p.is_alive() for p in processes):
             time.sleep(0.2)
         failed = not stopping
+        # The first worker that ended on its own: its status is the supervisor's.
+        ended = next((p.exitcode for p in processes if not p.is_alive() and p.exitcode), None)
         if failed:
             log.error("a gateway worker exited on its own: stopping the others")
         for process in processes:
@@ -112,6 +114,8 @@ def run_workers(settings: Settings, workers: int) -> int:
                 process.kill()
                 process.join()
                 failed = True
+        if ended:
+            return int(ended)
         return 1 if failed or any(p.exitcode for p in processes) else 0
     finally:
         for sig, handler in previous.items():

@@ -42,6 +42,7 @@ from magnetar.workload.generator import GeneratorSettings, generate
 from magnetar.workload.wire import catalog_items, wire_events
 from tenants.functions_deploy import deploy_pipeline, wait_running
 from tenants.pulsar_setup import provision_pulsar
+from tenants.wiring import issue_producer_token
 
 TENANT = "demo"
 BATCH = 50
@@ -70,7 +71,10 @@ def onboard(settings: Settings, console: Console) -> str:
         )
     engine = make_engine(settings.database_url, pool_size=1)
     try:
-        minted, _ = ApiKeyStore(make_sessionmaker(engine)).create(
+        sessions = make_sessionmaker(engine)
+        # The public gateway produces with the tenant's stored token (as onboarded tenants do).
+        issue_producer_token(settings, sessions, TENANT)
+        minted, _ = ApiKeyStore(sessions).create(
             TENANT, [Scope.INGEST, Scope.READ], "magnetar demo"
         )
     finally:

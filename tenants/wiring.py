@@ -50,6 +50,15 @@ def role_token_signer(settings: Settings) -> Callable[[str], str] | None:
     return TenantRoleTokens.from_file(settings.pulsar_token_secret_key_file).token_for
 
 
+def issue_producer_token(settings: Settings, sessions: sessionmaker[Session], tenant: str) -> None:
+    """What onboarding does for a tenant made outside it (the demo, scratch tenants of the
+    benchmarks): its role token, stored where the public gateway reads it (its tenants row
+    must exist). Without a signing key the gateway produces as the superuser: nothing to do."""
+    sign = role_token_signer(settings)
+    if sign is not None:
+        PostgresTenantStore(sessions).set_producer_token(tenant, sign(tenant))
+
+
 def build_tenant_platform(
     settings: Settings,
     sessions: sessionmaker[Session],

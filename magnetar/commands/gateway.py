@@ -42,6 +42,10 @@ def _serve(args: argparse.Namespace) -> int:
     if workers < 1:
         raise SystemExit("--workers must be at least 1")
     if workers > 1:
+        # The start checks once, here: a refusal is one line and exit 2, not N workers'.
+        from magnetar.db.app_role import require_app_role
+
+        require_app_role(settings.database_url)
         return run_workers(settings, workers)
     asyncio.run(serve(settings))
     return 0
