@@ -16,6 +16,7 @@ from gateway.lifetime import close_with_gateway
 from gateway.producer_tokens import producer_credentials
 from magnetar.db.catalog_store import PostgresCatalogStore
 from magnetar.serving.catalog import Catalog
+from magnetar.serving.memory import ServingMemory
 from magnetar.v1 import catalog_service_pb2 as pb
 from magnetar.v1 import catalog_service_pb2_grpc as pb_grpc
 
@@ -26,14 +27,23 @@ SERVICE_NAME = pb.DESCRIPTOR.services_by_name["CatalogService"].full_name
 
 
 class CatalogService(pb_grpc.CatalogServiceServicer):
-    def __init__(self, catalog: Catalog) -> None:
+    def __init__(self, catalog: Catalog, memory: ServingMemory | None = None) -> None:
         self._catalog = catalog
+        # This process's serving memory: a write is read back at once here (the change
+        # stream tells the other processes a few ms later).
+        self._memory = memory
+
+    def _forget(self, tenant: str, item_ids: list[str]) -> None:
+        if self._memory is not None:
+            self._memory.forget_items(tenant, item_ids)
 
     async def UpsertItems(
         self, request: pb.UpsertItemsRequest, context: Any
     ) -> pb.UpsertItemsResponse:
+        tenant = current_tenant()
         items = [item_from_proto(item) for item in request.items]
-        count = await in_thread(context, self._catalog.upsert_items, current_tenant(), items)
+        count = await in_thread(context, self._catalog.upsert_items, tenant, items)
+        self._forget(tenant, [item.item_id for item in request.items])
         return pb.UpsertItemsResponse(upserted_count=count)
 
     async def GetItem(self, request: pb.GetItemRequest, context: Any) -> pb.GetItemResponse:
@@ -43,9 +53,9 @@ class CatalogService(pb_grpc.CatalogServiceServicer):
     async def DeleteItem(
         self, request: pb.DeleteItemRequest, context: Any
     ) -> pb.DeleteItemResponse:
-        item = await in_thread(
-            context, self._catalog.delete_item, current_tenant(), request.item_id
-        )
+        tenant = current_tenant()
+        item = await in_thread(context, self._catalog.delete_item, tenant, request.item_id)
+        self._forget(tenant, [request.item_id])
         return pb.DeleteItemResponse(item=item_to_proto(item))
 
 
@@ -55,5 +65,6 @@ def mount_catalog_service(server: Any, deps: GatewayDeps) -> str:
     topic = PulsarCatalogTopic(deps.settings.pulsar_service_url, credentials)
     close_with_gateway(deps.sessions, topic.close)
     catalog = Catalog(PostgresCatalogStore(deps.sessions), topic)
-    pb_grpc.add_CatalogServiceServicer_to_server(CatalogService(catalog), server)
+    memory = deps.memory.memory if deps.memory is not None else None
+    pb_grpc.add_CatalogServiceServicer_to_server(CatalogService(catalog, memory), server)
     return str(SERVICE_NAME)

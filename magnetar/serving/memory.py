@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Hashable, Iterator
+from collections.abc import Hashable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -191,6 +191,10 @@ class ServingMemory:
                 self._mark(("i", change.tenant_id, item_id))
                 if tenant is not None:
                     tenant.items.pop(item_id, None)
+
+    def forget_items(self, tenant_id: str, item_ids: Sequence[str]) -> None:
+        """Drop catalog facts now (this process's own catalog write), as a change would."""
+        self.invalidate(Change(tenant_id, items=tuple(item_ids)))
 
     def forget_user(self, tenant_id: str, user_id: str) -> None:
         """Drop a user now (this process's own erasure), as a change would."""
