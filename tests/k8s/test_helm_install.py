@@ -228,9 +228,11 @@ def gateway_rollout(cluster: Cluster, namespace: str) -> tuple[str, dict[str, in
     deployment = cluster.api.get(f"/apis/apps/v1/namespaces/{namespace}/deployments/{GATEWAY}")
     assert deployment is not None
     checksum = deployment["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
+    # The gateway's own: the admin plane's Deployment has ReplicaSets in the namespace too.
     sets = {
         rs["metadata"]["labels"]["pod-template-hash"]: rs["status"].get("replicas", 0)
         for rs in listed(cluster, "ReplicaSet", namespace)
+        if any(o.get("name") == GATEWAY for o in rs["metadata"].get("ownerReferences", []))
     }
     return checksum, sets
 
