@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -23,18 +22,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from magnetar.dev.gateway_process import serving
+from magnetar.dev.processes import free_port
 
 SERVE = ("-m", "magnetar.cli", "gateway", "serve")
 # The admin plane (TenantService), a process of its own like in a deployment.
 ADMIN_SERVE = ("-m", "magnetar.cli", "admin", "serve")
 START_TIMEOUT_S = 60.0
 STOP_GRACE_S = 30.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ from google.protobuf import json_format
 from rich.console import Console
 from rich.table import Table
 
-from bench.gateway import free_port, gateway_process
+from bench.gateway import gateway_process
 from bench.ingest import (
     GatewayClient,
     closed_loop,
@@ -48,6 +48,7 @@ from bench.report import machine, percentile
 from magnetar.api_key_store import ApiKeyStore
 from magnetar.api_keys import Scope
 from magnetar.db.engine import make_engine, make_sessionmaker
+from magnetar.dev.processes import free_port
 from magnetar.settings import Settings
 from magnetar.v1 import (
     event_service_pb2,

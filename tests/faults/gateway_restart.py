@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,6 +30,7 @@ from magnetar.api_key_store import ApiKeyStore
 from magnetar.api_keys import Scope
 from magnetar.db.engine import make_engine, make_sessionmaker
 from magnetar.dev import gateway_process
+from magnetar.dev.processes import free_port
 from magnetar.pulsar_admin import PulsarAdmin
 from magnetar.settings import Settings
 from magnetar.v1 import event_service_pb2 as pb
@@ -54,12 +54,6 @@ RETRYABLE = {
     grpc.StatusCode.DEADLINE_EXCEEDED,
     grpc.StatusCode.RESOURCE_EXHAUSTED,
 }
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class Gateway:

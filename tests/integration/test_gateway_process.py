@@ -14,6 +14,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from magnetar.dev.processes import free_port
 from magnetar.settings import Settings
 from magnetar.v1 import event_service_pb2, event_service_pb2_grpc, events_pb2
 from tests.integration.gateway_harness import (
@@ -27,12 +28,6 @@ from tests.integration.gateway_harness import (
 
 pytestmark = pytest.mark.integration
 __all__ = ["admin_key", "gateway", "ingest_tenant", "key_store"]  # fixtures, imported to register
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_serving(address: str, timeout_s: float = 30) -> None:

@@ -23,6 +23,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from magnetar.db.state_writer import commit_batch
+from magnetar.dev.processes import free_port
 from magnetar.personalization.settings import SignalSettings
 from magnetar.pulsar_admin import PulsarAdmin
 from magnetar.settings import Settings
@@ -30,7 +31,7 @@ from magnetar.v1 import personalization_service_pb2 as pb
 from magnetar.v1 import user_service_pb2 as users
 from tests.e2e.grpc_support import Stubs, failure, stubs
 from tests.integration.gateway_harness import key_store
-from tests.integration.test_gateway_process import free_port, wait_serving
+from tests.integration.test_gateway_process import wait_serving
 from tests.integration.test_serving import NOW, ServingTenant, _purchase, serving_tenant
 
 pytestmark = pytest.mark.integration

@@ -19,7 +19,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -38,6 +37,7 @@ from bench.report import percentile
 from magnetar.api_key_store import ApiKeyStore
 from magnetar.db.engine import make_engine, make_sessionmaker
 from magnetar.dev.gateway_process import serving
+from magnetar.dev.processes import free_port
 from magnetar.pulsar_admin import PulsarAdmin
 from magnetar.settings import Settings
 from magnetar.v1 import event_service_pb2, event_service_pb2_grpc, events_pb2
@@ -56,12 +56,6 @@ NOISY_BATCH = 100  # 10x the quota is 20 calls/s of 100 events
 QUIET_CALLS_PER_S, BATCH = 20, 10
 WINDOWS, WINDOW_S, SETTLE_S = 32, 2.0, 0.3
 ATTEMPTS = 3
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextmanager
