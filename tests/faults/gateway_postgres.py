@@ -28,8 +28,13 @@ from magnetar.settings import Settings
 from magnetar.v1 import event_service_pb2 as pb
 from magnetar.v1 import event_service_pb2_grpc
 from tests.faults import injectors
-from tests.faults.gateway_restart import RETRYABLE, Gateway, _ingest_key, drain_and_audit
-from tests.faults.harness import EventPlan, RecoveryProbe, SendLog, fault_pipeline
+from tests.faults.gateway_restart import (
+    RETRYABLE,
+    Gateway,
+    drain_and_audit,
+    start_uploads,
+)
+from tests.faults.harness import EventPlan, SendLog, fault_pipeline
 from tests.faults.harness import progress as say
 from tests.faults.scenarios import SHORT_ACK_TIMEOUT_MS, RunOptions, ScenarioResult, budget
 from tests.integration.gateway_harness import remove_tenant_row
@@ -150,22 +155,7 @@ def postgres_down_while_ingesting(
         stack.callback(gateway.kill)
         remaining = budget(name, options.budget_s)
 
-        uploads = []
-        for pipe, control in runs:
-            plan = EventPlan(pipe.tenant, "grpc", options.events)
-            log = SendLog()
-            uploader = IngestUploader(
-                gateway.address,
-                _ingest_key(settings, pipe.tenant),
-                plan,
-                log,
-                rate_per_s=options.rate_per_s,
-                deadline_s=options.budget_s,
-            ).start()
-            stack.callback(uploader.stop)
-            probe = RecoveryProbe(pipe, plan)
-            stack.callback(probe.stop)
-            uploads.append((pipe, control, plan, log, uploader, probe))
+        uploads = start_uploads(stack, settings, gateway.address, runs, options, IngestUploader)
 
         target = int(options.events * options.fault_at)
         deadline = time.monotonic() + remaining()

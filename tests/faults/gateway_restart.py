@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 
@@ -329,22 +330,7 @@ def gateway_restart(
         stack.callback(gateway.kill)
         remaining = budget(name, options.budget_s)
 
-        uploads = []
-        for pipe, control in runs:
-            plan = EventPlan(pipe.tenant, "grpc", options.events)
-            log = SendLog()
-            uploader = StreamUploader(
-                gateway.address,
-                _ingest_key(settings, pipe.tenant),
-                plan,
-                log,
-                rate_per_s=options.rate_per_s,
-                deadline_s=options.budget_s,
-            ).start()
-            stack.callback(uploader.stop)
-            probe = RecoveryProbe(pipe, plan)
-            stack.callback(probe.stop)
-            uploads.append((pipe, control, plan, log, uploader, probe))
+        uploads = start_uploads(stack, settings, gateway.address, runs, options, StreamUploader)
 
         notes: list[str] = []
         for step in range(restarts):
@@ -365,6 +351,36 @@ def gateway_restart(
         progress(f"{name}: uploads done; draining")
         run_notes = [[*notes, f"{u.reconnects} reconnects"] for *_, u, _ in uploads]
         return drain_and_audit(name, uploads, run_notes, options, remaining)
+
+
+def start_uploads(
+    stack: ExitStack,
+    settings: Settings,
+    address: str,
+    runs: Sequence[tuple[Pipeline, bool]],
+    options: RunOptions,
+    uploader: Callable[..., Any],
+) -> list[tuple[Pipeline, bool, EventPlan, SendLog, Any, RecoveryProbe]]:
+    """Per run, a client (`uploader`: `StreamUploader`, or the one-call Ingest uploader)
+    sending its plan through the gateway at `address`, and a recovery probe; both stopped
+    when `stack` closes."""
+    uploads = []
+    for pipe, control in runs:
+        plan = EventPlan(pipe.tenant, "grpc", options.events)
+        log = SendLog()
+        client = uploader(
+            address,
+            _ingest_key(settings, pipe.tenant),
+            plan,
+            log,
+            rate_per_s=options.rate_per_s,
+            deadline_s=options.budget_s,
+        ).start()
+        stack.callback(client.stop)
+        probe = RecoveryProbe(pipe, plan)
+        stack.callback(probe.stop)
+        uploads.append((pipe, control, plan, log, client, probe))
+    return uploads
 
 
 def drain_and_audit(
