@@ -57,6 +57,7 @@ from enum import StrEnum
 from typing import NamedTuple
 
 from functions.logic.state_port import CounterStore, KeyValueStore
+from magnetar.event_contract import MAX_ID_BYTES
 
 DEFAULT_WINDOW_MS = 24 * 60 * 60 * 1000
 
@@ -101,7 +102,7 @@ class DedupeConfig:
     # ~320 bytes per cached UUID id (key, sighting, map node; measured): 100k ≈ 32 MB.
     max_cached_ids: int = 100_000
     # Ids longer than this are not recorded (validation rejects them downstream anyway).
-    max_event_id_length: int = 128
+    max_event_id_length: int = MAX_ID_BYTES
     key_prefix: str = "dedupe/id/"
     dropped_counter_key: str = "dedupe/dropped"
     delete_expired: bool = True
