@@ -25,7 +25,6 @@ from functions.logic.dedupe_window import DedupeConfig, DedupeWindow
 from functions.logic.devices import DeviceParser
 from functions.logic.enrichment import DeadLetter, enrich
 from functions.logic.sessions import SessionConfig, SessionTracker
-from functions.logic.state_port import InMemoryStore
 from functions.logic.validation import DlqReason
 from magnetar.personalization.records import EnrichedEvent as StateEvent
 from magnetar.v1 import events_pb2
@@ -42,7 +41,7 @@ FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCh
 
 # One set of logic objects for the module, as one Function instance keeps them.
 DEVICES = DeviceParser(cache_size=64)
-SESSIONS = SessionTracker(SessionConfig(max_users=64), store=InMemoryStore())
+SESSIONS = SessionTracker(SessionConfig(max_users=64))
 CATALOG = CatalogView()
 
 
