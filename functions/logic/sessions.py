@@ -19,10 +19,11 @@ cut differently than the same events sorted — but a replay of the topic, which
 key's order, gives the same ids, and re-processing an event already seen returns its
 session again (spans stay disjoint, so the span holding it is the only one at distance 0).
 
-Memory: an LRU of at most ``max_users`` users, about 300 bytes each with one session; an
-evicted user starts a new session on their next event, so size ``max_users`` for the users
-active within one inactivity gap. Persistence is the caller's: `take_dirty` hands out every
-user changed since the last call (evicted ones included), which the pipeline appends to its
+Memory: an LRU of at most ``max_users`` users, about 300 bytes each with one session, plus
+the changed users evicted since the last `take_dirty`; an evicted user starts a new session
+on their next event, so size ``max_users`` for the users active within one inactivity gap.
+Persistence is the caller's: `take_dirty` hands out every user changed since the last call
+(evicted ones included), which the pipeline calls after every event and appends to its
 segment log, and `restore` seeds a restarted instance from it (docs/pipeline.md, "State").
 """
 

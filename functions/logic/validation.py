@@ -19,15 +19,7 @@ from enum import StrEnum
 
 from functions.logic.records import Event
 from magnetar import event_contract as contract
-from magnetar.event_contract import (
-    ATTRIBUTE_KEY,
-    ATTRIBUTE_KEY_CHARS,
-    CONTROL,
-    EVENT_ID,
-    LOCALE,
-    EventType,
-    utf8_len,
-)
+from magnetar.event_contract import EventType
 
 MINUTE_MS = 60 * 1000
 DAY_MS = 24 * 60 * MINUTE_MS
@@ -144,7 +136,7 @@ def validate(
 
 
 def _too_long(field: str, text: str, limit: int) -> Rejected | None:
-    size = utf8_len(text)
+    size = contract.utf8_len(text)
     if size > limit:
         return Rejected(DlqReason.FIELD_TOO_LONG, field, f"{size} bytes, limit {limit}")
     return None
@@ -156,7 +148,7 @@ def _check_identity(event: Event, policy: ValidationPolicy) -> Rejected | None:
     too_long = _too_long("event_id", event.event_id, policy.max_event_id_bytes)
     if too_long:
         return too_long
-    if not EVENT_ID.fullmatch(event.event_id):
+    if not contract.EVENT_ID.fullmatch(event.event_id):
         return Rejected(DlqReason.INVALID_FIELD, "event_id", "printable ASCII without spaces only")
     if not event.user_id and not event.anonymous_id:
         return Rejected(DlqReason.MISSING_FIELD, "user_id", "user_id or anonymous_id required")
@@ -177,9 +169,9 @@ def _check_identity(event: Event, policy: ValidationPolicy) -> Rejected | None:
         ("session_id", event.session_id),
         ("item_id", event.item_id),
     ):
-        if CONTROL.search(text):
+        if contract.CONTROL.search(text):
             return Rejected(DlqReason.INVALID_FIELD, field, "control characters are not allowed")
-    if event.locale and not LOCALE.fullmatch(event.locale):
+    if event.locale and not contract.LOCALE.fullmatch(event.locale):
         return Rejected(DlqReason.INVALID_FIELD, "context.locale", "letters, digits, '-' only")
     return None
 
@@ -224,9 +216,11 @@ def _check_attributes(event: Event, policy: ValidationPolicy) -> Rejected | None
             f"{len(attributes)} entries, limit {policy.max_attributes}",
         )
     for key, text in attributes.items():
-        if not ATTRIBUTE_KEY.fullmatch(key):
+        if not contract.ATTRIBUTE_KEY.fullmatch(key):
             return Rejected(
-                DlqReason.INVALID_FIELD, "attributes", f"key {key!r}: {ATTRIBUTE_KEY_CHARS}"
+                DlqReason.INVALID_FIELD,
+                "attributes",
+                f"key {key!r}: {contract.ATTRIBUTE_KEY_CHARS}",
             )
         too_long = _too_long(f"attributes.{key}", key, policy.max_attribute_key_bytes) or (
             _too_long(f"attributes[{key}]", text, policy.max_attribute_value_bytes)

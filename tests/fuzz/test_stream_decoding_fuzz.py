@@ -163,7 +163,7 @@ def test_memory_stays_bounded_over_a_long_random_stream() -> None:
     agents leaves no growth behind once those bounds are reached."""
     rng = random.Random(9)
     devices = DeviceParser(cache_size=50)
-    sessions = SessionTracker(SessionConfig(max_users=100), store=None)
+    sessions = SessionTracker(SessionConfig(max_users=100))
     window = DedupeWindow(DedupeConfig(max_cached_ids=100))
     catalog = CatalogView()
 
@@ -184,6 +184,7 @@ def test_memory_stays_bounded_over_a_long_random_stream() -> None:
         outcome = enrich(wire.to_stream_event(message, TENANT), NOW_MS, sessions, catalog, devices)
         assert not isinstance(outcome, DeadLetter)
         wire.to_enriched_proto(outcome, message).SerializeToString()
+        sessions.take_dirty()  # as the pipeline does after every event
 
     for n in range(1_000):
         one(n)

@@ -13,11 +13,11 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Iterator
+from typing import Any
 
 import pulsar
 import pytest
 from google.protobuf import descriptor_pb2
-from google.protobuf.descriptor import FileDescriptor
 from google.protobuf.message import Message
 from pulsar.schema import ProtobufNativeSchema
 
@@ -37,9 +37,9 @@ MUG = catalog_service_pb2.Item(item_id="mug", title="Mug", categories=["kitchen"
 
 def definition_registered_before(message: type[Message]) -> str:
     """The schema definition onboarding registered before the library's class was used."""
-    files: list[FileDescriptor] = []
+    files: list[Any] = []  # FileDescriptor, as protobuf's C and Python builds type it
 
-    def visit(file: FileDescriptor) -> None:
+    def visit(file: Any) -> None:
         for dependency in file.dependencies:
             visit(dependency)
         if all(known.name != file.name for known in files):

@@ -176,7 +176,7 @@ def test_empty_or_overlong_ids_are_forwarded_unrecorded(event_id: str) -> None:
 )
 def test_config_rejects_non_positive_bounds(config: dict[str, int]) -> None:
     with pytest.raises(ValueError):
-        DedupeConfig(**config)  # type: ignore[arg-type]
+        DedupeConfig(**config)
 
 
 @given(st.integers(min_value=-(2**63), max_value=2**63 - 1), st.binary(max_size=64))
