@@ -257,6 +257,10 @@ def test_dedupe_still_drops_repeats_after_the_pipeline_restarts(
 
         # The 10 repeats were dropped by the restarted instance's window, replayed from
         # function state, not left for the ledger to catch.
-        metrics = pulsar_admin.function_user_metrics(pipe.tenant, "events", PIPELINE_FUNCTION)
-        assert metrics.get("duplicates_dropped") == 10
-        assert metrics.get("events_already_counted", 0) == 0
+        def metrics() -> dict[str, float]:
+            return pulsar_admin.function_user_metrics(pipe.tenant, "events", PIPELINE_FUNCTION)
+
+        # The restarted instance reports its metrics a moment after it counts (none at first).
+        pipe.wait_for(lambda: bool(metrics()), what="the restarted instance's metrics")
+        assert metrics().get("duplicates_dropped") == 10
+        assert metrics().get("events_already_counted", 0) == 0
