@@ -24,7 +24,8 @@ from pathlib import Path
 from magnetar.dev.gateway_process import serving
 from magnetar.dev.processes import free_port
 
-SERVE = ("-m", "magnetar.cli", "gateway", "serve")
+# One worker: a benchmark reads the CPU and memory of the one process that serves.
+SERVE = ("-m", "magnetar.cli", "gateway", "serve", "--workers", "1")
 # The admin plane (TenantService), a process of its own like in a deployment.
 ADMIN_SERVE = ("-m", "magnetar.cli", "admin", "serve")
 START_TIMEOUT_S = 60.0
