@@ -50,10 +50,10 @@ from bench.pipeline import bench_tenant
 from bench.recommend import INGEST_BATCH, Clients, Workload, build_workload, seed_state, tenant_keys
 from bench.report import BenchReport, default_console, print_table
 from bench.soak_window import COLUMNS, Onboarding, PipelineFigures, Window, row
-from magnetar.commands.tenants import tenant_admin
-from magnetar.dev import processes
-from magnetar.dev.postgres import pid_file as postmaster_pid_file
-from magnetar.dev.stack import layouts
+from cli.commands.tenants import tenant_admin
+from cli.dev.postgres import pid_file as postmaster_pid_file
+from cli.dev.stack import layouts
+from magnetar import processes
 from magnetar.errors import NotFound
 from magnetar.observability.collect import snapshot
 from magnetar.pulsar_admin import PulsarAdmin, PulsarAdminError

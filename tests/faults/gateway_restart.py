@@ -27,11 +27,11 @@ from typing import Any
 
 import grpc
 
+from cli.dev import gateway_process
 from magnetar.api_key_store import ApiKeyStore
 from magnetar.api_keys import Scope
 from magnetar.db.engine import make_engine, make_sessionmaker
-from magnetar.dev import gateway_process
-from magnetar.dev.processes import free_port
+from magnetar.processes import free_port
 from magnetar.pulsar_admin import PulsarAdmin
 from magnetar.settings import Settings
 from magnetar.v1 import event_service_pb2 as pb
@@ -87,7 +87,7 @@ class Gateway:
                 [
                     sys.executable,
                     "-m",
-                    "magnetar.cli",
+                    "cli.main",
                     "gateway",
                     "serve",
                     "--port",

@@ -24,7 +24,8 @@ from pathlib import Path
 
 import psycopg
 
-from magnetar.dev import postgres, processes, stack
+from cli.dev import postgres, stack
+from magnetar import processes
 from magnetar.topics import PIPELINE_FUNCTION
 
 REPO = Path(__file__).resolve().parents[2]
@@ -229,7 +230,7 @@ def dev_up(timeout_s: float = 420, attempts: int = 5) -> float:
         if remaining <= 0:
             break
         result = subprocess.run(
-            [sys.executable, "-m", "magnetar.cli", "dev", "up"],
+            [sys.executable, "-m", "cli.main", "dev", "up"],
             cwd=REPO,
             capture_output=True,
             text=True,

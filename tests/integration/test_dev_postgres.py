@@ -14,8 +14,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from magnetar.dev import postgres
-from magnetar.dev.problems import port_in_use
+from cli.dev import postgres
+from magnetar.problems import port_in_use
 
 pytestmark = pytest.mark.integration
 

@@ -30,12 +30,12 @@ import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
+from cli.dev import stack
 from gateway.method_scopes import method_scopes
 from magnetar.api_key_store import ApiKeyStore
 from magnetar.api_keys import Scope
 from magnetar.db.engine import make_engine, make_sessionmaker
 from magnetar.db.state_writer import commit_batch
-from magnetar.dev import stack
 from magnetar.personalization import records
 from magnetar.personalization.records import EnrichedEvent
 from magnetar.personalization.settings import SignalSettings

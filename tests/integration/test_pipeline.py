@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
+from cli.dev import stack
 from functions.deployment import STAGES, PipelineOptions, pipeline
 from magnetar.catalog_topic import publish_items
-from magnetar.dev import stack
 from magnetar.pulsar_admin import PulsarAdmin
 from magnetar.settings import Settings
 from magnetar.topics import PIPELINE_FUNCTION, TenantTopics
@@ -130,7 +130,7 @@ def _deploy_with_pulsar_admin_cli(
         [
             sys.executable,
             "-m",
-            "magnetar.cli",
+            "cli.main",
             "functions",
             "render",
             "--tenant",
@@ -183,7 +183,7 @@ def test_status_view_shows_a_running_tenant_with_its_counts(
             [
                 sys.executable,
                 "-m",
-                "magnetar.cli",
+                "cli.main",
                 "status",
                 "--tenant",
                 pipe.tenant,

@@ -12,7 +12,7 @@ import psycopg
 import pytest
 
 import functions.smoke_probe
-from magnetar.dev import stack
+from cli.dev import stack
 from magnetar.pulsar_admin import PulsarAdmin
 from magnetar.pulsar_client import make_client
 from magnetar.settings import Settings

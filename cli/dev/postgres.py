@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from magnetar.dev import processes
-from magnetar.dev.problems import EnvironmentProblem, port_in_use
+from magnetar import processes
 from magnetar.private_files import private_folder, write_private
+from magnetar.problems import EnvironmentProblem, port_in_use
 
 SERVICE_USER = "postgres"
 DATABASE = "magnetar"

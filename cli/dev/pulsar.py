@@ -29,10 +29,9 @@ from pathlib import Path
 
 import httpx
 
-from magnetar import pulsar_tokens
-from magnetar.dev import processes
-from magnetar.dev.problems import EnvironmentProblem, require_free_ports, require_program
+from magnetar import processes, pulsar_tokens
 from magnetar.private_files import private_folder, write_private
+from magnetar.problems import EnvironmentProblem, require_free_ports, require_program
 
 SUPERUSER_ROLE = "magnetar-superuser"
 BROKER_PORT = 6650

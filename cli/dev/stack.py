@@ -9,8 +9,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cli.dev import gateway_process, postgres, pulsar
+from magnetar import processes
 from magnetar.db import migrate
-from magnetar.dev import gateway_process, postgres, processes, pulsar
 from magnetar.private_files import private_folder, write_private
 from magnetar.settings import PULSAR_VERSION, Settings, magnetar_home
 

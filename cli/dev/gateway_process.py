@@ -12,8 +12,8 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from magnetar.dev import processes
-from magnetar.dev.problems import EnvironmentProblem, require_free_ports
+from magnetar import processes
+from magnetar.problems import EnvironmentProblem, require_free_ports
 
 
 def pid_file(home: Path, component: str = "gateway") -> Path:
@@ -45,7 +45,7 @@ def start(
         require_free_ports({f"{component} gRPC": port})
         processes.start_detached(
             # One gateway process in the dev stack: its ports are the documented ones.
-            [sys.executable, "-m", "magnetar.cli", component, "serve"]
+            [sys.executable, "-m", "cli.main", component, "serve"]
             + (["--workers", "1"] if component == "gateway" else []),
             pid_file=pids,
             log_file=log,

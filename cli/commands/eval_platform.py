@@ -32,11 +32,10 @@ import psycopg
 from rich.console import Console
 from rich.table import Table
 
+from cli.commands.eval import data_range
+from cli.commands.tenants import tenant_admin
 from magnetar.catalog_topic import publish_items
-from magnetar.commands.eval import data_range
-from magnetar.commands.tenants import tenant_admin
 from magnetar.db.ledger import counted_events
-from magnetar.dev.problems import EnvironmentProblem
 from magnetar.errors import MagnetarError
 from magnetar.history import progress as progress_file
 from magnetar.history.importer import ImportReport, run_import
@@ -47,6 +46,7 @@ from magnetar.history.sources import read_rows
 from magnetar.personalization import cutoff_eval
 from magnetar.personalization.evaluation import KS, HitRates
 from magnetar.personalization.settings import TenantPersonalization
+from magnetar.problems import EnvironmentProblem
 from magnetar.pulsar_client import make_client
 from magnetar.settings import Settings
 from magnetar.v1 import event_service_pb2_grpc, personalization_service_pb2_grpc

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from magnetar.dev import postgres, pulsar, stack
+from cli.dev import postgres, pulsar, stack
 from magnetar.private_files import private_folder, write_private
 
 
