@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from cli.dev.gateway_process import serving
+from magnetar.health_probe import serving
 from magnetar.processes import free_port
 
 SERVE = ("-m", "cli.main", "gateway", "serve")

@@ -33,7 +33,6 @@ from rich.console import Console
 from rich.table import Table
 
 from cli.commands.eval import data_range
-from cli.commands.tenants import tenant_admin
 from magnetar.catalog_topic import publish_items
 from magnetar.db.ledger import counted_events
 from magnetar.errors import MagnetarError
@@ -53,6 +52,7 @@ from magnetar.v1 import event_service_pb2_grpc, personalization_service_pb2_grpc
 from magnetar.v1 import personalization_service_pb2 as pb
 from magnetar.workload import online_retail
 from magnetar.workload.wire import catalog_items
+from tenants.wiring import tenant_admin
 
 # The through-the-platform and offline hit rates must not differ by more than this.
 AGREEMENT = 0.005

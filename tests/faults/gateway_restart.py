@@ -27,10 +27,10 @@ from typing import Any
 
 import grpc
 
-from cli.dev import gateway_process
 from magnetar.api_key_store import ApiKeyStore
 from magnetar.api_keys import Scope
 from magnetar.db.engine import make_engine, make_sessionmaker
+from magnetar.health_probe import serving
 from magnetar.processes import free_port
 from magnetar.pulsar_admin import PulsarAdmin
 from magnetar.settings import Settings
@@ -104,7 +104,7 @@ class Gateway:
                 raise AssertionError(
                     f"gateway exited with {self._process.returncode}: {self._log_tail()}"
                 )
-            if gateway_process.serving(self.address):
+            if serving(self.address):
                 return
             if time.monotonic() > deadline:
                 raise AssertionError(f"gateway not serving in {timeout_s:.0f}s")

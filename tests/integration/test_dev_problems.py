@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from cli.dev import stack
+from magnetar import stack_layout
 from magnetar.settings import Settings
 
 pytestmark = pytest.mark.integration
 
-MAIN_DIST = stack.layouts()[0].dist
+MAIN_DIST = stack_layout.layouts()[0].dist
 
 
 def _home_with_distribution(tmp_path: Path) -> Path:

@@ -34,9 +34,9 @@ import grpc
 import pytest
 
 from bench.report import percentile
-from cli.dev.gateway_process import serving
 from magnetar.api_key_store import ApiKeyStore
 from magnetar.db.engine import make_engine, make_sessionmaker
+from magnetar.health_probe import serving
 from magnetar.processes import free_port
 from magnetar.pulsar_admin import PulsarAdmin
 from magnetar.settings import Settings

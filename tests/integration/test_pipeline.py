@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from cli.dev import stack
 from functions.deployment import STAGES, PipelineOptions, pipeline
+from magnetar import stack_layout
 from magnetar.catalog_topic import publish_items
 from magnetar.pulsar_admin import PulsarAdmin
 from magnetar.settings import Settings
@@ -123,7 +123,7 @@ def _deploy_with_pulsar_admin_cli(
     admin: PulsarAdmin, tenant: str, options: PipelineOptions
 ) -> Mapping[str, dict[str, Any]]:
     """The documented route: `magnetar functions render`, then `bin/pulsar-admin` per file."""
-    layout = stack.layouts()[0]
+    layout = stack_layout.layouts()[0]
     out = layout.run / "rendered" / tenant
     repo = Path(__file__).resolve().parents[2]
     subprocess.run(
