@@ -57,9 +57,8 @@ from enum import StrEnum
 from typing import NamedTuple
 
 from functions.logic.state_port import CounterStore, KeyValueStore
-from magnetar.event_time import DEDUPE_WINDOW_MS
 
-DEFAULT_WINDOW_MS = DEDUPE_WINDOW_MS
+DEFAULT_WINDOW_MS = 24 * 60 * 60 * 1000
 
 _RECORD_FORMAT = 1
 _RECORD_HEADER = struct.Struct(">Bq")

@@ -60,7 +60,6 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from functions.logic.records import Event
-from magnetar.event_time import MAX_FUTURE_SKEW_MS, RETENTION_HORIZON_MS
 
 MINUTE_MS = 60 * 1000
 DAY_MS = 24 * 60 * MINUTE_MS
@@ -117,9 +116,9 @@ class ValidationPolicy:
     Defaults are the contract's limits (``events.proto``); lengths are UTF-8 bytes.
     """
 
-    max_future_skew_ms: int = MAX_FUTURE_SKEW_MS
+    max_future_skew_ms: int = 5 * MINUTE_MS
     lateness_threshold_ms: int = 15 * MINUTE_MS
-    retention_horizon_ms: int = RETENTION_HORIZON_MS
+    retention_horizon_ms: int = 7 * DAY_MS
     known_types: frozenset[str] = WIRE_EVENT_TYPES
     accept_unknown_types: bool = True
     max_event_id_bytes: int = 128

@@ -25,14 +25,16 @@ from typing import Any
 
 import psycopg
 
-from magnetar.event_time import DEDUPE_WINDOW_MS, MAX_FUTURE_SKEW_MS, RETENTION_HORIZON_MS
+from functions.logic.dedupe_window import DEFAULT_WINDOW_MS
+from functions.logic.validation import ValidationPolicy
 
 log = logging.getLogger(__name__)
 
+_POLICY = ValidationPolicy()
 # A repeat of an event passes enrich only while its timestamp is at most the lateness horizon
 # (TOO_OLD) before its new acceptance, and the timestamp was at most the future skew after
 # the first acceptance; dedupe's window is shorter by default but may be widened.
-LEDGER_FLOOR_MS = max(RETENTION_HORIZON_MS + MAX_FUTURE_SKEW_MS, DEDUPE_WINDOW_MS)
+LEDGER_FLOOR_MS = max(_POLICY.retention_horizon_ms + _POLICY.max_future_skew_ms, DEFAULT_WINDOW_MS)
 
 # Counter shards: parallel instances of one tenant commit on different connections, so each
 # mostly advances its own row and no commit waits on another's counter update.

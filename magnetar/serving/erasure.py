@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from magnetar.event_time import MAX_FUTURE_SKEW_MS
+from functions.logic.validation import DEFAULT_POLICY
 from magnetar.serving.limits import Violations
 
 
@@ -53,7 +53,7 @@ class UserErasure:
         self,
         store: ErasureStore,
         clock_ms: Callable[[], int] = _wall_clock_ms,
-        max_future_skew_ms: int = MAX_FUTURE_SKEW_MS,
+        max_future_skew_ms: int = DEFAULT_POLICY.max_future_skew_ms,
     ) -> None:
         self._store = store
         self._clock_ms = clock_ms
