@@ -57,8 +57,7 @@ from enum import StrEnum
 from typing import NamedTuple
 
 from functions.logic.state_port import CounterStore, KeyValueStore
-
-DEFAULT_WINDOW_MS = 24 * 60 * 60 * 1000
+from magnetar.dedupe import DEFAULT_WINDOW_MS as DEFAULT_WINDOW_MS  # re-exported
 
 _RECORD_FORMAT = 1
 _RECORD_HEADER = struct.Struct(">Bq")

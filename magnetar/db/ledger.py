@@ -25,8 +25,8 @@ from typing import Any
 
 import psycopg
 
-from functions.logic.dedupe_window import DEFAULT_WINDOW_MS
 from functions.logic.validation import ValidationPolicy
+from magnetar.dedupe import DEFAULT_WINDOW_MS
 
 log = logging.getLogger(__name__)
 
