@@ -21,13 +21,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from magnetar.dev.gateway_process import serving
-from magnetar.dev.processes import free_port
+from magnetar.health_probe import serving
+from magnetar.processes import free_port
 
 # One worker: a benchmark reads the CPU and memory of the one process that serves.
-SERVE = ("-m", "magnetar.cli", "gateway", "serve", "--workers", "1")
+SERVE = ("-m", "cli.main", "gateway", "serve", "--workers", "1")
 # The admin plane (TenantService), a process of its own like in a deployment.
-ADMIN_SERVE = ("-m", "magnetar.cli", "admin", "serve")
+ADMIN_SERVE = ("-m", "cli.main", "admin", "serve")
 START_TIMEOUT_S = 60.0
 STOP_GRACE_S = 30.0
 

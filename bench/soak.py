@@ -51,14 +51,12 @@ from bench.pipeline import bench_tenant
 from bench.recommend import INGEST_BATCH, Clients, Workload, build_workload, seed_state, tenant_keys
 from bench.report import BenchReport, default_console, print_table
 from bench.soak_window import COLUMNS, Onboarding, PipelineFigures, Window, row
-from magnetar.commands.tenants import tenant_admin
-from magnetar.dev import processes
-from magnetar.dev.postgres import pid_file as postmaster_pid_file
-from magnetar.dev.stack import layouts
+from magnetar import processes
 from magnetar.errors import NotFound
 from magnetar.observability.collect import snapshot
 from magnetar.pulsar_admin import PulsarAdmin, PulsarAdminError
 from magnetar.settings import Settings
+from magnetar.stack_layout import layouts
 from magnetar.v1 import (
     catalog_service_pb2,
     event_service_pb2,
@@ -68,6 +66,7 @@ from magnetar.v1 import (
     tenant_service_pb2_grpc,
 )
 from magnetar.v1 import personalization_service_pb2 as pb
+from tenants.wiring import tenant_admin
 
 SAMPLE_S = 60.0
 MAX_IN_FLIGHT = 500
@@ -283,7 +282,7 @@ def service_pids(settings: Settings) -> tuple[int | None, int | None]:
     """(broker, postmaster) of the local stack, from their pid files."""
     pulsar_layout, postgres_layout = layouts()
     try:
-        postmaster = int(postmaster_pid_file(postgres_layout).read_text().splitlines()[0])
+        postmaster = int(postgres_layout.pid_file.read_text().splitlines()[0])
     except (OSError, ValueError, IndexError):
         postmaster = None
     return processes.read_pid(pulsar_layout.pid_file), postmaster

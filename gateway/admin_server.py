@@ -38,8 +38,8 @@ from gateway.tenant_service import mount_tenant_service
 from magnetar.api_key_store import StoredKey
 from magnetar.db.app_role import require_app_role
 from magnetar.db.engine import make_engine, make_sessionmaker
-from magnetar.dev.problems import EnvironmentProblem
 from magnetar.observability.metrics import PipelineMetrics
+from magnetar.problems import EnvironmentProblem
 from magnetar.settings import Settings
 
 log = logging.getLogger(__name__)

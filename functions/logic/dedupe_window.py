@@ -17,9 +17,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import NamedTuple
 
+from magnetar.dedupe import DEFAULT_WINDOW_MS as DEFAULT_WINDOW_MS  # re-exported
 from magnetar.event_contract import MAX_ID_BYTES
-
-DEFAULT_WINDOW_MS = 24 * 60 * 60 * 1000
 
 _RECORD_FORMAT = 1
 _RECORD_HEADER = struct.Struct(">Bq")

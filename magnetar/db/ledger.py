@@ -25,7 +25,7 @@ from typing import Any
 
 import psycopg
 
-from functions.logic.dedupe_window import DEFAULT_WINDOW_MS
+from magnetar.dedupe import DEFAULT_WINDOW_MS
 from magnetar.event_contract import MAX_AGE_S, MAX_FUTURE_S
 
 log = logging.getLogger(__name__)

@@ -30,8 +30,8 @@ import grpc
 from magnetar.api_key_store import ApiKeyStore
 from magnetar.api_keys import Scope
 from magnetar.db.engine import make_engine, make_sessionmaker
-from magnetar.dev import gateway_process
-from magnetar.dev.processes import free_port
+from magnetar.health_probe import serving
+from magnetar.processes import free_port
 from magnetar.pulsar_admin import PulsarAdmin
 from magnetar.settings import Settings
 from magnetar.v1 import event_service_pb2 as pb
@@ -87,7 +87,7 @@ class Gateway:
                 [
                     sys.executable,
                     "-m",
-                    "magnetar.cli",
+                    "cli.main",
                     "gateway",
                     "serve",
                     "--port",
@@ -104,7 +104,7 @@ class Gateway:
                 raise AssertionError(
                     f"gateway exited with {self._process.returncode}: {self._log_tail()}"
                 )
-            if gateway_process.serving(self.address):
+            if serving(self.address):
                 return
             if time.monotonic() > deadline:
                 raise AssertionError(f"gateway not serving in {timeout_s:.0f}s")

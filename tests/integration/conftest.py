@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from magnetar.dev import stack
+from cli.dev import stack
 from magnetar.pulsar_admin import PulsarAdmin
 from magnetar.settings import Settings
 

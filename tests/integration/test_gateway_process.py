@@ -14,7 +14,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from magnetar.dev.processes import free_port
+from magnetar.processes import free_port
 from magnetar.settings import Settings
 from magnetar.v1 import event_service_pb2, event_service_pb2_grpc, events_pb2
 from tests.integration.gateway_harness import (
@@ -50,7 +50,7 @@ def test_serve_ingests_then_exits_cleanly_on_sigterm(
 ) -> None:
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "magnetar.cli", "gateway", "serve", "--port", str(port)],
+        [sys.executable, "-m", "cli.main", "gateway", "serve", "--port", str(port)],
         env={
             **os.environ,
             "MAGNETAR_GATEWAY_INSTANCE": f"sigterm-{port}",
@@ -98,7 +98,7 @@ def test_metrics_bind_their_own_address_not_the_grpc_one() -> None:
     """/metrics follows MAGNETAR_METRICS_HOST; gRPC's interface (here 127.0.0.1) has none."""
     port, metrics_port = free_port(), free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "magnetar.cli", "gateway", "serve", "--port", str(port)],
+        [sys.executable, "-m", "cli.main", "gateway", "serve", "--port", str(port)],
         env={
             **os.environ,
             "MAGNETAR_GATEWAY_INSTANCE": f"metrics-{port}",

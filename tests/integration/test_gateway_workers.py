@@ -23,8 +23,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from magnetar.db.state_writer import commit_batch
-from magnetar.dev.processes import free_port
 from magnetar.personalization.settings import SignalSettings
+from magnetar.processes import free_port
 from magnetar.pulsar_admin import PulsarAdmin
 from magnetar.settings import Settings
 from magnetar.v1 import personalization_service_pb2 as pb
@@ -35,7 +35,7 @@ from tests.integration.test_gateway_process import wait_serving
 from tests.integration.test_serving import NOW, ServingTenant, _purchase, serving_tenant
 
 pytestmark = pytest.mark.integration
-GATEWAY_SERVE = (sys.executable, "-m", "magnetar.cli", "gateway", "serve")
+GATEWAY_SERVE = (sys.executable, "-m", "cli.main", "gateway", "serve")
 __all__ = ["key_store"]  # fixture, imported to register
 
 

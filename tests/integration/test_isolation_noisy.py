@@ -36,8 +36,8 @@ import pytest
 from bench.report import percentile
 from magnetar.api_key_store import ApiKeyStore
 from magnetar.db.engine import make_engine, make_sessionmaker
-from magnetar.dev.gateway_process import serving
-from magnetar.dev.processes import free_port
+from magnetar.health_probe import serving
+from magnetar.processes import free_port
 from magnetar.pulsar_admin import PulsarAdmin
 from magnetar.settings import Settings
 from magnetar.v1 import event_service_pb2, event_service_pb2_grpc, events_pb2
@@ -68,7 +68,7 @@ def gateway_process() -> Iterator[str]:
         "MAGNETAR_HTTP_PORT": "0",  # the HTTP door: any free port
     }
     process = subprocess.Popen(
-        [sys.executable, "-m", "magnetar.cli", "gateway", "serve", "--port", str(port)],
+        [sys.executable, "-m", "cli.main", "gateway", "serve", "--port", str(port)],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

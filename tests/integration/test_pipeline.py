@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from functions.deployment import STAGES, PipelineOptions, pipeline
+from magnetar import stack_layout
 from magnetar.catalog_topic import publish_items
-from magnetar.dev import stack
 from magnetar.pulsar_admin import PulsarAdmin
 from magnetar.settings import Settings
 from magnetar.topics import PIPELINE_FUNCTION, TenantTopics
@@ -123,14 +123,14 @@ def _deploy_with_pulsar_admin_cli(
     admin: PulsarAdmin, tenant: str, options: PipelineOptions
 ) -> Mapping[str, dict[str, Any]]:
     """The documented route: `magnetar functions render`, then `bin/pulsar-admin` per file."""
-    layout = stack.layouts()[0]
+    layout = stack_layout.layouts()[0]
     out = layout.run / "rendered" / tenant
     repo = Path(__file__).resolve().parents[2]
     subprocess.run(
         [
             sys.executable,
             "-m",
-            "magnetar.cli",
+            "cli.main",
             "functions",
             "render",
             "--tenant",
@@ -183,7 +183,7 @@ def test_status_view_shows_a_running_tenant_with_its_counts(
             [
                 sys.executable,
                 "-m",
-                "magnetar.cli",
+                "cli.main",
                 "status",
                 "--tenant",
                 pipe.tenant,

@@ -13,8 +13,8 @@ from gateway.event_publisher import SharedToken
 from gateway.producer_tokens import StoredProducerTokens, producer_credentials
 from gateway.tenant_service import mount_tenant_service
 from magnetar.db.engine import make_engine, make_sessionmaker
-from magnetar.dev.problems import EnvironmentProblem
 from magnetar.errors import FailedPrecondition
+from magnetar.problems import EnvironmentProblem
 from magnetar.pulsar_tokens import tenant_role, token_role
 from magnetar.settings import Settings
 from tenants.wiring import role_token_signer

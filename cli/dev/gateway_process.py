@@ -9,11 +9,9 @@ import sys
 import time
 from pathlib import Path
 
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-from magnetar.dev import processes
-from magnetar.dev.problems import EnvironmentProblem, require_free_ports
+from magnetar import processes
+from magnetar.health_probe import serving
+from magnetar.problems import EnvironmentProblem, require_free_ports
 
 
 def pid_file(home: Path, component: str = "gateway") -> Path:
@@ -22,17 +20,6 @@ def pid_file(home: Path, component: str = "gateway") -> Path:
 
 def log_file(home: Path, component: str = "gateway") -> Path:
     return home / component / f"{component}.log"
-
-
-def serving(address: str, timeout_s: float = 1.0) -> bool:
-    try:
-        with grpc.insecure_channel(address) as channel:
-            reply = health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(service=""), timeout=timeout_s
-            )
-    except grpc.RpcError:
-        return False
-    return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
 
 
 def start(
@@ -45,7 +32,7 @@ def start(
         require_free_ports({f"{component} gRPC": port})
         processes.start_detached(
             # One gateway process in the dev stack: its ports are the documented ones.
-            [sys.executable, "-m", "magnetar.cli", component, "serve"]
+            [sys.executable, "-m", "cli.main", component, "serve"]
             + (["--workers", "1"] if component == "gateway" else []),
             pid_file=pids,
             log_file=log,

@@ -1,4 +1,5 @@
-"""Detached service processes tracked by pid files, so `dev down` works from any shell."""
+"""Detached service processes tracked by pid files, so `dev down` works from any shell, and a
+free port for the next one; the dev stack, the benchmarks and the tests share them."""
 
 from __future__ import annotations
 
