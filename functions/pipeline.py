@@ -78,14 +78,17 @@ class EventSink(Protocol):
 
 
 class Pipeline(Function):  # type: ignore[misc]
-    def __init__(self, sink: EventSink | None = None) -> None:
+    def __init__(self, sink: EventSink | None = None, catalog: CatalogView | None = None) -> None:
+        """`sink` and `catalog` stand in for the batch committer and the followed catalog
+        topic: tests, and a rebuild's replay (`functions.replay`), which loads the catalog
+        itself and leaves ``catalog_topic`` out of the user config."""
         self._ready = False
         self._sink = sink
         self._tenant = ""
         self._dlq = ""
         self._window = DedupeWindow(DedupeConfig())
         self._sessions = SessionTracker(SessionConfig(write_through=False))
-        self._catalog = CatalogView()
+        self._catalog = catalog if catalog is not None else CatalogView()
         self._devices = DeviceParser()
         self._sightings: PeriodicSegments | None = None
         self._session_log: PeriodicSegments | None = None
