@@ -88,10 +88,12 @@ class Pipeline(Function):  # type: ignore[misc]
         self._dlq = ""
         self._window = DedupeWindow(DedupeConfig())
         self._sessions = SessionTracker(SessionConfig(write_through=False))
-        self._catalog = catalog if catalog is not None else CatalogView()
+        self._catalog = CatalogView()
         self._devices = DeviceParser()
         self._sightings: PeriodicSegments | None = None
         self._session_log: PeriodicSegments | None = None
+        if catalog is not None:
+            self._catalog = catalog
 
     def _setup(self, context: Any) -> None:
         config = runtime.user_config(context)

@@ -20,6 +20,7 @@ from typing import Any
 import grpc
 import psycopg
 import pytest
+from pulsar.schema import ProtobufNativeSchema
 
 from gateway.server import GatewayOptions
 from magnetar.api_key_store import ApiKeyStore
@@ -27,7 +28,6 @@ from magnetar.api_keys import Scope
 from magnetar.catalog_topic import publish_items
 from magnetar.cli import main
 from magnetar.db.shadow_state import ShadowState, shadow_schema
-from magnetar.protobuf_schema import ProtobufNativeSchema
 from magnetar.pulsar_admin import PulsarAdmin
 from magnetar.pulsar_client import make_client
 from magnetar.settings import Settings
