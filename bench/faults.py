@@ -6,7 +6,7 @@ scenario, events accepted, lost, duplicated, unexpected, recovered, how long the
 and how long the pipeline took to catch up after it (time to recover = the two together).
 
 The non-disruptive scenarios (function instances killed or stopped, the in-process gateway
-restarted under streaming clients) run by default; the broker
+restarted under streaming clients, a tenant's state rebuilt under its stream) run by default; the broker
 kill and the PostgreSQL immediate stop take the shared stack down for everyone, so they run
 only when named (``--scenario broker --scenario postgres``) and refuse to start while another
 pytest run is going. The stack is brought back with ``magnetar dev up`` afterwards.
@@ -39,7 +39,7 @@ COLUMNS = (
     "time to recover s",
     "notes",
 )
-SAFE = ("kill", "sigstop", "gateway")
+SAFE = ("kill", "sigstop", "gateway", "rebuild")
 DISRUPTIVE = ("postgres", "broker")
 
 
@@ -50,11 +50,13 @@ def _scenarios() -> dict[str, Callable[..., Any]]:
         sys.path.insert(0, str(REPO))
     from tests.faults import scenarios
     from tests.faults.gateway_restart import gateway_restart
+    from tests.faults.rebuild import rebuild_during_ingest
 
     return {
         "kill": scenarios.function_kill,
         "sigstop": scenarios.pipeline_pause,
         "gateway": gateway_restart,
+        "rebuild": rebuild_during_ingest,
         "postgres": scenarios.postgres_restart,
         "broker": scenarios.broker_kill,
     }

@@ -43,11 +43,15 @@ class CatalogFollower:
         self._view = view
         self._reader: Any = None
 
-    def follow(self, client: Any, topic: str) -> None:
+    def load(self, client: Any, topic: str) -> Any:
+        """Apply the compacted topic up to its end; the reader, positioned there."""
         reader = client.create_reader(topic, pulsar.MessageId.earliest, is_read_compacted=True)
         while reader.has_message_available():
             self._apply(reader.read_next())
-        self._reader = reader
+        return reader
+
+    def follow(self, client: Any, topic: str) -> None:
+        self._reader = self.load(client, topic)
         threading.Thread(target=self._keep_following, name="catalog", daemon=True).start()
 
     def _keep_following(self) -> None:

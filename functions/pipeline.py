@@ -78,7 +78,10 @@ class EventSink(Protocol):
 
 
 class Pipeline(Function):  # type: ignore[misc]
-    def __init__(self, sink: EventSink | None = None) -> None:
+    def __init__(self, sink: EventSink | None = None, catalog: CatalogView | None = None) -> None:
+        """`sink` and `catalog` stand in for the batch committer and the followed catalog
+        topic: tests, and a rebuild's replay (`functions.replay`), which loads the catalog
+        itself and leaves ``catalog_topic`` out of the user config."""
         self._ready = False
         self._sink = sink
         self._tenant = ""
@@ -89,6 +92,8 @@ class Pipeline(Function):  # type: ignore[misc]
         self._devices = DeviceParser()
         self._sightings: PeriodicSegments | None = None
         self._session_log: PeriodicSegments | None = None
+        if catalog is not None:
+            self._catalog = catalog
 
     def _setup(self, context: Any) -> None:
         config = runtime.user_config(context)

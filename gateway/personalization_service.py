@@ -191,6 +191,8 @@ def mount_personalization_service(server: Any, deps: GatewayDeps) -> str:
     clock = TenantClock(reader.newest_event_ms)
     if deps.memory is not None:
         deps.memory.follow(clock)
+        # A rebuild's switch ("everything changed") drops the tenant's shared lists too.
+        deps.memory.follow(shared)
     serving = PersonalizationServing(
         state, tenant_clock=clock, ranked_ahead=RankedAhead(memory, shared)
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -26,15 +27,20 @@ from rich.progress import (
 
 from magnetar.catalog_topic import publish_items
 from magnetar.history import progress as progress_file
-from magnetar.history.importer import choose_mapping, resume_point, run_import
+from magnetar.history.importer import (
+    choose_mapping,
+    online_retail_catalog,
+    resume_point,
+    run_import,
+)
 from magnetar.history.mapping import OnlineRetailMapping
 from magnetar.history.progress import ImportProgress
 from magnetar.history.sender import ImportSender
 from magnetar.history.sources import count_rows
 from magnetar.problems import EnvironmentProblem
+from magnetar.pulsar_client import make_client
 from magnetar.settings import Settings
-from magnetar.v1 import event_service_pb2_grpc
-from magnetar.workload.wire import catalog_items
+from magnetar.v1 import catalog_service_pb2, event_service_pb2_grpc
 
 API_KEY_ENV = "MAGNETAR_API_KEY"
 
@@ -97,7 +103,16 @@ def _run(args: argparse.Namespace) -> int:
     except FileExistsError as error:
         console.print(f"magnetar import: {error}")
         return 1
-    kind = "Online Retail rules" if isinstance(mapping, OnlineRetailMapping) else "column mapping"
+    online_retail = isinstance(mapping, OnlineRetailMapping)
+    if args.catalog and not online_retail:
+        raise EnvironmentProblem(
+            "--catalog reads the items of the Online Retail file only",
+            "drop --catalog and publish the catalog with CatalogService.UpsertItems",
+        )
+    if args.catalog:
+        # Before the first event: enrich joins each event with the catalog as it is then.
+        _publish_catalog(settings, args.tenant, online_retail_catalog(args.file, _now_ms()))
+    kind = "Online Retail rules" if online_retail else "column mapping"
     console.print(f"importing {args.file} into {args.tenant} ({kind}): {said}")
     total = count_rows(args.file)
     with grpc.insecure_channel(address) as channel:
@@ -141,8 +156,6 @@ def _run(args: argparse.Namespace) -> int:
                     f"run the same command again to resume ({where})"
                 )
                 return 1
-    if args.catalog and isinstance(mapping, OnlineRetailMapping):
-        _publish_catalog(settings, args.tenant, mapping)
     done = report.progress
     console.print(
         f"imported {done.accepted:,} events; {done.rejected:,} rows rejected"
@@ -162,15 +175,16 @@ def _rows_before(path: Path, done_line: int, total: int) -> int:
     return min(max(done_line - (1 if path.suffix != ".parquet" else 0), 0), total)
 
 
-def _publish_catalog(settings: Settings, tenant: str, mapping: OnlineRetailMapping) -> None:
-    import pulsar
+def _now_ms() -> int:
+    return int(time.time() * 1000)
 
-    client = pulsar.Client(
-        settings.pulsar_service_url,
-        authentication=pulsar.AuthenticationToken(settings.pulsar_admin_token),
-    )
+
+def _publish_catalog(
+    settings: Settings, tenant: str, items: list[catalog_service_pb2.Item]
+) -> None:
+    client = make_client(settings.pulsar_service_url, settings.pulsar_admin_token)
     try:
-        publish_items(client, tenant, catalog_items(mapping.items.values()))
+        publish_items(client, tenant, items)
     finally:
         client.close()
-    print(f"published {len(mapping.items):,} catalog items", file=sys.stderr)
+    print(f"published {len(items):,} catalog items", file=sys.stderr)

@@ -1,5 +1,6 @@
-"""`magnetar tenants create|list|show|update|delete|issue-producer-tokens`: TenantService's
-operations from a shell.
+"""`magnetar tenants create|list|show|update|delete|issue-producer-tokens|rebuild`:
+TenantService's operations from a shell, and a rebuild of a tenant's state
+(`cli.commands.tenants_rebuild`).
 
 The CLI runs the same domain code as the admin plane (`tenants.admin.TenantAdmin`) against
 the configured Pulsar and PostgreSQL, with the admin plane's credentials, so it works with
@@ -18,6 +19,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from cli.commands import tenants_rebuild
 from magnetar.errors import InvalidArgument, MagnetarError
 from tenants.model import IssuedKey, TenantChanges, TenantRecord, TenantView
 from tenants.plans import PLANS, QUOTA_FIELDS
@@ -87,6 +89,13 @@ def register(subparsers: Any) -> None:
         help="sign and store every tenant's Pulsar producer token (once, after upgrading)",
     )
     issue.set_defaults(handler=_issue_producer_tokens)
+
+    rebuild = commands.add_parser(
+        "rebuild",
+        help="recompute a tenant's state from its retained topics, then switch to it",
+    )
+    tenants_rebuild.add_arguments(rebuild)
+    rebuild.set_defaults(handler=_rebuild)
 
 
 def _fail(error: MagnetarError) -> int:
@@ -231,3 +240,10 @@ def _issue_producer_tokens(args: argparse.Namespace) -> int:
     for tenant_id in issued:
         print(tenant_id)
     return 0
+
+
+def _rebuild(args: argparse.Namespace) -> int:
+    try:
+        return tenants_rebuild.run(args)
+    except MagnetarError as error:
+        return _fail(error)

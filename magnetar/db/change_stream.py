@@ -9,6 +9,8 @@ notification's payload is at most 8,000 bytes: the ids are split over several me
 sent as one message meaning "anything of this tenant may have changed".
 
 Payload (JSON): ``{"t": tenant, "u": [users], "i": [items]}`` or ``{"t": tenant, "all": 1}``.
+`notify_everything` sends the latter on purpose: a rebuild's switch replaced every row of
+the tenant (`magnetar.db.shadow_state`).
 """
 
 from __future__ import annotations
@@ -63,8 +65,13 @@ def payloads(tenant_id: str, users: Iterable[str] = (), items: Iterable[str] = (
             messages[-1][kind].append(value)
             size += cost
     if len(messages) > MAX_MESSAGES or envelope > MAX_PAYLOAD_BYTES:
-        return [_json({"t": tenant_id, "all": 1})]
+        return [everything(tenant_id)]
     return [_json({"t": tenant_id, "u": u, "i": i}) for u, i in messages]
+
+
+def everything(tenant_id: str) -> str:
+    """The message saying that anything of `tenant_id` may have changed."""
+    return _json({"t": tenant_id, "all": 1})
 
 
 def parse(payload: str) -> Change | None:
@@ -94,3 +101,8 @@ def notify(
     """Announce the changes on `conn`'s transaction (sent only if it commits)."""
     for payload in payloads(tenant_id, users, items):
         conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, payload))
+
+
+def notify_everything(conn: psycopg.Connection[Any], tenant_id: str) -> None:
+    """Announce on `conn`'s transaction that anything of the tenant may have changed."""
+    conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, everything(tenant_id)))

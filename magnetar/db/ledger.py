@@ -10,7 +10,9 @@ Guarantees:
   an expired id can no longer come back to be counted twice (docs/pipeline.md).
 * `counted_events` reads the per-tenant counter (``ledger_counts``) that `commit_batch`
   advances in the same transaction as the ledger insert: exact, monotonic through expiry,
-  and a handful of rows to read however large the ledger is.
+  and a handful of rows to read however large the ledger is. A rebuild's switch
+  (`magnetar.db.shadow_state`) sets it to the rebuilt state's count, which is never lower
+  unless the rebuild was told it may lose history (`--allow-history-loss`).
 * `LedgerUpkeep` runs one bounded batch at a time, paced, and only one instance of a tenant
   at a time (an advisory lock); it never raises.
 """

@@ -11,7 +11,9 @@ One transaction per batch:
    with the same arithmetic as `DecayedScore.merge`;
 5. advance the tenant's count of counted events (`magnetar.db.ledger`) by the new events;
 6. announce the users whose rows changed on the change stream (`magnetar.db.change_stream`),
-   which PostgreSQL delivers to the gateways only when this transaction commits.
+   which PostgreSQL delivers to the gateways only when this transaction commits (unless
+   ``announce=False``: a rebuild's shadow copy, which nobody serves, announces its switch
+   once instead).
 
 A redelivered event finds its ledger row in step 1 and changes nothing; a crash before the
 commit leaves neither the ledger row nor the aggregates, and the broker redelivers.
@@ -70,7 +72,9 @@ RETURNING event_id
 # A batch holds this tenant-wide lock shared, a user erasure (magnetar.db.user_erasure)
 # exclusive: the two never overlap, so a batch either commits before the erasure deletes (and
 # its rows are deleted too) or reads the erasure's tombstone afterwards. Without it, a batch
-# writing a user's first rows while the erasure runs would bring the user back.
+# writing a user's first rows while the erasure runs would bring the user back. A rebuild
+# (magnetar.db.shadow_state) holds it exclusive for its session while it catches up and
+# switches, which is how it holds the tenant's pipeline: no batch commits in between.
 ERASURE_LOCK_KEY = "hashtextextended('magnetar.erasure/' || %(tenant)s, 0)"
 
 _BEGIN = (
@@ -178,6 +182,7 @@ def commit_batch(
     max_future_skew_ms: int = 5 * 60_000,
     ledger: bool = True,
     accepted_at_ms: Mapping[str, int] | None = None,
+    announce: bool = True,
 ) -> BatchOutcome:
     """Count `events` (all of `tenant_id`) once, in one transaction; see the module doc.
 
@@ -185,6 +190,7 @@ def commit_batch(
     ledger is neither consulted nor written, so every redelivery counts again — the failure
     the ledger guards against, shown on purpose. Never turn it off anywhere else.
     `accepted_at_ms` (event id → when the gateway accepted it) is recorded in the ledger.
+    `announce=False` leaves the change stream silent (a rebuild's shadow copy).
     """
     if any(e.tenant_id != tenant_id for e in events):
         raise ValueError("a batch holds one tenant's events")
@@ -201,8 +207,9 @@ def commit_batch(
         kept = _not_erased(conn, tenant_id, fresh) if fresh else fresh
         if kept:
             _apply(conn, tenant_id, kept, settings, now_ms + max_future_skew_ms)
-            # Delivered on commit only: a gateway that hears it reads the new rows.
-            notify(conn, tenant_id, sorted({e.user_id for e in kept}))
+            if announce:
+                # Delivered on commit only: a gateway that hears it reads the new rows.
+                notify(conn, tenant_id, sorted({e.user_id for e in kept}))
         if new_ids:
             # Last, so the counter row is locked only for the commit itself.
             conn.execute(COUNT_SQL, {"tenant": tenant_id, "counted": len(new_ids)})

@@ -18,6 +18,8 @@ from magnetar.history.mapping import ColumnMapping, Mapped, OnlineRetailMapping,
 from magnetar.history.progress import ImportProgress
 from magnetar.history.sender import Answer, ImportSender
 from magnetar.history.sources import Row, csv_header, file_format, read_rows
+from magnetar.v1 import catalog_service_pb2
+from magnetar.workload.wire import catalog_items
 
 REJECTED_BY_GATEWAY = "refused by the gateway"
 
@@ -42,6 +44,16 @@ def choose_mapping(
         return OnlineRetailMapping()
     mapping = ColumnMapping()
     return ColumnMapping({**mapping.columns, **columns}, constants)
+
+
+def online_retail_catalog(path: Path, now_ms: int) -> list[catalog_service_pb2.Item]:
+    """Every catalog item an Online Retail file mentions (derived categories, price), read
+    ahead of the import: published before its first event, they are there when enrich joins
+    that event (published after, the events would be counted without categories)."""
+    mapping = OnlineRetailMapping()
+    for line, row in read_rows(path):
+        mapping.map(line, row, now_ms)
+    return catalog_items(mapping.items.values())
 
 
 def resume_point(

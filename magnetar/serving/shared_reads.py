@@ -23,6 +23,10 @@ Under more staleness than that rate clears, lists are served staler, up to `max_
 Empty lists are not kept: they cost nothing to read, and keeping one would hide a new
 tenant's (or item's) first entries.
 
+One change does reach them: a change naming everything of a tenant (a rebuild's switch,
+`magnetar.db.shadow_state`) drops the tenant's lists (`changed`, fed by the change stream), and
+a read that started before the drop does not put its list back.
+
 Everything else passes through to the wrapped state unchanged.
 """
 
@@ -38,6 +42,7 @@ from contextlib import AbstractContextManager, contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 
+from magnetar.db.change_stream import Change
 from magnetar.personalization.state import (
     RecentItem,
     ScoredCategory,
@@ -58,13 +63,27 @@ _RECORDING: ContextVar[Used | None] = ContextVar("magnetar_shared_reads_used", d
 
 
 class _Entries:
-    """A bounded map of ranked lists with the time each was read (least recently used out)."""
+    """A bounded map of ranked lists with the time each was read (least recently used out).
+
+    Keys are tuples whose second element is the tenant. `drop_tenant` removes a tenant's
+    lists and bumps its generation; `put` refuses a list read under an older generation."""
 
     def __init__(self, max_entries: int, clock_ms: Callable[[], int]) -> None:
         self._max_entries = max_entries
         self._clock_ms = clock_ms
         self._entries: OrderedDict[Hashable, tuple[int, Ranked]] = OrderedDict()
+        self._generations: dict[str, int] = {}
         self._lock = threading.Lock()
+
+    def generation(self, tenant_id: str) -> int:
+        with self._lock:
+            return self._generations.get(tenant_id, 0)
+
+    def drop_tenant(self, tenant_id: str) -> None:
+        with self._lock:
+            self._generations[tenant_id] = self._generations.get(tenant_id, 0) + 1
+            for key in [k for k in self._entries if _tenant_of(k) == tenant_id]:
+                del self._entries[key]
 
     def get(self, key: Hashable) -> tuple[Ranked, int] | None:
         """The list and its age in ms."""
@@ -75,8 +94,10 @@ class _Entries:
             self._entries.move_to_end(key)
             return found[1], self._clock_ms() - found[0]
 
-    def put(self, key: Hashable, value: Ranked) -> None:
+    def put(self, key: Hashable, value: Ranked, generation: int | None = None) -> None:
         with self._lock:
+            if generation is not None and generation != self._generations.get(_tenant_of(key), 0):
+                return  # read before the tenant's lists were dropped
             if not value:
                 self._entries.pop(key, None)
                 return
@@ -84,6 +105,10 @@ class _Entries:
             self._entries.move_to_end(key)
             while len(self._entries) > self._max_entries:
                 self._entries.popitem(last=False)
+
+
+def _tenant_of(key: Hashable) -> str:
+    return str(key[1]) if isinstance(key, tuple) and len(key) > 1 else ""
 
 
 class BackgroundRefresh:
@@ -169,12 +194,14 @@ class SharedReadsCache:
 
     def _lookup(
         self,
+        tenant_id: str,
         keys: Mapping[str, Hashable],
         fetch: Callable[[Sequence[str]], Mapping[str, Ranked]],
         freshness: Freshness,
     ) -> dict[str, Ranked]:
         """Lists by name: fresh or stale ones from memory (stale ones refreshed in the
         background), missing or too old ones fetched now, in one call."""
+        generation = self._entries.generation(tenant_id)
         found: dict[str, Ranked] = {}
         missing: list[str] = []
         stale: list[str] = []
@@ -192,11 +219,12 @@ class SharedReadsCache:
             fetched = fetch(missing)
             for name in missing:
                 found[name] = fetched.get(name, ())
-                self._entries.put(keys[name], found[name])
+                self._entries.put(keys[name], found[name], generation)
         for name in stale:
 
             def again(name: str = name) -> None:
-                self._entries.put(keys[name], fetch([name]).get(name, ()))
+                read_under = self._entries.generation(tenant_id)
+                self._entries.put(keys[name], fetch([name]).get(name, ()), read_under)
 
             self._refresh(keys[name], again)
         used = _RECORDING.get()
@@ -224,7 +252,7 @@ class SharedReadsCache:
             return {"": tuple(self._state.trending(tenant_id, window, now_ms, limit))}
 
         key = ("trending", tenant_id, window, limit)
-        return self._lookup({"": key}, fetch, self._trending)[""]
+        return self._lookup(tenant_id, {"": key}, fetch, self._trending)[""]
 
     def trending_in_categories(
         self,
@@ -244,7 +272,7 @@ class SharedReadsCache:
             category: ("in_category", tenant_id, window, category, limit_per_category)
             for category in dict.fromkeys(categories)
         }
-        return self._lookup(keys, fetch, self._trending)
+        return self._lookup(tenant_id, keys, fetch, self._trending)
 
     def neighbours(
         self, tenant_id: str, item_ids: Sequence[str], now_ms: int, limit_per_item: int
@@ -258,8 +286,19 @@ class SharedReadsCache:
             for item_id in dict.fromkeys(item_ids)
         }
         # Only items that have neighbours are keys, as the port says.
-        found = self._lookup(keys, fetch, self._neighbours)
+        found = self._lookup(tenant_id, keys, fetch, self._neighbours)
         return {item: ranked for item, ranked in found.items() if ranked}
+
+    # -- the change stream (`gateway.serving_memory.ChangeFollower`) ------------------------
+
+    def changed(self, change: Change) -> None:
+        """Everything of a tenant changed (a rebuild's switch): its lists go. Changes that
+        name users or items leave them: shared lists lag on purpose (the module doc)."""
+        if change.everything:
+            self._entries.drop_tenant(change.tenant_id)
+
+    def set_live(self, live: bool) -> None:
+        """Nothing: how long a list is kept does not depend on hearing the stream."""
 
     # -- pass-through ----------------------------------------------------------------------
 

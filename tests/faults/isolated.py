@@ -15,7 +15,7 @@ creates them) are removed. The failure message carries the child's last progress
 on a timeout, the stacks.
 
 Used by ``tests/faults/test_function_faults.py``; run by hand with
-``python -m tests.faults.isolated <kill|sigstop|gateway> '<RunOptions as JSON>' <out.json>
+``python -m tests.faults.isolated <kill|sigstop|gateway|rebuild> '<RunOptions as JSON>' <out.json>
 <limit s>``.
 """
 
@@ -49,9 +49,15 @@ KILL_GRACE_S = 20
 
 def _scenarios() -> dict[str, Callable[[Settings, PulsarAdmin, RunOptions], list[ScenarioResult]]]:
     from tests.faults.gateway_restart import gateway_restart
+    from tests.faults.rebuild import rebuild_during_ingest
     from tests.faults.scenarios import function_kill, pipeline_pause
 
-    return {"kill": function_kill, "sigstop": pipeline_pause, "gateway": gateway_restart}
+    return {
+        "kill": function_kill,
+        "sigstop": pipeline_pause,
+        "gateway": gateway_restart,
+        "rebuild": rebuild_during_ingest,
+    }
 
 
 def _to_json(result: ScenarioResult) -> dict[str, Any]:

@@ -77,6 +77,11 @@ SCENARIO_OPTIONS = {
     "postgres": RunOptions(events=10_000, rate_per_s=500),
     # The broker kill lands in the middle of an unpaced replay.
     "broker": RunOptions(events=100_000, rate_per_s=None, fault_at=0.3),
+    # A rebuild of each tenant 1,000 events into a 300 events/s stream, which goes on until
+    # both have switched (`tests.faults.rebuild`; `events` is only an upper bound).
+    "rebuild": RunOptions(
+        events=30_000, rate_per_s=300, fault_at=1 / 30, stream_through_fault=True
+    ),
 }
 
 

@@ -1,5 +1,5 @@
-"""Function instances crash or freeze, the gateway restarts: nothing accepted is lost or
-counted twice.
+"""Function instances crash or freeze, the gateway restarts, the state is rebuilt under the
+stream: nothing accepted is lost or counted twice.
 
 Non-disruptive — only the test's own tenants' instances and its own gateway are touched — so
 part of the default run. Each scenario runs the protected pipeline and its control side by
@@ -30,6 +30,7 @@ pytestmark = pytest.mark.integration
 KILL_LIMIT_S = 300
 SIGSTOP_LIMIT_S = 270
 GATEWAY_LIMIT_S = 200
+REBUILD_LIMIT_S = 200
 SETUP_S = 60
 
 # Rows for the terminal summary (tests/faults/conftest.py): what each scenario measured.
@@ -100,3 +101,10 @@ def test_gateway_restarts_during_stream_uploads_with_client_retries_count_once(
     settings: Settings,
 ) -> None:
     run(settings, "gateway", options("gateway", GATEWAY_LIMIT_S), GATEWAY_LIMIT_S)
+
+
+@pytest.mark.timeout(REBUILD_LIMIT_S + 90)
+def test_a_rebuild_of_the_state_during_the_stream_loses_and_double_counts_nothing(
+    settings: Settings,
+) -> None:
+    run(settings, "rebuild", options("rebuild", REBUILD_LIMIT_S), REBUILD_LIMIT_S)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from magnetar.db.change_stream import MAX_MESSAGES, Change, parse, payloads
+from magnetar.db.change_stream import MAX_MESSAGES, Change, everything, parse, payloads
 
 
 def test_ids_are_split_into_messages_under_the_limit_and_read_back_whole() -> None:
@@ -20,6 +20,8 @@ def test_ids_are_split_into_messages_under_the_limit_and_read_back_whole() -> No
 def test_too_many_ids_become_one_message_for_the_whole_tenant() -> None:
     users = [f"user-{n:06d}-{'x' * 100}" for n in range(MAX_MESSAGES * 80)]
     assert [parse(m) for m in payloads("shop", users)] == [Change("shop", everything=True)]
+    # What a rebuild's switch sends on purpose reads the same.
+    assert parse(everything("shop")) == Change("shop", everything=True)
 
 
 def test_nothing_changed_sends_nothing_and_garbage_is_not_a_change() -> None:

@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Callable, Hashable, Mapping, Sequence
 
+from magnetar.db.change_stream import Change
 from magnetar.personalization.state import RecentItem, ScoredItem
 from magnetar.serving.shared_reads import BackgroundRefresh, Freshness, SharedReadsCache
 from tests.unit.serving.fakes import NOW, TENANT, FakeServingState, shop
@@ -182,3 +183,37 @@ def test_neighbour_lists_stay_fresh_longer_than_trending_lists() -> None:
     cache.trending(TENANT, "7d", NOW, 3)
     cache.neighbours(TENANT, ["tent"], NOW, 5)
     assert jobs == [("trending", TENANT, "7d", 3)]
+
+
+def test_a_change_of_everything_of_a_tenant_drops_its_lists_and_only_its() -> None:
+    h = Harness()
+    h.cache.trending(TENANT, "7d", NOW, 3)
+    h.cache.neighbours(TENANT, ["tent"], NOW, 5)
+    # Changes naming users (every commit), or another tenant, leave the lists alone.
+    h.cache.changed(Change(TENANT, users=("c1",)))
+    h.cache.changed(Change("globex", everything=True))
+    h.cache.trending(TENANT, "7d", NOW, 3)
+    assert h.state.reads == ["trending 7d", "neighbours tent"]
+    # A rebuild's switch: the next requests rank from the new state.
+    h.cache.changed(Change(TENANT, everything=True))
+    h.cache.trending(TENANT, "7d", NOW, 3)
+    h.cache.neighbours(TENANT, ["tent"], NOW, 5)
+    assert h.state.reads[2:] == ["trending 7d", "neighbours tent"]
+
+
+def test_a_list_read_before_the_tenant_was_dropped_is_not_put_back() -> None:
+    h = Harness()
+    read = h.state.trending
+
+    def switched_while_reading(
+        tenant_id: str, window: str, now_ms: int, limit: int
+    ) -> Sequence[ScoredItem]:
+        found = read(tenant_id, window, now_ms, limit)
+        h.cache.changed(Change(TENANT, everything=True))
+        return found
+
+    h.state.trending = switched_while_reading  # type: ignore[method-assign]
+    h.cache.trending(TENANT, "7d", NOW, 3)
+    h.state.trending = read  # type: ignore[method-assign]
+    h.cache.trending(TENANT, "7d", NOW, 3)
+    assert h.state.reads == ["trending 7d", "trending 7d"]
