@@ -42,12 +42,12 @@ from magnetar.pulsar_admin import PulsarAdmin
 from magnetar.settings import Settings
 from magnetar.v1 import event_service_pb2, event_service_pb2_grpc, events_pb2
 from tenants.admin import TenantAdmin
-from tenants.fakes import FakeFunctionDeployer
 from tenants.model import Onboarded
 from tenants.pulsar_port import translated
 from tenants.reconciler import Reconciler
 from tenants.store import PostgresTenantStore
 from tenants.wiring import role_token_signer
+from tests.tenant_fakes import FakeFunctionDeployer
 
 pytestmark = pytest.mark.integration
 
