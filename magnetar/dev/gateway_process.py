@@ -9,11 +9,9 @@ import sys
 import time
 from pathlib import Path
 
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-
 from magnetar.dev import processes
 from magnetar.dev.problems import EnvironmentProblem, require_free_ports
+from magnetar.probes import serving
 
 
 def pid_file(home: Path, component: str = "gateway") -> Path:
@@ -22,17 +20,6 @@ def pid_file(home: Path, component: str = "gateway") -> Path:
 
 def log_file(home: Path, component: str = "gateway") -> Path:
     return home / component / f"{component}.log"
-
-
-def serving(address: str, timeout_s: float = 1.0) -> bool:
-    try:
-        with grpc.insecure_channel(address) as channel:
-            reply = health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(service=""), timeout=timeout_s
-            )
-    except grpc.RpcError:
-        return False
-    return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
 
 
 def start(

@@ -12,6 +12,7 @@ from pathlib import Path
 from magnetar.db import migrate
 from magnetar.dev import gateway_process, postgres, processes, pulsar
 from magnetar.private_files import private_folder, write_private
+from magnetar.probes import serving
 from magnetar.settings import PULSAR_VERSION, Settings, magnetar_home
 
 
@@ -122,7 +123,7 @@ def status(home: Path | None = None) -> dict[str, str]:
     report["postgres"] = "ready" if postgres.running(pg_layout) else "down"
     settings = Settings.load(home)
     address = f"{settings.grpc_host}:{settings.grpc_port}"
-    report["gateway"] = "ready" if gateway_process.serving(address) else "down"
+    report["gateway"] = "ready" if serving(address) else "down"
     admin = f"{settings.admin_grpc_host}:{settings.admin_grpc_port}"
-    report["admin"] = "ready" if gateway_process.serving(admin) else "down"
+    report["admin"] = "ready" if serving(admin) else "down"
     return report
