@@ -43,6 +43,7 @@ COPY functions/ functions/
 COPY tenants/ tenants/
 COPY migrations/ migrations/
 COPY bench/ bench/
+COPY cli/ cli/
 # With the `functions` extra: the gateway's tenant onboarding creates each tenant's function
 # state namespace through the BookKeeper client that extra brings.
 RUN python -m build --wheel --no-isolation --outdir /dist . \

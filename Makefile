@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test k8s-test install up down status proto lint typecheck unit integration clean
+.PHONY: run test check k8s-test install up down status proto lint typecheck unit integration clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,15 +20,25 @@ install: $(STAMP)
 run: install
 	$(BIN)/magnetar demo
 
-## Everything CI checks: lint, types, generated code, the contract, unit, integration and e2e tests.
+## Everything CI checks: lint, types, layers, generated code, the contract, unit, integration and e2e tests.
 test: install
 	$(BIN)/python scripts/check_generated.py
 	$(BIN)/python scripts/check_contract.py
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BIN)/magnetar dev up
 	$(BIN)/pytest -q
+
+## What needs no stack, in under a minute: lint, types, the layer contracts
+## ([tool.importlinter] in pyproject.toml; docs/architecture.md), unit tests.
+check: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+	$(BIN)/pytest -q tests/unit
 
 ## The Helm chart installed, upgraded, rolled back and uninstalled on a real Kubernetes
 ## control plane (etcd, kube-apiserver, controller manager, scheduler, kwok; loopback only),
@@ -50,4 +60,4 @@ proto: install
 	$(BIN)/python scripts/generate_proto.py
 
 lint: install
-	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy
+	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy && $(BIN)/lint-imports

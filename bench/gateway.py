@@ -22,11 +22,13 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from magnetar.probes import free_port, serving
+from magnetar.health_probe import serving
+from magnetar.processes import free_port
 
-SERVE = ("-m", "magnetar.cli", "gateway", "serve")
+# One worker: a benchmark reads the CPU and memory of the one process that serves.
+SERVE = ("-m", "cli.main", "gateway", "serve", "--workers", "1")
 # The admin plane (TenantService), a process of its own like in a deployment.
-ADMIN_SERVE = ("-m", "magnetar.cli", "admin", "serve")
+ADMIN_SERVE = ("-m", "cli.main", "admin", "serve")
 START_TIMEOUT_S = 60.0
 STOP_GRACE_S = 30.0
 

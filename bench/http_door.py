@@ -48,7 +48,7 @@ from bench.report import machine, percentile
 from magnetar.api_key_store import ApiKeyStore
 from magnetar.api_keys import Scope
 from magnetar.db.engine import make_engine, make_sessionmaker
-from magnetar.probes import free_port
+from magnetar.processes import free_port
 from magnetar.settings import Settings
 from magnetar.v1 import (
     event_service_pb2,

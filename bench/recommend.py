@@ -64,6 +64,8 @@ from typing import Any
 import grpc
 import psycopg
 from google.protobuf.json_format import MessageToDict
+from grpc_health.v1 import health as health_v1
+from grpc_health.v1 import health_pb2_grpc
 
 from bench import ghz
 from bench.gateway import GatewayProcess, gateway_process
@@ -154,6 +156,9 @@ async def serve_bare(port: int) -> None:
         return pb.RecommendResponse()
 
     server = grpc.aio.server()
+    # The health service only answers the start-up probe (bench.gateway.gateway_process).
+    health = health_v1.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
     handler = grpc.unary_unary_rpc_method_handler(
         empty,
         request_deserializer=pb.RecommendRequest.FromString,

@@ -11,8 +11,9 @@ process of this checkout (`bench.gateway`). Then, all at once until `--minutes` 
   the default is about half the pipeline's sustained rate on the 2-core machine);
 * `Recommend` at `--recommend-rate` calls/s (the requests of `bench recommend`);
 * `CatalogService.UpsertItems` of 50 items (new prices) every `--catalog-seconds`;
-* every `--onboard-minutes`, one tenant onboarded and removed through the gateway's
-  `TenantService` (CreateTenant, one event, polled `Recommend` until it shows, DeleteTenant).
+* every `--onboard-minutes`, one tenant onboarded and removed through the admin plane's
+  `TenantService` (a process of its own, as deployed): CreateTenant, one event and polled
+  `Recommend` through the gateway until it shows, DeleteTenant.
 
 Every minute the window is closed into a row: rates, Recommend latency, errors by call, and
 the soak tenant's pipeline from `magnetar.observability.collect` (counted/s, backlog,
@@ -44,20 +45,18 @@ import httpx
 import psycopg
 
 from bench import process_memory
-from bench.gateway import GatewayProcess, gateway_process
+from bench.gateway import ADMIN_SERVE, GatewayProcess, gateway_process
 from bench.onboard import view
 from bench.pipeline import bench_tenant
 from bench.recommend import INGEST_BATCH, Clients, Workload, build_workload, seed_state, tenant_keys
 from bench.report import BenchReport, default_console, print_table
 from bench.soak_window import COLUMNS, Onboarding, PipelineFigures, Window, row
-from magnetar.commands.tenants import tenant_admin
-from magnetar.dev import processes
-from magnetar.dev.postgres import pid_file as postmaster_pid_file
-from magnetar.dev.stack import layouts
+from magnetar import processes
 from magnetar.errors import NotFound
 from magnetar.observability.collect import snapshot
 from magnetar.pulsar_admin import PulsarAdmin, PulsarAdminError
 from magnetar.settings import Settings
+from magnetar.stack_layout import layouts
 from magnetar.v1 import (
     catalog_service_pb2,
     event_service_pb2,
@@ -67,6 +66,7 @@ from magnetar.v1 import (
     tenant_service_pb2_grpc,
 )
 from magnetar.v1 import personalization_service_pb2 as pb
+from tenants.wiring import tenant_admin
 
 SAMPLE_S = 60.0
 MAX_IN_FLIGHT = 500
@@ -171,9 +171,12 @@ def load_calls(
 # -- tenants onboarded and removed ---------------------------------------------------------
 
 
-async def onboard_once(run: Run, channel: grpc.aio.Channel, admin_key: str) -> Onboarding:
-    """CreateTenant, one view, Recommend until it shows (bounded), DeleteTenant in any case."""
-    tenants = tenant_service_pb2_grpc.TenantServiceStub(channel)
+async def onboard_once(
+    run: Run, channel: grpc.aio.Channel, admin_channel: grpc.aio.Channel, admin_key: str
+) -> Onboarding:
+    """CreateTenant and DeleteTenant (in any case) on the admin plane; one view and Recommend
+    until it shows (bounded) on the public gateway."""
+    tenants = tenant_service_pb2_grpc.TenantServiceStub(admin_channel)
     events = event_service_pb2_grpc.EventServiceStub(channel)
     personalization = personalization_service_pb2_grpc.PersonalizationServiceStub(channel)
     admin = (("authorization", f"Bearer {admin_key}"),)
@@ -235,7 +238,9 @@ async def onboard_once(run: Run, channel: grpc.aio.Channel, admin_key: str) -> O
     return Onboarding(tenant, created_s, reflected_s, deleted_s, error, instance_mb)
 
 
-async def onboarding(run: Run, channel: grpc.aio.Channel, admin_key: str) -> None:
+async def onboarding(
+    run: Run, channel: grpc.aio.Channel, admin_channel: grpc.aio.Channel, admin_key: str
+) -> None:
     """One tenant every `onboard_minutes`, the first half a period in."""
     every_s = run.options.onboard_minutes * 60
     if every_s <= 0:
@@ -245,7 +250,7 @@ async def onboarding(run: Run, channel: grpc.aio.Channel, admin_key: str) -> Non
         if due >= run.stop_s:
             return
         await asyncio.sleep(max(0.0, due - time.monotonic()))
-        outcome = await onboard_once(run, channel, admin_key)
+        outcome = await onboard_once(run, channel, admin_channel, admin_key)
         run.window.onboardings.append(outcome)
 
 
@@ -277,7 +282,7 @@ def service_pids(settings: Settings) -> tuple[int | None, int | None]:
     """(broker, postmaster) of the local stack, from their pid files."""
     pulsar_layout, postgres_layout = layouts()
     try:
-        postmaster = int(postmaster_pid_file(postgres_layout).read_text().splitlines()[0])
+        postmaster = int(postgres_layout.pid_file.read_text().splitlines()[0])
     except (OSError, ValueError, IndexError):
         postmaster = None
     return processes.read_pid(pulsar_layout.pid_file), postmaster
@@ -347,6 +352,7 @@ async def sampling(run: Run, admin: PulsarAdmin, settings: Settings, tenant: str
 async def drive(
     run: Run,
     gateway: GatewayProcess,
+    admin_plane: GatewayProcess,
     clients: Clients,
     workload: Workload,
     settings: Settings,
@@ -358,11 +364,12 @@ async def drive(
     await asyncio.to_thread(sample_memory, run)  # before the load: the baseline
     async with (
         grpc.aio.insecure_channel(gateway.address) as channel,
+        grpc.aio.insecure_channel(admin_plane.address) as admin_channel,
         asyncio.TaskGroup() as tasks,
     ):
         for name, (call, per_second) in load_calls(run, clients, workload).items():
             tasks.create_task(paced(run, name, call, per_second))
-        tasks.create_task(onboarding(run, channel, settings.admin_api_key))
+        tasks.create_task(onboarding(run, channel, admin_channel, settings.admin_api_key))
         tasks.create_task(sampling(run, admin, settings, workload.tenant))
 
 
@@ -388,13 +395,16 @@ def run(settings: Settings, options: SoakOptions) -> BenchReport:
         roles = process_memory.Roles(broker_pid, postmaster_pid, None, os.getpid(), tenant)
         state = Run(options, time.monotonic(), Window(time.monotonic()), roles, report)
         try:
-            with gateway_process("soak") as gateway:
+            with (
+                gateway_process("soak") as gateway,
+                gateway_process("soak-admin", ADMIN_SERVE) as admin_plane,
+            ):
                 state.roles = replace(roles, gateway_pid=gateway.pid)
 
                 async def go() -> None:
                     clients = Clients(gateway, read_key, write_key, workload)
                     try:
-                        await drive(state, gateway, clients, workload, settings, admin)
+                        await drive(state, gateway, admin_plane, clients, workload, settings, admin)
                     finally:
                         await clients.close()
 

@@ -26,9 +26,9 @@ from functions import runtime
 from magnetar.db.app_role import refuse_unsafe_role
 from magnetar.db.ledger import LedgerUpkeep
 from magnetar.db.state_writer import commit_batch
-from magnetar.dev.problems import EnvironmentProblem
 from magnetar.personalization.records import EnrichedEvent
 from magnetar.personalization.settings import SignalSettings
+from magnetar.problems import EnvironmentProblem
 
 log = logging.getLogger(__name__)
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import functions.pipeline
 from functions.serde import SERDE_CLASS
+from magnetar.dedupe import DEFAULT_WINDOW_MS
 from magnetar.topics import PIPELINE_FUNCTIONS, subscription_of
 from magnetar.topics import TenantTopics as TenantTopics  # re-exported: part of the pipeline API
 
@@ -26,7 +27,7 @@ from magnetar.topics import TenantTopics as TenantTopics  # re-exported: part of
 @dataclass(frozen=True)
 class PipelineOptions:
     parallelism: int = 1
-    dedupe_window_ms: int = 24 * 60 * 60 * 1000
+    dedupe_window_ms: int = DEFAULT_WINDOW_MS
     # A file on the worker host holding the application role's database URL.
     database_url_file: str = ""
     # Redelivery of inputs the pipeline took but never acknowledged (a crash, a failed commit

@@ -42,7 +42,7 @@ from functions.logic.dedupe_window import (
 from functions.logic.devices import DeviceParser
 from functions.logic.enrichment import DeadLetter, enrich
 from functions.logic.segment_log import PeriodicSegments, replay
-from functions.logic.sessions import SessionConfig, SessionTracker
+from functions.logic.sessions import SessionTracker
 from functions.logic.validation import policy_for_topic
 from magnetar.personalization.records import EnrichedEvent as StateEvent
 
@@ -84,7 +84,7 @@ class Pipeline(Function):  # type: ignore[misc]
         self._tenant = ""
         self._dlq = ""
         self._window = DedupeWindow(DedupeConfig())
-        self._sessions = SessionTracker(SessionConfig(write_through=False))
+        self._sessions = SessionTracker()
         self._catalog = CatalogView()
         self._devices = DeviceParser()
         self._sightings: PeriodicSegments | None = None

@@ -106,9 +106,8 @@ _MAX_EVENT_TIME_MS = 2**63 - 1
 def event_time(ms: int) -> int:
     """`ms` as a message's event time, or 0 (none) when Pulsar cannot carry it.
 
-    A client's timestamp may be anything int64 seconds allow; `enrich` dead-letters such an
-    event, but `dedupe` forwards it first, and a value the client library refuses raises —
-    a nack, and the same message redelivered for ever.
+    A value the client library refuses raises — a nack, and the same message redelivered for
+    ever — so whatever time a published message is given goes through here.
     """
     return ms if 0 < ms <= _MAX_EVENT_TIME_MS else 0
 

@@ -20,8 +20,8 @@ from gateway.metrics import serve_metrics
 from gateway.tenant_service import SERVICE_NAME, TenantService
 from gateway.wiring import admin_adapters
 from magnetar.db.app_role import require_app_role
-from magnetar.dev.problems import EnvironmentProblem
 from magnetar.observability.metrics import PipelineMetrics
+from magnetar.problems import EnvironmentProblem
 from magnetar.settings import Settings
 from magnetar.v1 import tenant_service_pb2_grpc
 

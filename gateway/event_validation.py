@@ -1,4 +1,4 @@
-"""Which events the gateway accepts: the limits documented in events.proto, as pure logic.
+"""Which events the gateway accepts: the limits of `magnetar.event_contract`, as pure logic.
 
 Works on anything shaped like a `magnetar.v1.Event` (see `EventLike`), so it imports
 neither gRPC nor the generated code; the unit tests feed it generated messages and plain
@@ -9,13 +9,22 @@ cheap in the common case: ASCII strings are measured without encoding them.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Generic, Protocol, TypeVar
 
+from magnetar import event_contract as contract
 from magnetar.errors import echo
+from magnetar.event_contract import (
+    ATTRIBUTE_KEY,
+    ATTRIBUTE_KEY_CHARS,
+    CONTROL,
+    EVENT_ID,
+    LOCALE,
+    EventType,
+    utf8_len,
+)
 
 
 class Rejection(StrEnum):
@@ -30,12 +39,6 @@ class Rejection(StrEnum):
     OCCURRED_IN_FUTURE = "OCCURRED_IN_FUTURE"
     OCCURRED_TOO_LONG_AGO = "OCCURRED_TOO_LONG_AGO"
     DUPLICATE_EVENT_ID = "DUPLICATE_EVENT_ID"
-
-
-# magnetar.v1.EventType numbers (a unit test holds them equal to the generated enum).
-VIEW, CLICK, ADD_TO_CART, REMOVE_FROM_CART, PURCHASE, SEARCH, RATE = 1, 2, 3, 4, 5, 6, 7
-KNOWN_EVENT_TYPES = frozenset(range(1, 12))
-KNOWN_DEVICE_TYPES = frozenset(range(0, 7))
 
 
 class TimestampLike(Protocol):
@@ -95,26 +98,26 @@ class EventLike(Protocol):
 
 @dataclass(frozen=True)
 class EventLimits:
-    """The documented limits (events.proto); one place to change them."""
+    """The contract's limits (`magnetar.event_contract`); tests and imports vary them."""
 
-    max_id_bytes: int = 128
-    max_search_query_bytes: int = 512
-    max_attributes: int = 32
-    max_attribute_key_bytes: int = 64
-    max_attribute_value_bytes: int = 1024
-    max_user_agent_bytes: int = 512
-    max_locale_bytes: int = 35
-    max_time_zone_bytes: int = 64
-    max_app_version_bytes: int = 64
-    max_screen_pixels: int = 100_000
-    max_event_bytes: int = 16 * 1024
-    max_value: float = 1e9
-    max_rating: float = 5.0
-    max_quantity: int = 10_000
-    max_future_s: int = 5 * 60
+    max_id_bytes: int = contract.MAX_ID_BYTES
+    max_search_query_bytes: int = contract.MAX_SEARCH_QUERY_BYTES
+    max_attributes: int = contract.MAX_ATTRIBUTES
+    max_attribute_key_bytes: int = contract.MAX_ATTRIBUTE_KEY_BYTES
+    max_attribute_value_bytes: int = contract.MAX_ATTRIBUTE_VALUE_BYTES
+    max_user_agent_bytes: int = contract.MAX_USER_AGENT_BYTES
+    max_locale_bytes: int = contract.MAX_LOCALE_BYTES
+    max_time_zone_bytes: int = contract.MAX_TIME_ZONE_BYTES
+    max_app_version_bytes: int = contract.MAX_APP_VERSION_BYTES
+    max_screen_pixels: int = contract.MAX_SCREEN_PIXELS
+    max_event_bytes: int = contract.MAX_EVENT_BYTES
+    max_value: float = contract.MAX_VALUE
+    max_rating: float = contract.MAX_RATING
+    max_quantity: int = contract.MAX_QUANTITY
+    max_future_s: int = contract.MAX_FUTURE_S
     # None: any age (imported history, EventService.ImportEvents).
-    max_age_s: int | None = 7 * 24 * 3600
-    max_batch_events: int = 1000
+    max_age_s: int | None = contract.MAX_AGE_S
+    max_batch_events: int = contract.MAX_BATCH_EVENTS
 
 
 DEFAULT_LIMITS = EventLimits()
@@ -142,15 +145,9 @@ class RejectedEvent:
         return self.violations[0].reason
 
 
-_EVENT_ID = re.compile(r"[\x21-\x7e]+")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-_ATTRIBUTE_KEY = re.compile(r"[a-z0-9_.-]+")
-_LOCALE = re.compile(r"[A-Za-z0-9-]+")
-
-
-def utf8_len(text: str) -> int:
-    # Encoding allocates; ASCII (nearly every id) is its own byte length.
-    return len(text) if text.isascii() else len(text.encode("utf-8"))
+# Plain ints: compared once or twice per event on the ingest path.
+_KNOWN_EVENT_TYPES = frozenset(int(kind) for kind in EventType)
+_SEARCH, _RATE = int(EventType.SEARCH), int(EventType.RATE)
 
 
 class _Checker:
@@ -174,7 +171,7 @@ class _Checker:
             return  # the common case, decided in C: short printable ASCII
         if utf8_len(value) > max_bytes:
             self.add(field, Rejection.FIELD_TOO_LONG, f"{field} is longer than {max_bytes} bytes")
-        elif _CONTROL.search(value):
+        elif CONTROL.search(value):
             self.add(field, Rejection.INVALID_FIELD, f"{field} contains control characters")
 
 
@@ -193,7 +190,7 @@ def validate_event(
             Rejection.FIELD_TOO_LONG if event_id.isascii() else Rejection.INVALID_FIELD,
             f"event_id must be 1 to {limits.max_id_bytes} bytes of printable ASCII",
         )
-    elif not _EVENT_ID.fullmatch(event_id):
+    elif not EVENT_ID.fullmatch(event_id):
         check.add(
             "event_id", Rejection.INVALID_FIELD, "event_id must be printable ASCII without spaces"
         )
@@ -207,9 +204,9 @@ def validate_event(
     kind = event.type
     if kind == 0:
         check.add("type", Rejection.MISSING_FIELD, "type is required")
-    elif kind not in KNOWN_EVENT_TYPES:
+    elif kind not in _KNOWN_EVENT_TYPES:
         check.add("type", Rejection.INVALID_FIELD, f"unknown event type {kind}")
-    if kind == SEARCH:
+    if kind == _SEARCH:
         if event.item_id:
             check.add("item_id", Rejection.INVALID_FIELD, "a SEARCH event has no item_id")
         check.text("search_query", event.search_query, limits.max_search_query_bytes, required=True)
@@ -262,7 +259,7 @@ def _check_numbers(check: _Checker, kind: int, value: float, quantity: int) -> N
             Rejection.VALUE_OUT_OF_RANGE,
             f"value must be finite, 0 to {limits.max_value:g}",
         )
-    elif kind == RATE and value > limits.max_rating:
+    elif kind == _RATE and value > limits.max_rating:
         check.add("value", Rejection.VALUE_OUT_OF_RANGE, f"a rating is 0 to {limits.max_rating:g}")
     if quantity > limits.max_quantity:
         check.add(
@@ -283,11 +280,11 @@ def _check_attributes(check: _Checker, attributes: Mapping[str, str]) -> None:
         return
     for key, value in attributes.items():
         field = f"attributes[{echo(key)}]"
-        if len(key) > limits.max_attribute_key_bytes or not _ATTRIBUTE_KEY.fullmatch(key):
+        if len(key) > limits.max_attribute_key_bytes or not ATTRIBUTE_KEY.fullmatch(key):
             check.add(
                 field,
                 Rejection.INVALID_FIELD,
-                f"attribute keys are 1 to {limits.max_attribute_key_bytes} bytes of [a-z0-9_.-]",
+                f"attribute keys are 1 to {limits.max_attribute_key_bytes} bytes of {ATTRIBUTE_KEY_CHARS}",
             )
         elif utf8_len(value) > limits.max_attribute_value_bytes:
             check.add(
@@ -301,7 +298,7 @@ def _check_context(check: _Checker, context: EventContextLike) -> None:
     limits = check.limits
     check.text("context.user_agent", context.user_agent, limits.max_user_agent_bytes)
     locale = context.locale
-    if locale and (len(locale) > limits.max_locale_bytes or not _LOCALE.fullmatch(locale)):
+    if locale and (len(locale) > limits.max_locale_bytes or not LOCALE.fullmatch(locale)):
         check.add(
             "context.locale",
             Rejection.INVALID_FIELD,
@@ -309,7 +306,7 @@ def _check_context(check: _Checker, context: EventContextLike) -> None:
         )
     check.text("context.time_zone", context.time_zone, limits.max_time_zone_bytes)
     check.text("context.app_version", context.app_version, limits.max_app_version_bytes)
-    if context.device_type not in KNOWN_DEVICE_TYPES:
+    if context.device_type not in contract.KNOWN_DEVICE_TYPES:
         check.add("context.device_type", Rejection.INVALID_FIELD, "unknown device type")
     for name, pixels in (
         ("screen_width", context.screen_width),

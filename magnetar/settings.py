@@ -14,7 +14,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from magnetar.dev.problems import EnvironmentProblem
+from magnetar.problems import EnvironmentProblem
 
 PULSAR_VERSION = "4.0.8"
 # Values of `Settings.producer_credentials`.

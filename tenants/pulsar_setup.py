@@ -14,9 +14,9 @@ from dataclasses import replace
 from typing import Any
 
 from google.protobuf.message import Message
+from pulsar.schema import ProtobufNativeSchema
 
 from magnetar import raw_events
-from magnetar.protobuf_schema import ProtobufNativeSchema
 from magnetar.pulsar_tokens import tenant_role
 from magnetar.topics import TenantTopics
 from magnetar.v1 import catalog_service_pb2, events_pb2
@@ -168,10 +168,8 @@ def ensure_topics(admin: PulsarAdminPort, topics: TenantTopics) -> None:
 
 
 def schema_payload(message: type[Message]) -> tuple[str, str]:
-    if message is events_pb2.Event:
-        return raw_events.SCHEMA_TYPE, raw_events.event_schema_definition()
-    schema_type, definition = ProtobufNativeSchema(message).admin_payload()
-    return str(schema_type), str(definition)
+    """(type, definition) of `message`'s PROTOBUF_NATIVE schema, as the admin API takes them."""
+    return raw_events.SCHEMA_TYPE, str(ProtobufNativeSchema(message).schema_info().schema())
 
 
 def _same_schema(current: dict[str, Any] | None, schema_type: str, definition: str) -> bool:

@@ -1,20 +1,23 @@
 """The real tenant platform from settings: the one place that builds the I/O adapters.
 
-Used by the admin plane (`magnetar admin serve`, gateway.admin_server) and by `magnetar
-tenants`: the only users of the Pulsar superuser token (`Settings.pulsar_admin_token_file`)
-and of the broker's token signing key (`Settings.pulsar_token_secret_key_file`), which signs
-each tenant's producer token at onboarding. The public gateway holds neither.
+Used by the admin plane (`magnetar admin serve`, gateway.admin_server), by `magnetar
+tenants` and by the benchmarks' clean-up (`tenant_admin`): the only users of the Pulsar
+superuser token (`Settings.pulsar_admin_token_file`) and of the broker's token signing key
+(`Settings.pulsar_token_secret_key_file`), which signs each tenant's producer token at
+onboarding. The public gateway holds neither.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from functions.deployment import PipelineOptions
 from magnetar.api_key_store import ApiKeyStore
+from magnetar.db.engine import make_engine, make_sessionmaker
 from magnetar.pulsar_admin import PulsarAdmin
 from magnetar.settings import Settings
 from tenants.admin import TenantAdmin
@@ -82,3 +85,16 @@ def build_tenant_platform(
     )
     admin = TenantAdmin(reconciler, store, ApiKeyStore(sessions))
     return TenantPlatform(admin, store, pulsar, deployer)
+
+
+@contextmanager
+def tenant_admin() -> Iterator[TenantAdmin]:
+    """The tenant platform in this process (reconciler, store, keys), closed afterwards."""
+    settings = Settings.load()
+    engine = make_engine(settings.database_url, pool_size=2)
+    platform = build_tenant_platform(settings, make_sessionmaker(engine))
+    try:
+        yield platform.admin
+    finally:
+        platform.close()
+        engine.dispose()

@@ -28,11 +28,10 @@ that is not a finite, non-negative number becomes "not given".
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+from magnetar.event_contract import CONTROL
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +112,7 @@ class CatalogView:
 
 def _sanitized(item: CatalogItem, key: str) -> CatalogItem:
     """The item under its key, without categories or a price that state cannot hold."""
-    categories = tuple(c for c in item.categories if c and not _CONTROL.search(c))
+    categories = tuple(c for c in item.categories if c and not CONTROL.search(c))
     price = item.price
     if price is not None and not (math.isfinite(price) and price >= 0):
         price = None

@@ -18,9 +18,11 @@ from enum import StrEnum
 
 from ua_parser import OS, BasicResolver, Device, Parser, Result, UserAgent, load_builtins
 
-# Real user agents stay far below this; longer strings are junk or attacks, and truncating
-# them keeps both regex time and cache memory bounded.
-MAX_USER_AGENT_LENGTH = 512
+from magnetar.event_contract import MAX_USER_AGENT_BYTES
+
+# The contract's limit: real user agents stay far below it; longer strings are junk or
+# attacks, and truncating them keeps both regex time and cache memory bounded.
+MAX_USER_AGENT_LENGTH = MAX_USER_AGENT_BYTES
 
 _OTHER = "Other"  # ua-parser's family when nothing matched
 _MOBILE_OS = frozenset(

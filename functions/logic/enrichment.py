@@ -1,14 +1,13 @@
 """`enrich` as one pure decision: validate, sessionize, parse the device, join the catalog.
 
-The Function's ``process`` decodes the message into an :class:`Event`, calls :func:`enrich`
-with the time the gateway accepted the event, and either returns the encoded
-:class:`EnrichedEvent` or sends the payload to the DLQ topic with
-:meth:`DeadLetter.properties` and returns None. A payload that does not decode never reaches
-this module; the Function dead-letters it with ``DlqReason.UNDECODABLE`` itself.
+The pipeline's ``process`` decodes the message into an :class:`Event`, calls :func:`enrich`
+with the time the gateway accepted the event, and hands the :class:`EnrichedEvent` to its
+batch committer, or sends the payload to the DLQ topic with :meth:`DeadLetter.properties`. A
+payload that does not decode never reaches this module; the pipeline dead-letters it with
+``DlqReason.UNDECODABLE`` itself.
 
-``accepted_at_ms`` is the raw message's publish time, carried through `dedupe` (for example as
-the output message's event time or a property), not the clock when `enrich` runs — see
-:mod:`functions.logic.validation` for why a message's verdict must not depend on that.
+``accepted_at_ms`` is the raw message's publish time, not the clock when `enrich` runs
+(docs/pipeline.md, "Validation, lateness and the DLQ", says why).
 
 Validation comes first so a rejected event leaves no trace in session state. Unknown items and
 missing user agents are not failures: their fields stay empty (``found=False``).

@@ -19,13 +19,12 @@ cut differently than the same events sorted — but a replay of the topic, which
 key's order, gives the same ids, and re-processing an event already seen returns its
 session again (spans stay disjoint, so the span holding it is the only one at distance 0).
 
-Memory: an LRU of at most ``max_users`` users, about 300 bytes each with one session. With a
-store attached each change is written through (``<prefix><tenant>/<user_key>`` → JSON spans)
-before ``assign`` returns, so a restart or an eviction loses nothing: the user is read back on
-the next event. Without a store an evicted user simply starts a new session on their next
-event — size ``max_users`` for the users active within one inactivity gap if you run that way.
-Cost with a store: one read per user coming back into memory, one write per event that moves
-a session's bounds (an event inside known bounds, such as a redelivery, writes nothing).
+Memory: an LRU of at most ``max_users`` users, about 300 bytes each with one session, plus
+the changed users evicted since the last `take_dirty`; an evicted user starts a new session
+on their next event, so size ``max_users`` for the users active within one inactivity gap.
+Persistence is the caller's: `take_dirty` hands out every user changed since the last call
+(evicted ones included), which the pipeline calls after every event and appends to its
+segment log, and `restore` seeds a restarted instance from it (docs/pipeline.md, "State").
 """
 
 from __future__ import annotations
@@ -34,8 +33,6 @@ import hashlib
 import json
 from collections import OrderedDict
 from dataclasses import dataclass
-
-from functions.logic.state_port import KeyValueStore
 
 DEFAULT_INACTIVITY_GAP_MS = 30 * 60 * 1000
 
@@ -58,10 +55,6 @@ class SessionConfig:
     # How many past sessions per user late events can still find.
     max_sessions_per_user: int = 4
     key_prefix: str = "sessions/"
-    # False: write a user only on LRU eviction and `flush()` (cheaper; a crash forgets the
-    # activity since the last write, so the next event may open a session it would have
-    # joined).
-    write_through: bool = True
 
     def __post_init__(self) -> None:
         if self.inactivity_gap_ms <= 0:
@@ -105,8 +98,7 @@ class SessionStats:
     sessions_opened: int = 0
     out_of_order_events: int = 0
     users_evicted: int = 0
-    store_reads: int = 0
-    store_writes: int = 0
+    # Restored records that could not be decoded (the user starts afresh).
     unreadable_records: int = 0
 
 
@@ -117,7 +109,7 @@ def encode_spans(spans: list[SessionSpan]) -> bytes:
 
 
 def decode_spans(raw: bytes) -> list[SessionSpan] | None:
-    """The spans in a durable record, or None if it is not one we can read."""
+    """The spans in a persisted record, or None if it is not one we can read."""
     try:
         rows = json.loads(raw)
         spans = [SessionSpan(int(a), int(b), int(c)) for a, b, c in rows]
@@ -129,12 +121,13 @@ def decode_spans(raw: bytes) -> list[SessionSpan] | None:
 class SessionTracker:
     """Assigns events to sessions, per tenant and user. Not thread-safe: one per instance."""
 
-    def __init__(self, config: SessionConfig | None = None, store: KeyValueStore | None = None):
+    def __init__(self, config: SessionConfig | None = None) -> None:
         self._config = config or SessionConfig()
-        self._store = store
         # key → spans ordered by earliest_ms; spans never overlap (see module docstring).
         self._users: OrderedDict[str, list[SessionSpan]] = OrderedDict()
         self._dirty: set[str] = set()
+        # Changed users pushed out of memory before `take_dirty` handed them out.
+        self._evicted_dirty: dict[str, list[SessionSpan]] = {}
         self.stats = SessionStats()
 
     def __len__(self) -> int:
@@ -166,7 +159,7 @@ class SessionTracker:
             span.last_ms = max(span.last_ms, occurred_at_ms)
 
         if changed:
-            self._record(key, spans)
+            self._dirty.add(key)
         return SessionAssignment(
             session_id=session_id_for(tenant_id, user_key, span.started_at_ms),
             started_at_ms=span.started_at_ms,
@@ -180,16 +173,15 @@ class SessionTracker:
         key = f"{self._config.key_prefix}{tenant_id}/{user_key}"
         self._users[key] = []
         self._users.move_to_end(key)
-        self._record(key, [])
+        self._dirty.add(key)
+        self._evict()
 
     def take_dirty(self) -> dict[str, bytes]:
         """The users changed since the last call, encoded; the caller persists them."""
-        changed = {
-            key: encode_spans(spans)
-            for key in self._dirty
-            if (spans := self._users.get(key)) is not None
-        }
+        changed = {key: encode_spans(spans) for key, spans in self._evicted_dirty.items()}
+        changed.update((key, encode_spans(self._users[key])) for key in self._dirty)
         self._dirty.clear()
+        self._evicted_dirty.clear()
         return changed
 
     def restore(self, key: str, raw: bytes) -> None:
@@ -200,20 +192,7 @@ class SessionTracker:
             return
         self._users[key] = spans
         self._users.move_to_end(key)
-        while len(self._users) > self._config.max_users:
-            self._users.popitem(last=False)
-            self.stats.users_evicted += 1
-
-    def flush(self) -> int:
-        """Write every user changed since its last write; returns how many were written."""
-        written = 0
-        for key in list(self._dirty):
-            spans = self._users.get(key)
-            if spans is not None:
-                self._write(key, spans)
-                written += 1
-        self._dirty.clear()
-        return written
+        self._evict()
 
     def _nearest(self, spans: list[SessionSpan], at_ms: int) -> SessionSpan | None:
         best: SessionSpan | None = None
@@ -230,39 +209,14 @@ class SessionTracker:
         if spans is not None:
             self._users.move_to_end(key)
             return spans
-        spans = self._read(key)
-        self._users[key] = spans
+        spans = self._users[key] = []
+        self._evict()
+        return spans
+
+    def _evict(self) -> None:
         while len(self._users) > self._config.max_users:
             evicted_key, evicted = self._users.popitem(last=False)
             self.stats.users_evicted += 1
-            if evicted_key in self._dirty and self._store is not None:
-                self._write(evicted_key, evicted)
+            if evicted_key in self._dirty:
                 self._dirty.discard(evicted_key)
-        return spans
-
-    def _read(self, key: str) -> list[SessionSpan]:
-        if self._store is None:
-            return []
-        self.stats.store_reads += 1
-        raw = self._store.get(key)
-        if raw is None:
-            return []
-        spans = decode_spans(raw)
-        if spans is None:
-            # An unreadable record must not block the user's events forever; starting
-            # afresh costs at most one extra session, and the next write replaces it.
-            self.stats.unreadable_records += 1
-            return []
-        return spans
-
-    def _record(self, key: str, spans: list[SessionSpan]) -> None:
-        if not self._config.write_through:
-            # Written later: by `flush` to the store, or handed out by `take_dirty`.
-            self._dirty.add(key)
-        elif self._store is not None:
-            self._write(key, spans)
-
-    def _write(self, key: str, spans: list[SessionSpan]) -> None:
-        assert self._store is not None
-        self._store.put(key, encode_spans(spans))
-        self.stats.store_writes += 1
+                self._evicted_dirty[evicted_key] = evicted

@@ -2,11 +2,11 @@
 
 Pulsar's Python Function context offers managed state backed by BookKeeper's table service,
 one table per function (so per tenant, as functions are deployed per tenant) shared by all of
-its instances: ``get_state(key) -> bytes | None``, ``put_state(key, str)``,
-``incr_counter(key, n)``, ``get_counter(key)`` and ``del_counter(key)``, which deletes any key,
-counter or value (Pulsar 4.0 ``state_context.delete_key``). The logic depends only on the
-protocols below; :class:`FunctionContextStore` adapts a context to them and
-:class:`InMemoryStore` is the fake for tests and for running without state storage.
+its instances: ``get_state(key) -> bytes | None``, ``put_state(key, str)`` and
+``del_counter(key)``, which deletes any key, counter or value (Pulsar 4.0
+``state_context.delete_key``). The logic (`functions.logic.segment_log`) depends only on the
+protocol below; :class:`FunctionContextStore` adapts a context to it (the unit tests' fake
+is ``tests/unit/functions/logic/memory_store.py``).
 
 Every call is synchronous and may raise; the logic lets failures propagate so the runtime
 nacks the message instead of acknowledging something that was not recorded.
@@ -28,12 +28,6 @@ class KeyValueStore(Protocol):
     def delete(self, key: str) -> None: ...
 
 
-class CounterStore(Protocol):
-    """Durable integer counters (drops, evictions) that outlive an instance."""
-
-    def incr(self, key: str, amount: int) -> None: ...
-
-
 class FunctionStateContext(Protocol):
     """The part of ``pulsar.Context`` the adapter uses (duck-typed: no Pulsar import)."""
 
@@ -45,11 +39,9 @@ class FunctionStateContext(Protocol):
 
     def del_counter(self, key: str) -> None: ...
 
-    def incr_counter(self, key: str, amount: int) -> None: ...
-
 
 class FunctionContextStore:
-    """Both ports over a Pulsar Function context's managed state."""
+    """`KeyValueStore` over a Pulsar Function context's managed state."""
 
     def __init__(self, context: FunctionStateContext) -> None:
         self._context = context
@@ -69,37 +61,3 @@ class FunctionContextStore:
 
     def delete(self, key: str) -> None:
         self._context.del_counter(key)
-
-    def incr(self, key: str, amount: int) -> None:
-        self._context.incr_counter(key, amount)
-
-
-class InMemoryStore:
-    """Dict-backed stand-in for managed state: unit tests, local runs, restart simulation.
-
-    Two logic objects built over the same instance behave like a Function restarted over
-    the same durable table.
-    """
-
-    def __init__(self) -> None:
-        self.values: dict[str, bytes] = {}
-        self.counters: dict[str, int] = {}
-        self.reads = 0
-        self.writes = 0
-        self.deletes = 0
-
-    def get(self, key: str) -> bytes | None:
-        self.reads += 1
-        return self.values.get(key)
-
-    def put(self, key: str, value: bytes) -> None:
-        self.writes += 1
-        self.values[key] = value
-
-    def delete(self, key: str) -> None:
-        self.deletes += 1
-        self.values.pop(key, None)
-        self.counters.pop(key, None)
-
-    def incr(self, key: str, amount: int) -> None:
-        self.counters[key] = self.counters.get(key, 0) + amount

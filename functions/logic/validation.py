@@ -1,95 +1,33 @@
-"""Semantic validation of an event and the lateness policy: accept, flag late, or dead-letter.
+"""The pipeline's verdict on one event: accept, accept as late, or dead-letter with a reason.
 
-`enrich` runs this first; a rejected event goes to ``persistent://<tenant>/events/dlq`` with
-its :class:`DlqReason`, the field at fault and a readable detail, and the stream moves on.
-The gateway enforces the same limits on the way in (``proto/magnetar/v1/events.proto``), so
-in normal operation nothing is rejected here; `enrich` checks again because the topic is the
-real boundary — old producers, tools publishing directly, replays — and a malformed event must
-end in the DLQ, not in state. Reasons use the gateway's vocabulary where they mean the same.
-
-Time is judged against ``accepted_at_ms``, the moment the gateway accepted the event (the raw
-message's publish time), not the moment `enrich` runs: the verdict for a message is then the
-same however late, or however often, the pipeline processes it — a backlog after an outage
-does not turn good events into late or too-old ones, and a replay decides as the first run did.
-
-Checks, in this order (the first failure is reported):
-
-1. identity: ``event_id`` 1 to 128 bytes of printable ASCII without spaces (it becomes a
-   durable state key in `dedupe` and a ledger key in `materialize`); a ``user_id`` or an
-   ``anonymous_id``; ids at most 128 bytes without control characters (NUL cannot be
-   stored in PostgreSQL); ``locale`` at most 35 bytes of letters, digits and ``-``;
-   ``user_agent`` at most 512 bytes;
-2. type: present; a type this build does not know is **accepted** by default
-   (``accept_unknown_types``), as the contract asks — a gateway upgraded before the pipeline
-   must not send a new type's events to the DLQ; materialize gives them no weight. Known
-   types need an ``item_id``, except ``search``, which needs a ``search_query`` (at most 512
-   bytes) and no item;
-3. numbers: ``value`` finite, from 0 to 1e9 (a rating from 0 to 5); ``quantity`` from 0 to
-   10 000, where 0 means 1;
-4. attributes: at most 32, keys 1 to 64 bytes of ``[a-z0-9_.-]``, values at most 1024 bytes;
-5. time, against ``accepted_at_ms``:
-
-   - no timestamp → ``MISSING_FIELD``;
-   - more than ``max_future_skew_ms`` (5 min) after acceptance → ``FUTURE_TIMESTAMP``: beyond
-     normal clock drift the timestamp is wrong, and a future event would look freshest to
-     every decayed score for as long as its timestamp stays ahead;
-   - more than ``retention_horizon_ms`` (7 days) before acceptance → ``TOO_OLD``: the
-     processed-event ledger of ``materialize`` expires by time partition and only has to
-     remember ids this long, so an older event could no longer be guaranteed to count once
-     (keep the ledger's retention at least this horizon);
-   - more than ``lateness_threshold_ms`` (15 min) before acceptance but within the horizon →
-     accepted with ``late=True``: it counts towards long-lived state (affinities,
-     co-visitation) and sessions as usual; the flag lets ``materialize`` keep it out of
-     windows it has already closed (trending);
-   - otherwise on time; a timestamp slightly after acceptance (within the skew) is fine.
-
-Imported history (``ImportEvents``, the tenant's ``events/import`` topic) is judged by
-`IMPORT_POLICY`: an event of any age is accepted and never flagged late (it is history, not
-a live event that arrived late); the future limit, identity, type and field checks are the
-same. `policy_for_topic` picks the policy from the topic a message came from. Counting an
-imported event once relies on dedupe and the ledger as for live events; the ledger keeps an
-id `ledger_keep_ms` after its first commit (docs/pipeline.md, "Imports and the ledger").
+`enrich` calls `validate` first; a rejected event goes to ``persistent://<tenant>/events/dlq``
+with its `DlqReason`, the field at fault and a readable detail. The limits are the
+contract's (`magnetar.event_contract`), the ones the gateway enforces; the topic is checked
+again because it is the real boundary (old producers, tools, replays). Time is judged against
+``accepted_at_ms`` (the raw message's publish time), so a message gets the same verdict
+however late or often it is processed. Imported history (`IMPORT_POLICY`) may be of any age.
+The order of the checks and the reasons for each threshold: docs/pipeline.md, "Validation,
+lateness and the DLQ".
 """
 
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
 from functions.logic.records import Event
+from magnetar import event_contract as contract
+from magnetar.event_contract import EventType
 
 MINUTE_MS = 60 * 1000
 DAY_MS = 24 * 60 * MINUTE_MS
 
-SEARCH = "search"
-RATE = "rate"
-# The wire's types (magnetar.v1.EventType), lower-case without the prefix.
-WIRE_EVENT_TYPES = frozenset(
-    {
-        "view",
-        "click",
-        "add_to_cart",
-        "remove_from_cart",
-        "purchase",
-        SEARCH,
-        RATE,
-        "impression",
-        "add_to_wishlist",
-        "share",
-        "cancel",
-    }
-)
-
-_EVENT_ID = re.compile(r"[\x21-\x7e]+")
-_LOCALE = re.compile(r"[A-Za-z0-9-]*")
-# C0 and C1 control characters, as the gateway refuses them. NUL in particular cannot be
-# stored in a PostgreSQL text or jsonb value: an id carrying one would fail materialize's
-# commit on every retry and hold its whole batch back.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-_ATTRIBUTE_KEY = re.compile(r"[a-z0-9_.-]+")
+SEARCH = EventType.SEARCH.label
+RATE = EventType.RATE.label
+# The wire's types as the stream records name them (`EventType.label`).
+WIRE_EVENT_TYPES = frozenset(kind.label for kind in EventType)
 
 
 class DlqReason(StrEnum):
@@ -111,27 +49,30 @@ class DlqReason(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class ValidationPolicy:
-    """Limits and time thresholds; the Function builds one from its user config.
+    """Limits and time thresholds; the defaults are the contract's, lengths UTF-8 bytes.
 
-    Defaults are the contract's limits (``events.proto``); lengths are UTF-8 bytes.
+    ``accept_unknown_types``: a type this build does not know flows on (the contract asks
+    it: a gateway upgraded before the pipeline must not send a new type to the DLQ).
+    ``lateness_threshold_ms``: older than this before acceptance, still inside the horizon,
+    is accepted with ``late=True``.
     """
 
-    max_future_skew_ms: int = 5 * MINUTE_MS
+    max_future_skew_ms: int = contract.MAX_FUTURE_S * 1000
     lateness_threshold_ms: int = 15 * MINUTE_MS
-    retention_horizon_ms: int = 7 * DAY_MS
+    retention_horizon_ms: int = contract.MAX_AGE_S * 1000
     known_types: frozenset[str] = WIRE_EVENT_TYPES
     accept_unknown_types: bool = True
-    max_event_id_bytes: int = 128
-    max_id_bytes: int = 128
-    max_locale_bytes: int = 35
-    max_user_agent_bytes: int = 512
-    max_search_query_bytes: int = 512
-    max_attributes: int = 32
-    max_attribute_key_bytes: int = 64
-    max_attribute_value_bytes: int = 1024
-    max_value: float = 1e9
-    max_rating: float = 5.0
-    max_quantity: int = 10_000
+    max_event_id_bytes: int = contract.MAX_ID_BYTES
+    max_id_bytes: int = contract.MAX_ID_BYTES
+    max_locale_bytes: int = contract.MAX_LOCALE_BYTES
+    max_user_agent_bytes: int = contract.MAX_USER_AGENT_BYTES
+    max_search_query_bytes: int = contract.MAX_SEARCH_QUERY_BYTES
+    max_attributes: int = contract.MAX_ATTRIBUTES
+    max_attribute_key_bytes: int = contract.MAX_ATTRIBUTE_KEY_BYTES
+    max_attribute_value_bytes: int = contract.MAX_ATTRIBUTE_VALUE_BYTES
+    max_value: float = contract.MAX_VALUE
+    max_rating: float = contract.MAX_RATING
+    max_quantity: int = contract.MAX_QUANTITY
     # Imported history: no TOO_OLD and no late flag, whatever the event's age.
     any_age: bool = False
 
@@ -194,12 +135,8 @@ def validate(
     return _judge_time(event, accepted_at_ms, policy)
 
 
-def _size(text: str) -> int:
-    return len(text.encode())
-
-
 def _too_long(field: str, text: str, limit: int) -> Rejected | None:
-    size = _size(text)
+    size = contract.utf8_len(text)
     if size > limit:
         return Rejected(DlqReason.FIELD_TOO_LONG, field, f"{size} bytes, limit {limit}")
     return None
@@ -211,7 +148,7 @@ def _check_identity(event: Event, policy: ValidationPolicy) -> Rejected | None:
     too_long = _too_long("event_id", event.event_id, policy.max_event_id_bytes)
     if too_long:
         return too_long
-    if not _EVENT_ID.fullmatch(event.event_id):
+    if not contract.EVENT_ID.fullmatch(event.event_id):
         return Rejected(DlqReason.INVALID_FIELD, "event_id", "printable ASCII without spaces only")
     if not event.user_id and not event.anonymous_id:
         return Rejected(DlqReason.MISSING_FIELD, "user_id", "user_id or anonymous_id required")
@@ -232,9 +169,9 @@ def _check_identity(event: Event, policy: ValidationPolicy) -> Rejected | None:
         ("session_id", event.session_id),
         ("item_id", event.item_id),
     ):
-        if _CONTROL.search(text):
+        if contract.CONTROL.search(text):
             return Rejected(DlqReason.INVALID_FIELD, field, "control characters are not allowed")
-    if not _LOCALE.fullmatch(event.locale):
+    if event.locale and not contract.LOCALE.fullmatch(event.locale):
         return Rejected(DlqReason.INVALID_FIELD, "context.locale", "letters, digits, '-' only")
     return None
 
@@ -279,8 +216,12 @@ def _check_attributes(event: Event, policy: ValidationPolicy) -> Rejected | None
             f"{len(attributes)} entries, limit {policy.max_attributes}",
         )
     for key, text in attributes.items():
-        if not _ATTRIBUTE_KEY.fullmatch(key):
-            return Rejected(DlqReason.INVALID_FIELD, "attributes", f"key {key!r}: [a-z0-9_.-]")
+        if not contract.ATTRIBUTE_KEY.fullmatch(key):
+            return Rejected(
+                DlqReason.INVALID_FIELD,
+                "attributes",
+                f"key {key!r}: {contract.ATTRIBUTE_KEY_CHARS}",
+            )
         too_long = _too_long(f"attributes.{key}", key, policy.max_attribute_key_bytes) or (
             _too_long(f"attributes[{key}]", text, policy.max_attribute_value_bytes)
         )

@@ -17,7 +17,7 @@ from typing import Any
 
 import psycopg
 
-from magnetar.dev.problems import EnvironmentProblem
+from magnetar.problems import EnvironmentProblem
 
 log = logging.getLogger(__name__)
 

@@ -25,16 +25,15 @@ from typing import Any
 
 import psycopg
 
-from functions.logic.dedupe_window import DEFAULT_WINDOW_MS
-from functions.logic.validation import ValidationPolicy
+from magnetar.dedupe import DEFAULT_WINDOW_MS
+from magnetar.event_contract import MAX_AGE_S, MAX_FUTURE_S
 
 log = logging.getLogger(__name__)
 
-_POLICY = ValidationPolicy()
-# A repeat of an event passes enrich only while its timestamp is at most the lateness horizon
-# (TOO_OLD) before its new acceptance, and the timestamp was at most the future skew after
-# the first acceptance; dedupe's window is shorter by default but may be widened.
-LEDGER_FLOOR_MS = max(_POLICY.retention_horizon_ms + _POLICY.max_future_skew_ms, DEFAULT_WINDOW_MS)
+# A repeat of an event passes enrich only while its timestamp is at most the contract's age
+# limit (TOO_OLD) before its new acceptance, and the timestamp was at most the future skew
+# after the first acceptance; dedupe's window is shorter by default but may be widened.
+LEDGER_FLOOR_MS = max((MAX_AGE_S + MAX_FUTURE_S) * 1000, DEFAULT_WINDOW_MS)
 
 # Counter shards: parallel instances of one tenant commit on different connections, so each
 # mostly advances its own row and no commit waits on another's counter update.

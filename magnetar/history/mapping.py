@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from magnetar.event_contract import MAX_FUTURE_S
 from magnetar.history.sources import UNREADABLE, Row
 from magnetar.personalization.records import EnrichedEvent
 from magnetar.v1 import events_pb2
@@ -46,7 +47,7 @@ FIELDS = (
     "quantity",
 )
 # The gateway refuses events more than this far ahead of its clock (events.proto).
-MAX_FUTURE_MS = 5 * 60 * 1000
+MAX_FUTURE_MS = MAX_FUTURE_S * 1000
 ONLINE_RETAIL_COLUMNS = (
     "InvoiceNo",
     "StockCode",

@@ -9,19 +9,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-# Event types are the lower-case names of magnetar.v1.EventType without the prefix
-# (EVENT_TYPE_ADD_TO_CART -> "add_to_cart"), as plain strings so the mapping from the wire
-# enum stays in one place (the pipeline) and the core accepts types it does not weigh.
-VIEW: Final = "view"
-CLICK: Final = "click"
-ADD_TO_CART: Final = "add_to_cart"
-REMOVE_FROM_CART: Final = "remove_from_cart"
-PURCHASE: Final = "purchase"
-ADD_TO_WISHLIST: Final = "add_to_wishlist"
-SHARE: Final = "share"
+from magnetar.event_contract import EventType
+
+# Event types are the contract's labels (EVENT_TYPE_ADD_TO_CART -> "add_to_cart"), as plain
+# strings so the core accepts types it does not weigh.
+VIEW: Final = EventType.VIEW.label
+CLICK: Final = EventType.CLICK.label
+ADD_TO_CART: Final = EventType.ADD_TO_CART.label
+REMOVE_FROM_CART: Final = EventType.REMOVE_FROM_CART.label
+PURCHASE: Final = EventType.PURCHASE.label
+ADD_TO_WISHLIST: Final = EventType.ADD_TO_WISHLIST.label
+SHARE: Final = EventType.SHARE.label
 # EVENT_TYPE_CANCEL: a cancelled or returned purchase line; the fold takes back what the
 # purchase added (its affinity, and one purchase of the item).
-CANCEL: Final = "cancel"
+CANCEL: Final = EventType.CANCEL.label
 # Other wire types ("impression", "search", "rate") are accepted and weigh nothing: being
 # shown an item or searching says little about interest in one item.
 

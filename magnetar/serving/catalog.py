@@ -10,23 +10,25 @@ way the caller gets UNAVAILABLE and resends; upserts and deletions are idempoten
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from magnetar.errors import NotFound, echo
+from magnetar.event_contract import (
+    ATTRIBUTE_KEY,
+    ATTRIBUTE_KEY_CHARS,
+    MAX_ATTRIBUTE_KEY_BYTES,
+    MAX_ATTRIBUTE_VALUE_BYTES,
+    MAX_ATTRIBUTES,
+)
 from magnetar.serving.limits import Violations
 
 MAX_BATCH_ITEMS = 1000
 MAX_TITLE_BYTES = 512
 MAX_CATEGORIES = 10
 MAX_PRICE = 1e9
-MAX_ATTRIBUTES = 32
-MAX_ATTRIBUTE_KEY_BYTES = 64
-MAX_ATTRIBUTE_VALUE_BYTES = 1024
-_ATTRIBUTE_KEY = re.compile(r"[a-z0-9_.-]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,10 +82,10 @@ def _check_item(violations: Violations, at: str, item: CatalogItem) -> None:
         violations.add(f"{at}.attributes", f"must hold at most {MAX_ATTRIBUTES} entries")
         return
     for key, value in sorted(item.attributes.items()):
-        if len(key) > MAX_ATTRIBUTE_KEY_BYTES or not _ATTRIBUTE_KEY.fullmatch(key):
+        if len(key) > MAX_ATTRIBUTE_KEY_BYTES or not ATTRIBUTE_KEY.fullmatch(key):
             violations.add(
                 f"{at}.attributes[{echo(key)!r}]",
-                f"key must be 1 to {MAX_ATTRIBUTE_KEY_BYTES} bytes of [a-z0-9_.-]",
+                f"key must be 1 to {MAX_ATTRIBUTE_KEY_BYTES} bytes of {ATTRIBUTE_KEY_CHARS}",
             )
         violations.text(
             f"{at}.attributes[{echo(key)!r}]", value, max_bytes=MAX_ATTRIBUTE_VALUE_BYTES

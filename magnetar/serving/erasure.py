@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from functions.logic.validation import DEFAULT_POLICY
+from magnetar.event_contract import MAX_FUTURE_S
 from magnetar.serving.limits import Violations
 
 
@@ -53,7 +53,7 @@ class UserErasure:
         self,
         store: ErasureStore,
         clock_ms: Callable[[], int] = _wall_clock_ms,
-        max_future_skew_ms: int = DEFAULT_POLICY.max_future_skew_ms,
+        max_future_skew_ms: int = MAX_FUTURE_S * 1000,
     ) -> None:
         self._store = store
         self._clock_ms = clock_ms

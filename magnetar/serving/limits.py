@@ -7,23 +7,14 @@ broken limit) in a single INVALID_ARGUMENT, so a client fixes its request in one
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Sequence
 
 from magnetar.errors import FieldViolation, InvalidArgument
+from magnetar.event_contract import CONTROL, MAX_ID_BYTES, utf8_len
 
-MAX_ID_BYTES = 128
 MAX_CONTEXT_ITEMS = 20
 MAX_EXCLUDED_ITEMS = 1000
 MAX_FILTER_CATEGORIES = 50
-
-# C0 and C1 control characters: NUL cannot be stored in PostgreSQL text at all, and the
-# others in an id are a client bug, never data.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-
-
-def utf8_len(value: str) -> int:
-    return len(value.encode("utf-8", "surrogatepass"))
 
 
 class Violations:
@@ -54,7 +45,7 @@ class Violations:
             return
         if utf8_len(value) > max_bytes:
             self.add(field, f"must be at most {max_bytes} bytes")
-        elif _CONTROL.search(value):
+        elif CONTROL.search(value):
             self.add(field, "must not contain control characters")
 
     def identifiers(self, field: str, values: Sequence[str], *, limit: int) -> None:

@@ -18,14 +18,10 @@ When it is dropped (`RankedAhead.get` gives None and the caller ranks again):
   `ServingMemory.invalidate` with the user's rows, under the same lock, so a ranking is never
   older than the rows it was made from; one made from rows read before such a change is
   refused (`ServingMemory.put_ranking` with the token taken before ranking);
-- it is older than `max_age_ms` (30 s, a trending list's TTL): the shared lists it used
-  (trending, trending in a category, an item's neighbours) are then looked up again,
-  which is what schedules their background refresh. A refreshed list does not drop the
-  rankings made from the one before: trending lists are refreshed every 30 s, and each
-  refresh would remake every ranking of the tenant (measured: half the requests ranked
-  again). So a ranking serves lists up to `max_age_ms` older than a request ranked anew
-  would — next to the lists' own lag (30 s to an hour) and half-lives (an hour to 60
-  days), nothing a user sees.
+- it is older than `max_age_ms` (5 minutes): the shared lists it used (trending, trending
+  in a category, an item's neighbours) are then looked up again, which is what schedules
+  their background refresh. A refreshed list does not drop the rankings made from the one
+  before (docs/serving.md, "Ranked ahead", says why and what it costs).
 A ranking that used an empty shared list is not kept (`SharedReadsCache` keeps no empty
 list, so that a new tenant's or item's first entries show at once; a kept ranking would
 hide them). Catalog facts are not in it: visibility and titles are looked up per request.
@@ -45,7 +41,7 @@ from magnetar.serving.reasons import ServedItem
 # How many ranked items a ranking keeps (~220 bytes each): enough for the common k (10-20)
 # after a user's exclusions; a request it cannot answer is ranked per request.
 DEPTH = 64
-MAX_AGE_MS = 30_000  # a trending list's TTL (magnetar.serving.shared_reads)
+MAX_AGE_MS = 300_000  # docs/serving.md, "Rankings made ahead"
 
 
 @dataclass(frozen=True, slots=True)

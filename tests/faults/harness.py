@@ -11,10 +11,10 @@ tenant's processed-event ledger and ``user_activity`` aggregates and reports:
   reject (a share of every plan is invalid on purpose and must end in the DLQ), users we never
   used.
 
-The invariant (``DESIGN.md``, delivery guarantees): after a full drain, each accepted event is
-counted exactly once, nothing accepted is lost, nothing rejected is counted. An event that was
-sent but never acknowledged (the broker died under it) may or may not count; it may never
-count twice.
+The invariant (docs/architecture.md, "Delivery guarantees"): after a full drain, each
+accepted event is counted exactly once, nothing accepted is lost, nothing rejected is
+counted. An event that was sent but never acknowledged (the broker died under it) may or may
+not count; it may never count twice.
 
 Every wait here is bounded in time; all traffic goes to the local stack.
 """

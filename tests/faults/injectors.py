@@ -24,7 +24,8 @@ from pathlib import Path
 
 import psycopg
 
-from magnetar.dev import postgres, processes, stack
+from cli.dev import postgres
+from magnetar import processes, stack_layout
 from magnetar.topics import PIPELINE_FUNCTION
 
 REPO = Path(__file__).resolve().parents[2]
@@ -184,7 +185,7 @@ def pause_instances(instances: list[FunctionInstance], seconds: float) -> None:
 
 
 def broker_pid() -> int:
-    pid = processes.read_pid(stack.layouts()[0].pid_file)
+    pid = processes.read_pid(stack_layout.layouts()[0].pid_file)
     if pid is None:
         raise AssertionError("the Pulsar standalone is not running")
     return pid
@@ -203,7 +204,7 @@ def kill_broker() -> None:
 
 def postgres_immediate_stop() -> None:
     """`pg_ctl stop -m immediate`: the server exits without a checkpoint, like a crash."""
-    layout = stack.layouts()[1]
+    layout = stack_layout.layouts()[1]
     binaries = postgres.find_binaries()
     if binaries is None:
         raise AssertionError("pg_ctl not found")
@@ -229,7 +230,7 @@ def dev_up(timeout_s: float = 420, attempts: int = 5) -> float:
         if remaining <= 0:
             break
         result = subprocess.run(
-            [sys.executable, "-m", "magnetar.cli", "dev", "up"],
+            [sys.executable, "-m", "cli.main", "dev", "up"],
             cwd=REPO,
             capture_output=True,
             text=True,

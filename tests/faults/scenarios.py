@@ -20,7 +20,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
-from magnetar.dev import processes
+from magnetar import processes
 from magnetar.pulsar_admin import PulsarAdmin
 from magnetar.settings import Settings
 from magnetar.topics import PIPELINE_FUNCTION, PIPELINE_FUNCTIONS

@@ -25,7 +25,6 @@ from functions.logic.dedupe_window import DedupeConfig, DedupeWindow
 from functions.logic.devices import DeviceParser
 from functions.logic.enrichment import DeadLetter, enrich
 from functions.logic.sessions import SessionConfig, SessionTracker
-from functions.logic.state_port import InMemoryStore
 from functions.logic.validation import DlqReason
 from magnetar.personalization.records import EnrichedEvent as StateEvent
 from magnetar.v1 import events_pb2
@@ -42,7 +41,7 @@ FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCh
 
 # One set of logic objects for the module, as one Function instance keeps them.
 DEVICES = DeviceParser(cache_size=64)
-SESSIONS = SessionTracker(SessionConfig(max_users=64), store=InMemoryStore())
+SESSIONS = SessionTracker(SessionConfig(max_users=64))
 CATALOG = CatalogView()
 
 
@@ -164,7 +163,7 @@ def test_memory_stays_bounded_over_a_long_random_stream() -> None:
     agents leaves no growth behind once those bounds are reached."""
     rng = random.Random(9)
     devices = DeviceParser(cache_size=50)
-    sessions = SessionTracker(SessionConfig(max_users=100), store=None)
+    sessions = SessionTracker(SessionConfig(max_users=100))
     window = DedupeWindow(DedupeConfig(max_cached_ids=100))
     catalog = CatalogView()
 
@@ -185,6 +184,7 @@ def test_memory_stays_bounded_over_a_long_random_stream() -> None:
         outcome = enrich(wire.to_stream_event(message, TENANT), NOW_MS, sessions, catalog, devices)
         assert not isinstance(outcome, DeadLetter)
         wire.to_enriched_proto(outcome, message).SerializeToString()
+        sessions.take_dirty()  # as the pipeline does after every event
 
     for n in range(1_000):
         one(n)

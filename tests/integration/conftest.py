@@ -18,10 +18,10 @@ from typing import Any
 import pytest
 
 from bench.gateway import GatewayProcess, gateway_process
+from cli.dev import stack
 from gateway.wiring import GatewayOptions
 from magnetar.api_key_store import ApiKeyStore
 from magnetar.db.engine import make_engine, make_sessionmaker
-from magnetar.dev import stack
 from magnetar.pulsar_admin import PulsarAdmin
 from magnetar.settings import Settings
 from tests.integration.gateway_harness import (

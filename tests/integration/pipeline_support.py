@@ -11,9 +11,9 @@ from typing import Any
 
 import psycopg
 import pulsar
+from pulsar.schema import ProtobufNativeSchema
 
 from functions.deployment import PipelineOptions
-from magnetar.protobuf_schema import ProtobufNativeSchema
 from magnetar.pulsar_admin import PulsarAdmin
 from magnetar.pulsar_client import make_client
 from magnetar.settings import Settings

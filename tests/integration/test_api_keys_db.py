@@ -7,9 +7,9 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import text
 
+from cli.main import main
 from magnetar.api_key_store import ApiKeyStore
 from magnetar.api_keys import Scope, secret_sha256
-from magnetar.cli import main
 from magnetar.db.engine import make_engine, make_sessionmaker, tenant_transaction
 from magnetar.settings import Settings
 from tests.integration.conftest import unique_name

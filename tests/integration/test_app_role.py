@@ -14,10 +14,10 @@ import pytest
 from functions.batch_commit import BatchCommitter, MaterializeConfig, _Pending
 from magnetar.db.app_role import require_app_role
 from magnetar.db.serving_reader import ServingStateReader, open_serving_pool
-from magnetar.dev.problems import EnvironmentProblem
 from magnetar.errors import Unavailable
 from magnetar.personalization import records
 from magnetar.personalization.records import EnrichedEvent
+from magnetar.problems import EnvironmentProblem
 from magnetar.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -61,7 +61,7 @@ def test_the_gateway_refuses_to_start_as_the_owner(settings: Settings) -> None:
         "MAGNETAR_HTTP_PORT": "0",  # the HTTP door: any free port
     }
     done = subprocess.run(
-        [sys.executable, "-m", "magnetar.cli", "gateway", "serve"],
+        [sys.executable, "-m", "cli.main", "gateway", "serve"],
         env=env,
         capture_output=True,
         text=True,

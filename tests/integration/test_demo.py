@@ -37,7 +37,7 @@ def test_demo_shows_recommendations_and_its_metrics_are_scraped_while_it_runs(
 ) -> None:
     env = {**os.environ, "COLUMNS": "160"}
     demo = subprocess.Popen(
-        [sys.executable, "-m", "magnetar.cli", "demo", "--seconds", "40", "--rate", "50"],
+        [sys.executable, "-m", "cli.main", "demo", "--seconds", "40", "--rate", "50"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -61,7 +61,7 @@ def test_demo_shows_recommendations_and_its_metrics_are_scraped_while_it_runs(
             [
                 sys.executable,
                 "-m",
-                "magnetar.cli",
+                "cli.main",
                 "status",
                 "--tenant",
                 "demo",

@@ -14,8 +14,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from magnetar.dev import postgres
-from magnetar.dev.problems import port_in_use
+from cli.dev import postgres
+from magnetar.problems import port_in_use
+from magnetar.stack_layout import PostgresLayout
 
 pytestmark = pytest.mark.integration
 
@@ -23,20 +24,20 @@ SPARE_PORT = 55499
 
 
 @pytest.fixture
-def layout(tmp_path: Path) -> Iterator[postgres.PostgresLayout]:
+def layout(tmp_path: Path) -> Iterator[PostgresLayout]:
     assert not port_in_use(SPARE_PORT), f"port {SPARE_PORT} is needed free for this test"
-    made = postgres.PostgresLayout(tmp_path / "home", port=SPARE_PORT)
+    made = PostgresLayout(tmp_path / "home", port=SPARE_PORT)
     yield made
     postgres.stop(made)
     shutil.rmtree(made.root, ignore_errors=True)
 
 
-def _owner_can_log_in(layout: postgres.PostgresLayout) -> bool:
+def _owner_can_log_in(layout: PostgresLayout) -> bool:
     with psycopg.connect(postgres.urls(layout)["database_owner_url"], connect_timeout=5) as conn:
         return conn.execute("SELECT current_user").fetchone() == (postgres.OWNER_ROLE,)
 
 
-def test_a_cluster_without_its_passwords_is_made_again(layout: postgres.PostgresLayout) -> None:
+def test_a_cluster_without_its_passwords_is_made_again(layout: PostgresLayout) -> None:
     postgres.start(layout)
     assert _owner_can_log_in(layout)
     first_passwords = layout.secrets_file.read_text()
@@ -50,7 +51,7 @@ def test_a_cluster_without_its_passwords_is_made_again(layout: postgres.Postgres
     assert _owner_can_log_in(layout)
 
 
-def test_a_cluster_with_its_passwords_is_kept(layout: postgres.PostgresLayout) -> None:
+def test_a_cluster_with_its_passwords_is_kept(layout: PostgresLayout) -> None:
     postgres.start(layout)
     postgres.stop(layout)
     marker = layout.data / "kept-marker"

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from magnetar.dev import stack
+from magnetar import stack_layout
 from magnetar.settings import Settings
 
 pytestmark = pytest.mark.integration
 
-MAIN_DIST = stack.layouts()[0].dist
+MAIN_DIST = stack_layout.layouts()[0].dist
 
 
 def _home_with_distribution(tmp_path: Path) -> Path:
@@ -42,7 +42,7 @@ def _dev_up(home: Path, **env: str) -> subprocess.CompletedProcess[str]:
     environment = {k: v for k, v in os.environ.items() if not k.startswith("MAGNETAR_")}
     environment.update({"MAGNETAR_HOME": str(home), **env})
     return subprocess.run(
-        [sys.executable, "-m", "magnetar.cli", "dev", "up"],
+        [sys.executable, "-m", "cli.main", "dev", "up"],
         env=environment,
         capture_output=True,
         text=True,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from magnetar.cli import main
+from cli.main import main
 from magnetar.history.mapping import ONLINE_RETAIL_COLUMNS
 from tests.integration.gateway_harness import RunningGateway
 

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.integration
 
 def _package(out: Path) -> dict[str, dict[str, str]]:
     subprocess.run(
-        [sys.executable, "-m", "magnetar.cli", "functions", "package", "--out", str(out)],
+        [sys.executable, "-m", "cli.main", "functions", "package", "--out", str(out)],
         check=True,
         capture_output=True,
         timeout=60,

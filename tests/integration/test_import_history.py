@@ -16,9 +16,9 @@ from typing import Any
 import grpc
 import pytest
 
+from cli.main import main
 from magnetar.api_key_store import ApiKeyStore
 from magnetar.api_keys import Scope
-from magnetar.cli import main
 from magnetar.history import progress as progress_file
 from magnetar.history.importer import resume_point, run_import
 from magnetar.history.mapping import ColumnMapping

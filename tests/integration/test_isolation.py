@@ -31,11 +31,11 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from gateway.method_scopes import method_scopes
+from magnetar import stack_layout
 from magnetar.api_key_store import ApiKeyStore
 from magnetar.api_keys import Scope
 from magnetar.db.engine import make_engine, make_sessionmaker
 from magnetar.db.state_writer import commit_batch
-from magnetar.dev import stack
 from magnetar.personalization import records
 from magnetar.personalization.records import EnrichedEvent
 from magnetar.personalization.settings import SignalSettings
@@ -579,6 +579,6 @@ def test_no_process_command_line_carries_a_pulsar_token(
         ]
     assert exposed == []
     # Instances started later get theirs the same way: from the worker's configuration.
-    worker = stack.layouts()[0].worker_conf.read_text()
+    worker = stack_layout.layouts()[0].worker_conf.read_text()
     assert re.search(r"^brokerClientAuthenticationParameters: file://", worker, re.MULTILINE)
     assert settings.pulsar_admin_token not in worker

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from functions.deployment import STAGES, PipelineOptions, pipeline
+from magnetar import stack_layout
 from magnetar.catalog_topic import publish_items
-from magnetar.dev import stack
 from magnetar.pulsar_admin import PulsarAdmin
 from magnetar.settings import Settings
 from magnetar.topics import PIPELINE_FUNCTION, TenantTopics
@@ -123,14 +123,14 @@ def _deploy_with_pulsar_admin_cli(
     admin: PulsarAdmin, tenant: str, options: PipelineOptions
 ) -> Mapping[str, dict[str, Any]]:
     """The documented route: `magnetar functions render`, then `bin/pulsar-admin` per file."""
-    layout = stack.layouts()[0]
+    layout = stack_layout.layouts()[0]
     out = layout.run / "rendered" / tenant
     repo = Path(__file__).resolve().parents[2]
     subprocess.run(
         [
             sys.executable,
             "-m",
-            "magnetar.cli",
+            "cli.main",
             "functions",
             "render",
             "--tenant",
@@ -183,7 +183,7 @@ def test_status_view_shows_a_running_tenant_with_its_counts(
             [
                 sys.executable,
                 "-m",
-                "magnetar.cli",
+                "cli.main",
                 "status",
                 "--tenant",
                 pipe.tenant,
@@ -257,6 +257,10 @@ def test_dedupe_still_drops_repeats_after_the_pipeline_restarts(
 
         # The 10 repeats were dropped by the restarted instance's window, replayed from
         # function state, not left for the ledger to catch.
-        metrics = pulsar_admin.function_user_metrics(pipe.tenant, "events", PIPELINE_FUNCTION)
-        assert metrics.get("duplicates_dropped") == 10
-        assert metrics.get("events_already_counted", 0) == 0
+        def metrics() -> dict[str, float]:
+            return pulsar_admin.function_user_metrics(pipe.tenant, "events", PIPELINE_FUNCTION)
+
+        # The restarted instance reports its metrics a moment after it counts (none at first).
+        pipe.wait_for(lambda: bool(metrics()), what="the restarted instance's metrics")
+        assert metrics().get("duplicates_dropped") == 10
+        assert metrics().get("events_already_counted", 0) == 0

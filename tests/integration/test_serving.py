@@ -23,7 +23,7 @@ from magnetar.api_key_store import ApiKeyStore
 from magnetar.db.state_writer import commit_batch
 from magnetar.db.user_erasure import user_tables
 from magnetar.personalization.settings import SignalSettings
-from magnetar.probes import free_port
+from magnetar.processes import free_port
 from magnetar.pulsar_admin import PulsarAdmin
 from magnetar.settings import Settings
 from magnetar.topics import TenantTopics

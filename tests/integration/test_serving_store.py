@@ -33,7 +33,7 @@ from magnetar.personalization.memory_state import MemoryState
 from magnetar.personalization.records import EnrichedEvent
 from magnetar.personalization.settings import SignalSettings
 from magnetar.personalization.state import UserKey
-from magnetar.probes import free_port
+from magnetar.processes import free_port
 from magnetar.serving.erasure import UserErasure
 from magnetar.serving.personalization import PersonalizationServing, RecommendQuery
 from magnetar.settings import Settings

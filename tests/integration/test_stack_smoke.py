@@ -12,7 +12,7 @@ import psycopg
 import pytest
 
 import functions.smoke_probe
-from magnetar.dev import stack
+from magnetar import stack_layout
 from magnetar.pulsar_admin import PulsarAdmin
 from magnetar.pulsar_client import make_client
 from magnetar.settings import Settings
@@ -80,7 +80,7 @@ def test_function_deployed_through_rest_runs_project_code(
 def test_function_deployed_through_pulsar_admin_cli_runs(
     settings: Settings, pulsar_admin: PulsarAdmin, unique_tenant: ScratchTenant
 ) -> None:
-    pulsar_layout, _ = stack.layouts()
+    pulsar_layout, _ = stack_layout.layouts()
     config = _function_config(unique_tenant, "probe-cli")
     result = subprocess.run(
         [

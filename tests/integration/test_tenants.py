@@ -420,7 +420,7 @@ def test_the_cli_creates_shows_updates_lists_and_deletes(
 ) -> None:
     def magnetar(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "magnetar.cli", "tenants", *args],
+            [sys.executable, "-m", "cli.main", "tenants", *args],
             capture_output=True,
             text=True,
             timeout=180,

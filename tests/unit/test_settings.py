@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from magnetar.cli import main
-from magnetar.dev.problems import EnvironmentProblem
+from cli.main import main
+from magnetar.problems import EnvironmentProblem
 from magnetar.settings import Settings
 
 

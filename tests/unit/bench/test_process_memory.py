@@ -48,8 +48,8 @@ PROCESSES = [
     ProcessInfo(200, 1, ("/usr/lib/postgresql/15/bin/postgres", "-D", "/data"), 50_000),
     ProcessInfo(201, 200, ("postgres: walwriter",), 20_000),
     ProcessInfo(202, 200, ("postgres: magnetar_app magnetar idle",), 130_000),
-    ProcessInfo(300, 1, ("python", "-m", "magnetar.cli", "gateway", "serve"), 120_000),
-    ProcessInfo(400, 1, ("python", "-m", "magnetar.cli", "bench", "soak"), 150_000),
+    ProcessInfo(300, 1, ("python", "-m", "cli.main", "gateway", "serve"), 120_000),
+    ProcessInfo(400, 1, ("python", "-m", "cli.main", "bench", "soak"), 150_000),
     ProcessInfo(500, 1, ("bash",), 4_000),
 ]
 ROLES = Roles(

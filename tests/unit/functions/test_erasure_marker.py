@@ -3,7 +3,7 @@ event opens a new session, also after the instance restarts and replays its stat
 
 from __future__ import annotations
 
-from functions.logic.sessions import SessionConfig, SessionTracker
+from functions.logic.sessions import SessionTracker
 from functions.pipeline import Pipeline
 from magnetar.raw_events import erasure_marker
 from magnetar.v1 import events_pb2
@@ -37,12 +37,12 @@ def test_after_the_marker_the_subjects_next_event_opens_a_new_session() -> None:
 
 
 def test_a_forgotten_subject_stays_forgotten_through_a_replay() -> None:
-    tracker = SessionTracker(SessionConfig(write_through=False))
+    tracker = SessionTracker()
     first = tracker.assign("t", "u:u1", 1_000)
     tracker.forget("t", "u:u1")
     saved = tracker.take_dirty()
 
-    replayed = SessionTracker(SessionConfig(write_through=False))
+    replayed = SessionTracker()
     for key, raw in saved.items():
         replayed.restore(key, raw)
     assert replayed.assign("t", "u:u1", 2_000).session_id != first.session_id

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
+from cli.commands import functions as functions_command
 from functions.batch_commit import LEDGER_OFF_GUARD, MaterializeConfig, ledger_enabled
 from functions.deployment import PipelineOptions, TenantTopics, pipeline
-from magnetar.commands import functions as functions_command
 from magnetar.topics import PIPELINE_FUNCTION, PIPELINE_FUNCTIONS
 
 GUARD_KEY, GUARD_VALUE = LEDGER_OFF_GUARD

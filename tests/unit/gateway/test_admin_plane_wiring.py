@@ -11,8 +11,8 @@ from gateway.admin_server import require_admin_key
 from gateway.event_publisher import SharedToken
 from gateway.producer_tokens import StoredProducerTokens, producer_credentials
 from gateway.wiring import PlatformKeyOnly
-from magnetar.dev.problems import EnvironmentProblem
 from magnetar.errors import FailedPrecondition
+from magnetar.problems import EnvironmentProblem
 from magnetar.pulsar_tokens import tenant_role, token_role
 from magnetar.settings import Settings
 from tenants.wiring import role_token_signer

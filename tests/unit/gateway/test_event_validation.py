@@ -40,20 +40,6 @@ def test_a_complete_event_is_valid() -> None:
     assert reasons(event(attributes={"page_url": "https://x"}, context={"locale": "en-GB"})) == []
 
 
-def test_event_type_numbers_match_the_contract() -> None:
-    assert (v.VIEW, v.CLICK, v.ADD_TO_CART, v.REMOVE_FROM_CART, v.PURCHASE, v.SEARCH, v.RATE) == (
-        events_pb2.EVENT_TYPE_VIEW,
-        events_pb2.EVENT_TYPE_CLICK,
-        events_pb2.EVENT_TYPE_ADD_TO_CART,
-        events_pb2.EVENT_TYPE_REMOVE_FROM_CART,
-        events_pb2.EVENT_TYPE_PURCHASE,
-        events_pb2.EVENT_TYPE_SEARCH,
-        events_pb2.EVENT_TYPE_RATE,
-    )
-    assert set(events_pb2.EventType.values()) - {0} == v.KNOWN_EVENT_TYPES
-    assert set(events_pb2.DeviceType.values()) == v.KNOWN_DEVICE_TYPES
-
-
 def test_rejection_names_match_the_contract() -> None:
     contract = {
         n.removeprefix("REJECTION_REASON_")

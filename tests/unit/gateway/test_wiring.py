@@ -17,7 +17,7 @@ import pytest
 
 from gateway.admin_server import create_admin_server
 from gateway.server import create_server
-from magnetar.probes import free_port
+from magnetar.processes import free_port
 from magnetar.settings import Settings
 from magnetar.v1 import tenant_service_pb2
 

@@ -13,7 +13,6 @@ from functions.logic.dedupe_window import (
     decode_sighting,
     encode_sighting,
 )
-from functions.logic.state_port import InMemoryStore
 from tests.unit.functions.logic.factories import NOW_MS
 
 HOUR_MS = 60 * 60 * 1000
@@ -72,48 +71,36 @@ def test_other_event_ids_are_independent() -> None:
     assert not window.check("e2", NOW_MS).drop
 
 
-def test_repeat_after_a_restart_is_dropped_from_the_durable_record() -> None:
-    store = InMemoryStore()
-    DedupeWindow(store=store).check("e1", NOW_MS, delivery_id=b"m1")
+def test_repeat_after_a_restart_is_dropped_from_a_preloaded_sighting() -> None:
+    restarted = DedupeWindow()
+    restarted.preload("e1", Sighting(NOW_MS, b"m1"))
 
-    restarted = DedupeWindow(store=store)
     decision = restarted.check("e1", NOW_MS + 5 * 60_000, delivery_id=b"m2")
 
     assert decision.drop
-    assert decision.read_store
     assert decision.first_seen_ms == NOW_MS
 
 
-def test_record_older_than_the_window_does_not_drop_after_a_restart() -> None:
-    store = InMemoryStore()
-    config = DedupeConfig(window_ms=HOUR_MS)
-    DedupeWindow(config, store=store).check("e1", NOW_MS)
+def test_a_sighting_older_than_the_window_is_a_new_occurrence() -> None:
+    window = DedupeWindow(DedupeConfig(window_ms=HOUR_MS))
+    window.check("e0", NOW_MS)
+    # Preloaded behind a newer entry, so the front-first expiry has not reached it.
+    window.preload("e1", Sighting(NOW_MS - HOUR_MS - 1, b""))
 
-    restarted = DedupeWindow(config, store=store)
-    decision = restarted.check("e1", NOW_MS + HOUR_MS + 1)
+    decision = window.check("e1", NOW_MS + 1)
 
     assert decision.reason is DedupeReason.OUTSIDE_WINDOW
-    # The record now holds the new sighting, so the window restarts from it.
-    assert DedupeWindow(config, store=store).check("e1", NOW_MS + 2 * HOUR_MS).drop
-
-
-def test_durable_record_exactly_one_window_old_no_longer_drops() -> None:
-    store = InMemoryStore()
-    config = DedupeConfig(window_ms=HOUR_MS)
-    DedupeWindow(config, store=store).check("e1", NOW_MS)
-
-    # Same boundary as the in-memory expiry: the window is [first seen, first seen + window).
-    assert DedupeWindow(config, store=store).check("e1", NOW_MS + HOUR_MS - 1).drop
-    assert not DedupeWindow(config, store=store).check("e2", NOW_MS).drop
-    assert not DedupeWindow(config, store=store).check("e2", NOW_MS + HOUR_MS).drop
+    assert not decision.drop
+    # The new occurrence opens a new window.
+    assert window.check("e1", NOW_MS + 2).drop
 
 
 def test_redelivery_of_the_first_message_is_forwarded_not_dropped() -> None:
-    store = InMemoryStore()
-    DedupeWindow(store=store).check("e1", NOW_MS, delivery_id=b"msg-7")
-
     # The instance died before the ack; the broker redelivers the same message elsewhere.
-    decision = DedupeWindow(store=store).check("e1", NOW_MS + 10, delivery_id=b"msg-7")
+    restarted = DedupeWindow()
+    restarted.preload("e1", Sighting(NOW_MS, b"msg-7"))
+
+    decision = restarted.check("e1", NOW_MS + 10, delivery_id=b"msg-7")
 
     assert decision.reason is DedupeReason.REDELIVERY
     assert not decision.drop
@@ -127,7 +114,7 @@ def test_redelivery_within_the_same_instance_is_forwarded() -> None:
 
 
 def test_client_repeat_is_dropped_even_after_a_redelivery_of_the_original() -> None:
-    window = DedupeWindow(store=InMemoryStore())
+    window = DedupeWindow()
     window.check("e1", NOW_MS, delivery_id=b"msg-7")
     window.check("e1", NOW_MS + 1, delivery_id=b"msg-7")
 
@@ -151,21 +138,7 @@ def test_cache_never_holds_more_than_its_bound_and_counts_evictions() -> None:
     assert window.stats.evicted == 7
 
 
-def test_evicted_id_is_still_dropped_through_the_store() -> None:
-    store = InMemoryStore()
-    window = DedupeWindow(DedupeConfig(max_cached_ids=2), store=store)
-    window.check("e1", NOW_MS)
-    window.check("e2", NOW_MS + 1)
-    window.check("e3", NOW_MS + 2)  # pushes e1 out of memory
-
-    decision = window.check("e1", NOW_MS + 3)
-
-    assert decision.drop
-    assert decision.read_store
-    assert window.stats.store_hits == 1
-
-
-def test_without_a_store_an_evicted_id_passes_rather_than_risking_a_wrong_drop() -> None:
+def test_an_evicted_id_passes_rather_than_risking_a_wrong_drop() -> None:
     window = DedupeWindow(DedupeConfig(max_cached_ids=1))
     window.check("e1", NOW_MS)
     window.check("e2", NOW_MS + 1)
@@ -175,104 +148,25 @@ def test_without_a_store_an_evicted_id_passes_rather_than_risking_a_wrong_drop()
     assert decision.reason is DedupeReason.FIRST_SEEN
 
 
-def test_repeat_found_in_memory_costs_no_store_read() -> None:
-    store = InMemoryStore()
-    window = DedupeWindow(store=store)
-    window.check("e1", NOW_MS)
-    reads_after_first = store.reads
-
-    decision = window.check("e1", NOW_MS + 1)
-
-    assert decision.drop
-    assert not decision.read_store
-    assert store.reads == reads_after_first
-
-
-def test_repeat_read_from_the_store_warms_the_cache() -> None:
-    store = InMemoryStore()
-    DedupeWindow(store=store).check("e1", NOW_MS)
-    restarted = DedupeWindow(store=store)
-    restarted.check("e1", NOW_MS + 1)
-    reads = store.reads
-
-    restarted.check("e1", NOW_MS + 2)
-
-    assert store.reads == reads
-
-
-def test_expired_ids_leave_memory_and_their_durable_record_is_deleted() -> None:
-    store = InMemoryStore()
-    window = DedupeWindow(DedupeConfig(window_ms=1000), store=store)
+def test_expired_ids_leave_memory() -> None:
+    window = DedupeWindow(DedupeConfig(window_ms=1000))
     window.check("old", NOW_MS)
 
     window.check("new", NOW_MS + 1000)
 
     assert len(window) == 1
     assert window.stats.expired == 1
-    assert "dedupe/id/old" not in store.values
-    assert "dedupe/id/new" in store.values
-
-
-def test_expired_records_are_kept_when_deletion_is_off() -> None:
-    store = InMemoryStore()
-    window = DedupeWindow(DedupeConfig(window_ms=1000, delete_expired=False), store=store)
-    window.check("old", NOW_MS)
-
-    window.check("new", NOW_MS + 1000)
-
-    assert len(window) == 1
-    assert "dedupe/id/old" in store.values
-    assert store.deletes == 0
+    assert not window.check("old", NOW_MS + 1001).drop
 
 
 @pytest.mark.parametrize("event_id", ["", "x" * 129])
 def test_empty_or_overlong_ids_are_forwarded_unrecorded(event_id: str) -> None:
-    store = InMemoryStore()
-    window = DedupeWindow(store=store)
+    window = DedupeWindow()
 
     first = window.check(event_id, NOW_MS)
     second = window.check(event_id, NOW_MS + 1)
 
     assert first.reason is second.reason is DedupeReason.UNCHECKABLE_ID
-    assert store.values == {}
-    assert len(window) == 0
-
-
-def test_drops_are_counted_durably() -> None:
-    store = InMemoryStore()
-    window = DedupeWindow(store=store, counters=store)
-    window.check("e1", NOW_MS)
-    window.check("e1", NOW_MS + 1)
-    window.check("e1", NOW_MS + 2)
-
-    assert store.counters == {"dedupe/dropped": 2}
-
-
-def test_unreadable_record_is_treated_as_absent_and_overwritten() -> None:
-    store = InMemoryStore()
-    store.values["dedupe/id/e1"] = b"\x00garbage"
-    window = DedupeWindow(store=store)
-
-    decision = window.check("e1", NOW_MS)
-
-    assert decision.reason is DedupeReason.FIRST_SEEN
-    assert window.stats.unreadable_records == 1
-    assert decode_sighting(store.values["dedupe/id/e1"]) == Sighting(NOW_MS, b"")
-
-
-class FailingPutStore(InMemoryStore):
-    def put(self, key: str, value: bytes) -> None:
-        raise ConnectionError("state storage unavailable")
-
-
-def test_store_failure_propagates_and_leaves_the_id_unrecorded() -> None:
-    store = FailingPutStore()
-    window = DedupeWindow(store=store)
-
-    with pytest.raises(ConnectionError):
-        window.check("e1", NOW_MS, delivery_id=b"m1")
-
-    # The runtime nacks; the redelivery must not be mistaken for a repeat.
     assert len(window) == 0
 
 
@@ -282,7 +176,7 @@ def test_store_failure_propagates_and_leaves_the_id_unrecorded() -> None:
 )
 def test_config_rejects_non_positive_bounds(config: dict[str, int]) -> None:
     with pytest.raises(ValueError):
-        DedupeConfig(**config)  # type: ignore[arg-type]
+        DedupeConfig(**config)
 
 
 @given(st.integers(min_value=-(2**63), max_value=2**63 - 1), st.binary(max_size=64))
@@ -290,6 +184,11 @@ def test_sighting_record_round_trips(first_seen_ms: int, delivery_id: bytes) -> 
     sighting = Sighting(first_seen_ms, delivery_id)
 
     assert decode_sighting(encode_sighting(sighting)) == sighting
+
+
+@pytest.mark.parametrize("raw", [b"", b"\x00garbage", b"\x02" + bytes(8)])
+def test_an_unreadable_sighting_record_decodes_to_none(raw: bytes) -> None:
+    assert decode_sighting(raw) is None
 
 
 # A stream of (event_id, milliseconds since the previous event, restart before this event?).
@@ -319,28 +218,33 @@ def _reference_drops(stream: list[tuple[str, int, bool]], window_ms: int) -> lis
 
 
 @settings(max_examples=300)
-@given(_streams, st.integers(min_value=1, max_value=4))
-def test_bounded_memory_and_restarts_decide_exactly_like_an_unbounded_window(
-    stream: list[tuple[str, int, bool]], max_cached_ids: int
+@given(_streams)
+def test_restarts_from_preloaded_sightings_decide_exactly_like_an_unbounded_window(
+    stream: list[tuple[str, int, bool]],
 ) -> None:
-    config = DedupeConfig(window_ms=1000, max_cached_ids=max_cached_ids)
-    store = InMemoryStore()
-    window = DedupeWindow(config, store=store)
+    config = DedupeConfig(window_ms=1000)
+    persisted: dict[str, Sighting] = {}  # the segment log: first sightings, the latest wins
+    window = DedupeWindow(config)
     now = NOW_MS
     drops = []
     for event_id, step, restart in stream:
         now += step
         if restart:
-            window = DedupeWindow(config, store=store)
-        drops.append(window.check(event_id, now).drop)
-        assert len(window) <= max_cached_ids
+            window = DedupeWindow(config)
+            for known, sighting in persisted.items():
+                if now - sighting.first_seen_ms < config.window_ms:  # what replay returns
+                    window.preload(known, sighting)
+        decision = window.check(event_id, now)
+        if not decision.drop:
+            persisted[event_id] = Sighting(now, b"")
+        drops.append(decision.drop)
 
     assert drops == _reference_drops(stream, 1000)
 
 
 @settings(max_examples=300)
 @given(_streams, st.integers(min_value=1, max_value=4))
-def test_without_a_store_every_drop_is_a_real_repeat(
+def test_bounded_memory_only_drops_real_repeats(
     stream: list[tuple[str, int, bool]], max_cached_ids: int
 ) -> None:
     window = DedupeWindow(DedupeConfig(window_ms=1000, max_cached_ids=max_cached_ids))

@@ -18,7 +18,7 @@ from functions.logic.segment_log import (
     encode_pairs,
     replay,
 )
-from functions.logic.state_port import InMemoryStore
+from tests.unit.functions.logic.memory_store import InMemoryStore
 
 
 @given(st.dictionaries(st.text(max_size=40), st.binary(max_size=200), max_size=30))

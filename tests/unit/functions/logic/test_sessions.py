@@ -13,7 +13,6 @@ from functions.logic.sessions import (
     encode_spans,
     session_id_for,
 )
-from functions.logic.state_port import InMemoryStore
 from tests.unit.functions.logic.factories import MINUTE_MS, NOW_MS
 
 GAP = DEFAULT_INACTIVITY_GAP_MS
@@ -77,19 +76,18 @@ def test_users_and_tenants_have_separate_sessions() -> None:
     assert a.opened and b.opened and c.opened
 
 
-def test_late_event_inside_a_session_joins_it_without_a_write() -> None:
-    store = InMemoryStore()
-    tracker = SessionTracker(store=store)
+def test_late_event_inside_a_session_joins_it_without_a_change() -> None:
+    tracker = SessionTracker()
     first = tracker.assign("acme", "u:1", T)
     tracker.assign("acme", "u:1", T + 10 * MINUTE_MS)
-    writes = store.writes
+    tracker.take_dirty()
 
     late = tracker.assign("acme", "u:1", T + 5 * MINUTE_MS)
 
     assert late.session_id == first.session_id
     assert late.out_of_order
     assert not late.opened
-    assert store.writes == writes
+    assert tracker.take_dirty() == {}
 
 
 def test_late_event_shortly_before_a_session_joins_it_and_keeps_its_id() -> None:
@@ -138,14 +136,23 @@ def test_event_equally_near_two_sessions_joins_the_newer_one() -> None:
     assert middle.session_id == later.session_id
 
 
-def test_session_continues_across_a_restart_over_the_same_store() -> None:
-    store = InMemoryStore()
-    first = SessionTracker(store=store).assign("acme", "u:1", T)
+def restarted(persisted: dict[str, bytes], config: SessionConfig | None = None) -> SessionTracker:
+    """A new instance seeded with what the last one handed out, as the pipeline does."""
+    tracker = SessionTracker(config)
+    for key, raw in persisted.items():
+        tracker.restore(key, raw)
+    return tracker
 
-    restarted = SessionTracker(store=store)
-    after = restarted.assign("acme", "u:1", T + 20 * MINUTE_MS)
 
-    assert after.session_id == first.session_id
+def test_session_continues_across_a_restart_from_what_take_dirty_handed_out() -> None:
+    first = SessionTracker()
+    opened = first.assign("acme", "u:1", T)
+    changed = first.take_dirty()
+    assert list(changed) == ["sessions/acme/u:1"] and first.take_dirty() == {}
+
+    after = restarted(changed).assign("acme", "u:1", T + 20 * MINUTE_MS)
+
+    assert after.session_id == opened.session_id
     assert not after.opened
 
 
@@ -159,17 +166,20 @@ def test_memory_holds_at_most_max_users() -> None:
     assert tracker.stats.users_evicted == 7
 
 
-def test_evicted_user_resumes_the_same_session_from_the_store() -> None:
-    tracker = SessionTracker(SessionConfig(max_users=1), store=InMemoryStore())
+def test_a_changed_user_evicted_before_take_dirty_is_still_handed_out() -> None:
+    tracker = SessionTracker(SessionConfig(max_users=1))
     first = tracker.assign("acme", "u:1", T)
-    tracker.assign("acme", "u:2", T)  # evicts u:1
+    tracker.assign("acme", "u:2", T)  # evicts u:1 before its change was handed out
 
-    resumed = tracker.assign("acme", "u:1", T + MINUTE_MS)
+    changed = tracker.take_dirty()
 
-    assert resumed.session_id == first.session_id
+    assert sorted(changed) == ["sessions/acme/u:1", "sessions/acme/u:2"]
+    after = restarted(changed).assign("acme", "u:1", T + MINUTE_MS)
+    assert after.session_id == first.session_id
+    assert tracker.take_dirty() == {}
 
 
-def test_without_a_store_an_evicted_user_starts_afresh() -> None:
+def test_an_evicted_user_starts_afresh() -> None:
     tracker = SessionTracker(SessionConfig(max_users=1))
     first = tracker.assign("acme", "u:1", T)
     tracker.assign("acme", "u:2", T)
@@ -180,36 +190,13 @@ def test_without_a_store_an_evicted_user_starts_afresh() -> None:
     assert resumed.session_id != first.session_id
 
 
-def test_without_write_through_changes_reach_the_store_on_flush() -> None:
-    store = InMemoryStore()
-    tracker = SessionTracker(SessionConfig(write_through=False), store=store)
-    tracker.assign("acme", "u:1", T)
-    tracker.assign("acme", "u:2", T)
-    assert store.writes == 0
-
-    assert tracker.flush() == 2
-    assert store.writes == 2
-    assert tracker.flush() == 0
-
-
-def test_without_write_through_an_evicted_user_is_written_back() -> None:
-    store = InMemoryStore()
-    tracker = SessionTracker(SessionConfig(write_through=False, max_users=1), store=store)
-    first = tracker.assign("acme", "u:1", T)
-    tracker.assign("acme", "u:2", T)
-
-    assert store.writes == 1
-    assert tracker.assign("acme", "u:1", T + MINUTE_MS).session_id == first.session_id
-
-
 def test_only_the_newest_sessions_per_user_are_kept() -> None:
-    store = InMemoryStore()
-    tracker = SessionTracker(SessionConfig(max_sessions_per_user=2), store=store)
+    tracker = SessionTracker(SessionConfig(max_sessions_per_user=2))
     oldest = tracker.assign("acme", "u:1", T)
     tracker.assign("acme", "u:1", T + 2 * GAP)
     tracker.assign("acme", "u:1", T + 4 * GAP)
 
-    spans = decode_spans(store.values["sessions/acme/u:1"])
+    spans = decode_spans(tracker.take_dirty()["sessions/acme/u:1"])
     again = tracker.assign("acme", "u:1", T + MINUTE_MS)
 
     assert spans is not None and [s.started_at_ms for s in spans] == [T + 2 * GAP, T + 4 * GAP]
@@ -218,15 +205,13 @@ def test_only_the_newest_sessions_per_user_are_kept() -> None:
 
 
 def test_unreadable_record_starts_the_user_afresh() -> None:
-    store = InMemoryStore()
-    store.values["sessions/acme/u:1"] = b"{not json"
-    tracker = SessionTracker(store=store)
+    tracker = restarted({"sessions/acme/u:1": b"{not json"})
 
     assignment = tracker.assign("acme", "u:1", T)
 
     assert assignment.opened
     assert tracker.stats.unreadable_records == 1
-    assert decode_spans(store.values["sessions/acme/u:1"]) == [SessionSpan(T, T, T)]
+    assert decode_spans(tracker.take_dirty()["sessions/acme/u:1"]) == [SessionSpan(T, T, T)]
 
 
 @pytest.mark.parametrize(
@@ -281,22 +266,21 @@ _mixed_streams = st.lists(
 
 
 @settings(max_examples=200)
-@given(_mixed_streams, st.integers(min_value=1, max_value=3))
-def test_restarts_and_evictions_with_a_store_change_no_session_id(
-    stream: list[tuple[str, int, bool]], max_users: int
+@given(_mixed_streams)
+def test_restarts_from_what_take_dirty_handed_out_change_no_session_id(
+    stream: list[tuple[str, int, bool]],
 ) -> None:
     uninterrupted = SessionTracker()
     expected = [uninterrupted.assign("acme", user, T + t).session_id for user, t, _ in stream]
 
-    store = InMemoryStore()
-    config = SessionConfig(max_users=max_users)
-    tracker = SessionTracker(config, store=store)
+    persisted: dict[str, bytes] = {}  # the segment log: a later record of a key wins
+    tracker = SessionTracker()
     actual = []
     for user, t, restart in stream:
         if restart:
-            tracker = SessionTracker(config, store=store)
+            tracker = restarted(persisted)
         actual.append(tracker.assign("acme", user, T + t).session_id)
-        assert len(tracker) <= max_users
+        persisted.update(tracker.take_dirty())
 
     assert actual == expected
 
@@ -333,18 +317,3 @@ def test_straggler_that_widened_a_session_backwards_still_finds_it_later() -> No
 
     assert widened.session_id == session.session_id
     assert again.session_id == session.session_id
-
-
-def test_sessions_handed_out_by_take_dirty_restore_into_a_new_tracker() -> None:
-    from functions.logic.sessions import SessionConfig, SessionTracker
-
-    first = SessionTracker(SessionConfig(write_through=False))
-    opened = first.assign("t", "u:1", 1_000_000)
-    changed = first.take_dirty()
-    assert len(changed) == 1 and first.take_dirty() == {}
-
-    second = SessionTracker(SessionConfig(write_through=False))
-    for key, raw in changed.items():
-        second.restore(key, raw)
-    # ten minutes later: the same session, not a new one
-    assert second.assign("t", "u:1", 1_600_000).session_id == opened.session_id

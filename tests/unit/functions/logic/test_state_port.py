@@ -3,7 +3,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from functions.logic.state_port import FunctionContextStore, InMemoryStore
+from functions.logic.state_port import FunctionContextStore
 
 
 class RecordingContext:
@@ -15,7 +15,6 @@ class RecordingContext:
 
     def __init__(self) -> None:
         self.state: dict[str, bytes] = {}
-        self.counters: dict[str, int] = {}
         self.deleted: list[str] = []
 
     def get_state(self, key: str) -> bytes | None:
@@ -27,9 +26,6 @@ class RecordingContext:
     def del_counter(self, key: str) -> None:
         self.deleted.append(key)
         self.state.pop(key, None)
-
-    def incr_counter(self, key: str, amount: int) -> None:
-        self.counters[key] = self.counters.get(key, 0) + amount
 
 
 def test_context_store_reads_and_writes_managed_state() -> None:
@@ -67,24 +63,4 @@ def test_context_store_deletes_through_del_counter_which_deletes_any_key() -> No
     store.delete("k")
 
     assert context.deleted == ["k"]
-    assert store.get("k") is None
-
-
-def test_context_store_increments_counters() -> None:
-    context = RecordingContext()
-    store = FunctionContextStore(context)
-
-    store.incr("dropped", 2)
-    store.incr("dropped", 1)
-
-    assert context.counters == {"dropped": 3}
-
-
-def test_in_memory_store_counts_its_operations() -> None:
-    store = InMemoryStore()
-    store.put("k", b"v")
-    store.get("k")
-    store.delete("k")
-
-    assert (store.writes, store.reads, store.deletes) == (1, 1, 1)
     assert store.get("k") is None

@@ -8,7 +8,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from magnetar.dev import stack
+from cli.dev import stack
 
 
 def register(subparsers: Any) -> None:

@@ -9,11 +9,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cli.dev import gateway_process, postgres, pulsar
+from magnetar import processes
 from magnetar.db import migrate
-from magnetar.dev import gateway_process, postgres, processes, pulsar
+from magnetar.health_probe import serving
 from magnetar.private_files import private_folder, write_private
-from magnetar.probes import serving
-from magnetar.settings import PULSAR_VERSION, Settings, magnetar_home
+from magnetar.settings import Settings, magnetar_home
+from magnetar.stack_layout import layouts
 
 
 @dataclass
@@ -25,11 +27,6 @@ class UpReport:
     @property
     def total(self) -> float:
         return sum(self.seconds.values())
-
-
-def layouts(home: Path | None = None) -> tuple[pulsar.PulsarLayout, postgres.PostgresLayout]:
-    home = home or magnetar_home()
-    return pulsar.PulsarLayout(home, PULSAR_VERSION), postgres.PostgresLayout(home)
 
 
 def _write_state(home: Path, values: dict[str, str]) -> None:

@@ -1,6 +1,6 @@
 """The `magnetar` command line: one entry point, one module per command group.
 
-Each module in `magnetar.commands` exposes ``register(subparsers)``, adding its sub-commands
+Each module in `cli.commands` exposes ``register(subparsers)``, adding its sub-commands
 with a ``handler(args) -> int`` default. Problems with the environment end in one line that
 names the fix and exit code 2; nothing prints a traceback at a user. SIGTERM ends a command
 as Ctrl-C does, unwinding it, so what it set up for itself (a benchmark's scratch tenant, a
@@ -15,7 +15,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from magnetar.dev.problems import EnvironmentProblem
+from magnetar.problems import EnvironmentProblem
 
 COMMAND_MODULES = (
     "dev",
@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="command", required=True)
     for name in COMMAND_MODULES:
-        importlib.import_module(f"magnetar.commands.{name}").register(subparsers)
+        importlib.import_module(f"cli.commands.{name}").register(subparsers)
     return parser
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from magnetar.commands.eval import data_range
+from cli.commands.eval import data_range
 from magnetar.personalization import records
 from magnetar.personalization.records import EnrichedEvent
 

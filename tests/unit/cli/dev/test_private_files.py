@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 
-from magnetar.dev import postgres, pulsar, stack
+from cli.dev import postgres, pulsar, stack
 from magnetar.private_files import private_folder, write_private
+from magnetar.stack_layout import PostgresLayout, PulsarLayout
 
 
 class Creations:
@@ -112,7 +113,7 @@ def test_the_stacks_state_and_database_url_files_are_created_private(
 
 
 def test_the_postgres_passwords_are_created_private(tmp_path: Path, creations: Creations) -> None:
-    passwords = postgres._passwords(postgres.PostgresLayout(tmp_path))
+    passwords = postgres._passwords(PostgresLayout(tmp_path))
     assert set(passwords) == {"postgres", postgres.OWNER_ROLE, postgres.APP_ROLE}
     assert set(creations.under(tmp_path).values()) == {0o600}
 
@@ -120,7 +121,7 @@ def test_the_postgres_passwords_are_created_private(tmp_path: Path, creations: C
 def test_the_pulsar_token_key_and_superuser_token_are_created_private(
     tmp_path: Path, creations: Creations
 ) -> None:
-    layout = pulsar.PulsarLayout(tmp_path, "0.0.0")
+    layout = PulsarLayout(tmp_path, "0.0.0")
     (layout.dist / "conf").mkdir(parents=True)
     for name in ("standalone.conf", "functions_worker.yml"):
         (layout.dist / "conf" / name).write_text("")

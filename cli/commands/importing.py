@@ -25,13 +25,13 @@ from rich.progress import (
 )
 
 from magnetar.catalog_topic import publish_items
-from magnetar.dev.problems import EnvironmentProblem
 from magnetar.history import progress as progress_file
 from magnetar.history.importer import choose_mapping, resume_point, run_import
 from magnetar.history.mapping import OnlineRetailMapping
 from magnetar.history.progress import ImportProgress
 from magnetar.history.sender import ImportSender
 from magnetar.history.sources import count_rows
+from magnetar.problems import EnvironmentProblem
 from magnetar.settings import Settings
 from magnetar.v1 import event_service_pb2_grpc
 from magnetar.workload.wire import catalog_items

@@ -8,7 +8,7 @@ import signal
 
 import pytest
 
-from magnetar import cli
+from cli import main as cli_main
 
 
 def test_sigterm_runs_the_commands_cleanup_and_exits_143(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -25,7 +25,7 @@ def test_sigterm_runs_the_commands_cleanup_and_exits_143(monkeypatch: pytest.Mon
 
     parser = argparse.ArgumentParser()
     parser.set_defaults(handler=command)
-    monkeypatch.setattr(cli, "build_parser", lambda: parser)
+    monkeypatch.setattr(cli_main, "build_parser", lambda: parser)
 
     # Without main's own handler the signal lands here and fails the test (rather than
     # ending pytest, as Python's default would).
@@ -34,7 +34,7 @@ def test_sigterm_runs_the_commands_cleanup_and_exits_143(monkeypatch: pytest.Mon
 
     before = signal.signal(signal.SIGTERM, outside)
     try:
-        assert cli.main([]) == 143
+        assert cli_main.main([]) == 143
         assert steps == ["scratch tenant created", "scratch tenant removed"]
         # The process's handling of SIGTERM is back as it was (tests call main in-process).
         assert signal.getsignal(signal.SIGTERM) is outside

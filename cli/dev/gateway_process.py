@@ -9,9 +9,9 @@ import sys
 import time
 from pathlib import Path
 
-from magnetar.dev import processes
-from magnetar.dev.problems import EnvironmentProblem, require_free_ports
-from magnetar.probes import serving
+from magnetar import processes
+from magnetar.health_probe import serving
+from magnetar.problems import EnvironmentProblem, require_free_ports
 
 
 def pid_file(home: Path, component: str = "gateway") -> Path:
@@ -32,7 +32,7 @@ def start(
         require_free_ports({f"{component} gRPC": port})
         processes.start_detached(
             # One gateway process in the dev stack: its ports are the documented ones.
-            [sys.executable, "-m", "magnetar.cli", component, "serve"]
+            [sys.executable, "-m", "cli.main", component, "serve"]
             + (["--workers", "1"] if component == "gateway" else []),
             pid_file=pids,
             log_file=log,

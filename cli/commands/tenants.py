@@ -13,20 +13,15 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-from magnetar.db.engine import make_engine, make_sessionmaker
 from magnetar.errors import InvalidArgument, MagnetarError
-from magnetar.settings import Settings
-from tenants.admin import TenantAdmin
 from tenants.model import IssuedKey, TenantChanges, TenantRecord, TenantView
 from tenants.plans import PLANS, QUOTA_FIELDS
-from tenants.wiring import build_tenant_platform
+from tenants.wiring import tenant_admin
 
 
 def _quota(text: str) -> tuple[str, int]:
@@ -92,19 +87,6 @@ def register(subparsers: Any) -> None:
         help="sign and store every tenant's Pulsar producer token (once, after upgrading)",
     )
     issue.set_defaults(handler=_issue_producer_tokens)
-
-
-@contextmanager
-def tenant_admin() -> Iterator[TenantAdmin]:
-    """The tenant platform in this process (reconciler, store, keys), closed afterwards."""
-    settings = Settings.load()
-    engine = make_engine(settings.database_url, pool_size=2)
-    platform = build_tenant_platform(settings, make_sessionmaker(engine))
-    try:
-        yield platform.admin
-    finally:
-        platform.close()
-        engine.dispose()
 
 
 def _fail(error: MagnetarError) -> int:

@@ -24,15 +24,14 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
-from magnetar import pulsar_tokens
-from magnetar.dev import processes
-from magnetar.dev.problems import EnvironmentProblem, require_free_ports, require_program
+from magnetar import processes, pulsar_tokens
 from magnetar.private_files import private_folder, write_private
+from magnetar.problems import EnvironmentProblem, require_free_ports, require_program
+from magnetar.stack_layout import PulsarLayout
 
 SUPERUSER_ROLE = "magnetar-superuser"
 BROKER_PORT = 6650
@@ -40,63 +39,6 @@ WEB_PORT = 8080
 # Fixed by the standalone launcher: ZooKeeper, the bookie and the stream storage (state).
 INTERNAL_PORTS = {"ZooKeeper": 2181, "BookKeeper": 3181, "stream storage": 4181}
 STATE_STORAGE_URL = f"bk://127.0.0.1:{INTERNAL_PORTS['stream storage']}"
-
-
-@dataclass(frozen=True)
-class PulsarLayout:
-    """Where one Magnetar home keeps its Pulsar: distribution, config, data, logs, keys."""
-
-    home: Path
-    version: str
-
-    @property
-    def downloads(self) -> Path:
-        return self.home / "downloads"
-
-    @property
-    def tarball(self) -> Path:
-        return self.downloads / f"pulsar-server-distribution-{self.version}-bin.tar.gz"
-
-    @property
-    def dist(self) -> Path:
-        return self.home / "dist" / f"apache-pulsar-{self.version}"
-
-    @property
-    def run(self) -> Path:
-        return self.home / "pulsar"
-
-    @property
-    def logs(self) -> Path:
-        return self.run / "logs"
-
-    @property
-    def pid_file(self) -> Path:
-        return self.run / "standalone.pid"
-
-    @property
-    def secret_key(self) -> Path:
-        return self.run / "secrets" / "token-secret.key"
-
-    @property
-    def superuser_token(self) -> Path:
-        return self.run / "secrets" / "superuser.token"
-
-    @property
-    def standalone_conf(self) -> Path:
-        return self.run / "conf" / "standalone.conf"
-
-    @property
-    def worker_conf(self) -> Path:
-        return self.run / "conf" / "functions_worker.yml"
-
-    @property
-    def pulsar_admin(self) -> Path:
-        return self.dist / "bin" / "pulsar-admin"
-
-    @property
-    def client_conf(self) -> Path:
-        """A client.conf for ``bin/pulsar-admin`` and ``bin/pulsar-client`` with the token."""
-        return self.run / "conf" / "client.conf"
 
 
 def fetch_distribution(layout: PulsarLayout) -> Path:

@@ -1,4 +1,5 @@
-"""Environment problems the local stack can meet, each with the fix a user should apply."""
+"""Problems with the environment (a missing program, a port in use, a bad setting), each with
+the fix a user should apply; the command line prints them as one line and exits 2."""
 
 from __future__ import annotations
 

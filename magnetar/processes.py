@@ -1,10 +1,12 @@
-"""Detached service processes tracked by pid files, so `dev down` works from any shell."""
+"""Detached service processes tracked by pid files, so `dev down` works from any shell, and a
+free port for the next one; the dev stack, the benchmarks and the tests share them."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
@@ -105,3 +107,10 @@ def tail(path: Path, lines: int = 20) -> str:
     except FileNotFoundError:
         return ""
     return "\n".join(text.splitlines()[-lines:])
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on right now (the kernel's pick), for a process to bind next."""
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])

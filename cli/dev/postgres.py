@@ -12,50 +12,23 @@ service user cannot enter; so under root the cluster lives in a folder of its ow
 
 from __future__ import annotations
 
-import hashlib
 import os
 import secrets
 import shutil
 import subprocess
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from magnetar.dev import processes
-from magnetar.dev.problems import EnvironmentProblem, port_in_use
+from magnetar import processes
 from magnetar.private_files import private_folder, write_private
+from magnetar.problems import EnvironmentProblem, port_in_use
+from magnetar.stack_layout import PostgresLayout
 
 SERVICE_USER = "postgres"
 DATABASE = "magnetar"
 OWNER_ROLE = "magnetar_owner"
 APP_ROLE = "magnetar_app"
-PORT = 55432
-
-
-@dataclass(frozen=True)
-class PostgresLayout:
-    home: Path
-    port: int = PORT
-
-    @property
-    def root(self) -> Path:
-        if os.geteuid() != 0:
-            return self.home / "postgres"
-        digest = hashlib.sha256(str(self.home).encode()).hexdigest()[:10]
-        return Path("/var/tmp") / f"magnetar-postgres-{digest}"
-
-    @property
-    def data(self) -> Path:
-        return self.root / "data"
-
-    @property
-    def log(self) -> Path:
-        return self.root / "postgres.log"
-
-    @property
-    def secrets_file(self) -> Path:
-        return self.home / "postgres-passwords"
 
 
 def find_binaries() -> Path | None:
@@ -134,13 +107,9 @@ def answers(url: str) -> bool:
     return port_in_use(parts.port or 5432, parts.hostname or "127.0.0.1")
 
 
-def pid_file(layout: PostgresLayout) -> Path:
-    return layout.data / "postmaster.pid"
-
-
 def running(layout: PostgresLayout) -> bool:
     try:
-        pid = int(pid_file(layout).read_text().splitlines()[0])
+        pid = int(layout.pid_file.read_text().splitlines()[0])
     except (FileNotFoundError, ValueError, IndexError):
         return False
     return processes.is_alive(pid)

@@ -23,7 +23,6 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from magnetar.dev.problems import EnvironmentProblem
 from magnetar.personalization.decay import DAY_MS
 from magnetar.personalization.evaluation import (
     KS,
@@ -36,6 +35,7 @@ from magnetar.personalization.evaluation import (
 )
 from magnetar.personalization.records import EnrichedEvent
 from magnetar.personalization.settings import BlendWeights, SignalSettings, TenantPersonalization
+from magnetar.problems import EnvironmentProblem
 from magnetar.workload import online_retail
 
 DEFAULT_DATA = Path("../shared/data/online_retail_2010-12_2011-09.csv.xz")
@@ -140,7 +140,7 @@ def _label(settings: TenantPersonalization) -> str:
 def _run(args: argparse.Namespace) -> int:
     global _JOB
     if args.through_platform:
-        from magnetar.commands import eval_platform
+        from cli.commands import eval_platform
 
         if args.output == DEFAULT_OUTPUT:
             args.output = PLATFORM_OUTPUT

@@ -14,6 +14,6 @@ def register(subparsers: Any) -> None:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from magnetar.demo import DemoOptions, run
+    from cli.demo import DemoOptions, run
 
     return run(DemoOptions(seconds=args.seconds, rate=args.rate))

@@ -23,13 +23,13 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
+from cli.dev import stack
 from functions.deployment import PipelineOptions
 from magnetar.api_key_store import ApiKeyStore
 from magnetar.api_keys import Scope
 from magnetar.catalog_topic import publish_items
 from magnetar.db.engine import make_engine, make_sessionmaker
 from magnetar.db.state_reader import PostgresStateReader
-from magnetar.dev import stack
 from magnetar.observability.collect import snapshot
 from magnetar.observability.pipeline_snapshot import PipelineSnapshot, status_row
 from magnetar.personalization.recommend import RecommendRequest, recommend

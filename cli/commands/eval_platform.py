@@ -32,11 +32,9 @@ import psycopg
 from rich.console import Console
 from rich.table import Table
 
+from cli.commands.eval import data_range
 from magnetar.catalog_topic import publish_items
-from magnetar.commands.eval import data_range
-from magnetar.commands.tenants import tenant_admin
 from magnetar.db.ledger import counted_events
-from magnetar.dev.problems import EnvironmentProblem
 from magnetar.errors import MagnetarError
 from magnetar.history import progress as progress_file
 from magnetar.history.importer import ImportReport, run_import
@@ -47,12 +45,14 @@ from magnetar.history.sources import read_rows
 from magnetar.personalization import cutoff_eval
 from magnetar.personalization.evaluation import KS, HitRates
 from magnetar.personalization.settings import TenantPersonalization
+from magnetar.problems import EnvironmentProblem
 from magnetar.pulsar_client import make_client
 from magnetar.settings import Settings
 from magnetar.v1 import event_service_pb2_grpc, personalization_service_pb2_grpc
 from magnetar.v1 import personalization_service_pb2 as pb
 from magnetar.workload import online_retail
 from magnetar.workload.wire import catalog_items
+from tenants.wiring import tenant_admin
 
 # The through-the-platform and offline hit rates must not differ by more than this.
 AGREEMENT = 0.005
