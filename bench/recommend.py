@@ -53,7 +53,6 @@ import contextlib
 import json
 import os
 import random
-import signal
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
@@ -72,6 +71,7 @@ from bench import ghz
 from bench.gateway import GatewayProcess, gateway_process
 from bench.pipeline import bench_tenant
 from bench.report import BenchReport, percentile
+from gateway.hosting import until_signalled
 from magnetar.api_key_store import ApiKeyStore
 from magnetar.api_keys import Scope, mint_key
 from magnetar.db.engine import make_engine, make_sessionmaker
@@ -115,7 +115,7 @@ DAY_MS = 86_400_000
 # -- the server side: the gateway plus an empty handler, in its own process -----------------
 
 
-def mount_empty_handler(server: Any, deps: Any) -> str:
+def mount_empty_handler(server: Any) -> str:
     """A Recommend-shaped method that does nothing: the cost of the call itself."""
 
     async def empty(request: pb.RecommendRequest, context: Any) -> pb.RecommendResponse:
@@ -134,22 +134,18 @@ def mount_empty_handler(server: Any, deps: Any) -> str:
 
 async def serve_with_empty_handler(port: int) -> None:
     import gateway.server as gateway_server
+    from gateway import hosting
     from gateway.method_scopes import method_scopes
 
     # Every method needs a scope or the auth interceptor refuses it; the empty handler gets
     # Recommend's, so both pay the same authentication on every call. The server reads its
     # table when it is built: this process (and only it) builds it with one more entry.
-    vars(gateway_server)["method_scopes"] = lambda: {**method_scopes(), EMPTY_METHOD: Scope.READ}
+    vars(hosting)["method_scopes"] = lambda: {**method_scopes(), EMPTY_METHOD: Scope.READ}
     settings = Settings.load().merged({"grpc_port": port})
     gateway_server.tune_interpreter(settings)
-    gateway, _ = gateway_server.create_server(
-        settings, services=[*gateway_server.DEFAULT_SERVICES, mount_empty_handler]
-    )
+    gateway, _ = await gateway_server.create_server(settings, more_services=[mount_empty_handler])
     await gateway.start()
-    stopping = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        asyncio.get_running_loop().add_signal_handler(sig, stopping.set)
-    await stopping.wait()
+    await until_signalled()
     await gateway.stop(5)
 
 
@@ -177,10 +173,7 @@ async def serve_bare(port: int) -> None:
     )
     server.add_insecure_port(f"127.0.0.1:{port}")
     await server.start()
-    stopping = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        asyncio.get_running_loop().add_signal_handler(sig, stopping.set)
-    await stopping.wait()
+    await until_signalled()
     await server.stop(1)
 
 

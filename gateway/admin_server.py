@@ -1,80 +1,42 @@
 """The admin plane: TenantService on a listener and process of its own (`magnetar admin serve`).
 
-Tenant administration needs the platform's most powerful credentials: the Pulsar superuser
-token (create tenants, namespaces, functions), the broker's token signing key (sign each
-tenant's producer token at onboarding) and the platform admin key (who may call it). They
-live here and nowhere else. The public gateway (gateway.server), the one an Ingress exposes,
-serves tenants' own keys and reads each tenant's producer token as this plane stored it, so
-a compromised or misrouted public gateway holds nothing that acts beyond one tenant.
-
-The listener (`admin_grpc_host:admin_grpc_port`, 127.0.0.1:50052 by default) accepts the
-platform admin key only: it never looks up tenant keys, so no tenant key can be tried on
-it. Health and reflection announce TenantService (docs/kubernetes.md, "Topology"). Its
-/metrics (`metrics_host:admin_metrics_port`) carries the pipeline's metrics, which read
-Pulsar's topic stats with the superuser token (docs/observability.md).
+Only this process holds the Pulsar superuser token, the broker's token signing key and the
+platform admin key; its listener (`admin_grpc_host:admin_grpc_port`) accepts the platform
+admin key only, never a tenant's. Its /metrics (`admin_metrics_port`) carry the pipeline's
+metrics, read with the superuser token. Why the plane is apart: docs/kubernetes.md,
+"Topology".
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import signal
-from dataclasses import dataclass
-from typing import Any
+from contextlib import AsyncExitStack
 
-import grpc
-from grpc_health.v1 import health_pb2
 from prometheus_client import CollectorRegistry
-from sqlalchemy import Engine
 
-from gateway.auth import Authenticator
-from gateway.interceptors import GatewayInterceptor
-from gateway.limits import ConcurrencyLimiter
-from gateway.method_scopes import method_scopes
+from gateway.hosting import CallBounds, GrpcHost, mount, open_host, until_signalled
 from gateway.metrics import serve_metrics
-from gateway.request_sizes import max_request_bytes
-from gateway.server import add_health_and_reflection
-from gateway.tenant_service import mount_tenant_service
-from magnetar.api_key_store import StoredKey
+from gateway.tenant_service import SERVICE_NAME, TenantService
+from gateway.wiring import admin_adapters
 from magnetar.db.app_role import require_app_role
-from magnetar.db.engine import make_engine, make_sessionmaker
 from magnetar.observability.metrics import PipelineMetrics
 from magnetar.problems import EnvironmentProblem
 from magnetar.settings import Settings
+from magnetar.v1 import tenant_service_pb2_grpc
 
 log = logging.getLogger(__name__)
 
-# Admin requests are small; this bounds what is read before the key is checked.
-MAX_RECEIVE_BYTES = 1024 * 1024
 SHUTDOWN_GRACE_S = 30.0  # an onboarding in progress takes seconds
-
-
-class PlatformKeyOnly:
-    """`KeyLookup` of the admin plane: no tenant key exists here."""
-
-    def find(self, tenant_id: str, key_id: str) -> StoredKey | None:
-        return None
-
-
-@dataclass
-class AdminServer:
-    grpc: Any
-    health: Any
-    authenticator: Authenticator
-    engine: Engine
-    service_names: tuple[str, ...]
-
-    async def start(self) -> None:
-        await self.grpc.start()
-        for name in ("", *self.service_names):
-            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
-
-    async def stop(self, grace: float | None) -> None:
-        await self.health.enter_graceful_shutdown()
-        await self.grpc.stop(grace)
-        self.authenticator.close()
-        # Closes TenantService's platform too (gateway.lifetime).
-        self.engine.dispose()
+# Admin requests are small; the platform key's calls are few, so the call bounds only guard
+# against a runaway client.
+ADMIN_BOUNDS = CallBounds(
+    max_receive_bytes=1024 * 1024,
+    max_calls=64,
+    holder="the admin plane",
+    reason="ADMIN_BUSY",
+    max_calls_per_tenant=64,
+)
 
 
 def require_admin_key(settings: Settings) -> None:
@@ -85,47 +47,37 @@ def require_admin_key(settings: Settings) -> None:
         )
 
 
-# Calls in progress on the admin plane at once.
-ADMIN_MAX_CONCURRENT_CALLS = 64
-
-
-def create_admin_server(settings: Settings) -> tuple[AdminServer, int]:
-    """Build the admin server and bind `admin_grpc_host:admin_grpc_port` (0: a free port)."""
+async def create_admin_server(settings: Settings) -> tuple[GrpcHost, int]:
+    """Build the admin server and bind `admin_grpc_host:admin_grpc_port` (0: a free port);
+    it starts nothing. A failure while building closes what was already opened."""
     require_admin_key(settings)
-    engine = make_engine(settings.database_url, pool_size=2)
-    authenticator = Authenticator(PlatformKeyOnly(), settings.admin_api_key, lookup_threads=1)
-    server = grpc.aio.server(
-        interceptors=[
-            # The gateway's one interceptor (errors, size, auth, scopes); the platform key's
-            # calls are few, so the call bounds only guard against a runaway client.
-            GatewayInterceptor(
-                authenticator,
-                method_scopes(),
-                process_calls=ConcurrencyLimiter(
-                    ADMIN_MAX_CONCURRENT_CALLS, holder="the admin plane", reason="ADMIN_BUSY"
-                ),
-                tenant_calls=ConcurrencyLimiter(ADMIN_MAX_CONCURRENT_CALLS),
-                request_bytes=max_request_bytes,
-            )
-        ],
-        options=[
-            ("grpc.max_receive_message_length", MAX_RECEIVE_BYTES),
-            ("grpc.so_reuseport", 0),
-        ],
-    )
-    names = [mount_tenant_service(server, settings, make_sessionmaker(engine))]
-    health_servicer = add_health_and_reflection(server, names)
-    address = f"{settings.admin_grpc_host}:{settings.admin_grpc_port}"
-    port = server.add_insecure_port(address)
-    if port == 0:
-        raise OSError(f"cannot bind {address}")
-    return AdminServer(server, health_servicer, authenticator, engine, tuple(names)), port
+    stack = AsyncExitStack()
+    try:
+        adapters = admin_adapters(stack, settings)
+        service = TenantService(adapters.platform.admin)
+        stack.callback(service.close)
+        return open_host(
+            stack,
+            adapters.authenticator,
+            ADMIN_BOUNDS,
+            [
+                mount(
+                    tenant_service_pb2_grpc.add_TenantServiceServicer_to_server,
+                    service,
+                    SERVICE_NAME,
+                )
+            ],
+            f"{settings.admin_grpc_host}:{settings.admin_grpc_port}",
+        )
+    except BaseException:
+        await stack.aclose()
+        raise
 
 
 async def serve_admin(settings: Settings) -> None:
     """Run until SIGTERM/SIGINT, then let calls in progress finish within the grace."""
     await asyncio.to_thread(require_app_role, settings.database_url)
-    admin, port = create_admin_server(settings)
+    admin, port = await create_admin_server(settings)
     await admin.start()
     log.info("admin plane (TenantService) listening on %s:%d", settings.admin_grpc_host, port)
     registry = CollectorRegistry()
@@ -133,11 +85,7 @@ async def serve_admin(settings: Settings) -> None:
     pipeline_metrics.start()
     serve_metrics(registry, settings.metrics_host, settings.admin_metrics_port)
     log.info("metrics on http://%s:%d/metrics", settings.metrics_host, settings.admin_metrics_port)
-    stopping = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stopping.set)
-    await stopping.wait()
+    await until_signalled()
     log.info("admin plane shutting down (grace %.0f s)", SHUTDOWN_GRACE_S)
     pipeline_metrics.stop()
     await admin.stop(SHUTDOWN_GRACE_S)

@@ -1,17 +1,10 @@
 """Bounded caches of answers from PostgreSQL that serve the last good one when it fails.
 
-`AnswerCache` (pure, the clock given by the caller): each answer is *fresh* for `ttl_s` after it was fetched and *usable when the store fails*
-for `stale_s` after that: within `stale_s` a caller whose lookup raised `Unavailable` gets
-the last answer instead of an error (`fresh` and `last_good`). Beyond `capacity` entries
-the least recently used one goes, so a flood of new keys evicts only its own kind when the
-callers keep separate caches for separate kinds (the authenticator's good and bad keys).
-
-`CachedLookup` puts a blocking lookup behind such caches: one lookup per key at a time
-however many callers miss at once, at most `max_lookups` keys being looked up (further
-misses are refused at once, not queued), and when the lookup raises `Unavailable` the last
-good answer (`stale_s`) instead of the error; for `ttl_s` after a failure no new lookup is
-tried for a key that has one, so an outage costs one failed lookup per key per TTL, not one
-per call.
+`AnswerCache` (pure, the caller's clock): an answer is fresh for `ttl_s`, then usable for
+`stale_s` more when the store fails; beyond `capacity` entries the least recently used goes.
+`CachedLookup` puts a blocking lookup behind such caches: one lookup per key at a time, at
+most `max_lookups` keys at once (further misses refused, not queued), the last good answer
+instead of `Unavailable`, and at most one failed lookup per key per `ttl_s`.
 """
 
 from __future__ import annotations

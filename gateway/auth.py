@@ -1,22 +1,11 @@
 """Who is calling: an API key from the `authorization` metadata → a Principal.
 
-Keys are looked up in PostgreSQL inside the tenant's row-level-security scope (the tenant is
-part of the key, see magnetar.api_keys). Answers are cached for `ttl_s`, so the request path
-costs a SHA-256 and a dict lookup, and a revoked key stops working within `ttl_s`.
-
-What an unauthenticated flood cannot do (docs/serving.md, "Unauthenticated callers"):
-
-* flush the good keys: answers for keys that exist (principals, revoked keys) and for keys
-  that do not are cached apart; unknown keys evict only each other;
-* take the serving threads or the serving pool: lookups run on threads of their own, on a
-  small connection pool of their own (`gateway.server`), at most `max_lookups` keys at a
-  time, further misses refused at once (RESOURCE_EXHAUSTED, `LOOKUPS_BUSY`);
-* keep asking: an address whose keys keep failing is refused lookups for a while
-  (`gateway.auth_failures`), while keys already known to be good still work from it.
-
-When PostgreSQL fails, the last good answer of a key is served for `stale_s` (10 min by
-default): ingest goes on through a database outage; a key revoked just before it keeps
-working until the outage ends or `stale_s` passes.
+Keys are looked up in PostgreSQL in the tenant's row-level-security scope on threads of
+their own, at most `max_lookups` at a time (beyond: RESOURCE_EXHAUSTED `LOOKUPS_BUSY`).
+Answers are cached `ttl_s` (a revoked key stops working within it), known and unknown keys
+apart; while PostgreSQL fails a key's last good answer is served for `stale_s`. An address
+whose keys keep failing is refused lookups for a while (`gateway.auth_failures`). Why:
+docs/serving.md, "Unauthenticated callers".
 """
 
 from __future__ import annotations

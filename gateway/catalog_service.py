@@ -6,36 +6,28 @@ both calls block, so each RPC runs on a worker thread.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from gateway.blocking import in_thread
 from gateway.catalog_proto import item_from_proto, item_to_proto
-from gateway.catalog_publisher import PulsarCatalogTopic
 from gateway.interceptors import current_tenant
-from gateway.lifetime import close_with_gateway
-from gateway.producer_tokens import producer_credentials
-from magnetar.db.catalog_store import PostgresCatalogStore
 from magnetar.serving.catalog import Catalog
 from magnetar.serving.memory import ServingMemory
 from magnetar.v1 import catalog_service_pb2 as pb
 from magnetar.v1 import catalog_service_pb2_grpc as pb_grpc
 
-if TYPE_CHECKING:  # the server imports this module to mount it by default
-    from gateway.server import GatewayDeps
-
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["CatalogService"].full_name
 
 
 class CatalogService(pb_grpc.CatalogServiceServicer):
-    def __init__(self, catalog: Catalog, memory: ServingMemory | None = None) -> None:
+    def __init__(self, catalog: Catalog, memory: ServingMemory) -> None:
         self._catalog = catalog
         # This process's serving memory: a write is read back at once here (the change
         # stream tells the other processes a few ms later).
         self._memory = memory
 
     def _forget(self, tenant: str, item_ids: list[str]) -> None:
-        if self._memory is not None:
-            self._memory.forget_items(tenant, item_ids)
+        self._memory.forget_items(tenant, item_ids)
 
     async def UpsertItems(
         self, request: pb.UpsertItemsRequest, context: Any
@@ -57,14 +49,3 @@ class CatalogService(pb_grpc.CatalogServiceServicer):
         item = await in_thread(context, self._catalog.delete_item, tenant, request.item_id)
         self._forget(tenant, [request.item_id])
         return pb.DeleteItemResponse(item=item_to_proto(item))
-
-
-def mount_catalog_service(server: Any, deps: GatewayDeps) -> str:
-    # The event publisher's credentials: each tenant's own Pulsar role.
-    credentials = deps.credentials or producer_credentials(deps.settings, deps.sessions)
-    topic = PulsarCatalogTopic(deps.settings.pulsar_service_url, credentials)
-    close_with_gateway(deps.sessions, topic.close)
-    catalog = Catalog(PostgresCatalogStore(deps.sessions), topic)
-    memory = deps.memory.memory if deps.memory is not None else None
-    pb_grpc.add_CatalogServiceServicer_to_server(CatalogService(catalog, memory), server)
-    return str(SERVICE_NAME)

@@ -1,24 +1,12 @@
-"""CORS for the HTTP door: which web origins may call it, per tenant.
+"""CORS for the HTTP door: which web origins may call it, per tenant (docs/clients.md, "CORS").
 
-Guarantees:
-- A cross-origin request (an `Origin` header that is not the door's own host) reaches the
-  gRPC method only if the origin is in the allowed origins of the tenant its key names
-  (`mgk.<tenant>.…`, so no lookup of the key itself is needed to decide); otherwise it is
-  refused before any call with PERMISSION_DENIED, reason `ORIGIN_NOT_ALLOWED`, and the
-  origin and tenant in the ErrorInfo metadata. A key that names no tenant (missing,
-  malformed, the platform's) is not checked here: every door route needs a tenant's scope,
-  so the call fails at the gRPC layer with its own reason.
-- Preflights (`OPTIONS`) are answered for every origin: a browser's preflight carries no
-  `Authorization` header, so it cannot tell which tenant is asking. Allowing the preflight
-  only lets the browser send the real request, which is then checked as above before it
-  has any effect (docs/clients.md, "CORS").
-- Answers to a cross-origin request carry `Access-Control-Allow-Origin` for that origin:
-  a success only ever follows the check, and an error says nothing the caller did not
-  send, so a page can read why it was refused.
-
-Allowed origins come from the tenant's record through an `OriginSource`, cached for `ttl_s`
-(an UpdateTenant reaches every replica within seconds) and served stale for `stale_s` while
-PostgreSQL fails, like the ingest quotas (`gateway.ingest_quota`).
+- A cross-origin request reaches the gRPC method only if its origin is among the allowed
+  origins of the tenant its key names; otherwise PERMISSION_DENIED, `ORIGIN_NOT_ALLOWED`
+  (origin and tenant in the ErrorInfo), before any call. A key naming no tenant is left to
+  the gRPC layer's refusal.
+- Preflights are answered for every origin; answers to a cross-origin request carry
+  `Access-Control-Allow-Origin` for it.
+- Allowed origins are cached `ttl_s` and served stale `stale_s` while PostgreSQL fails.
 """
 
 from __future__ import annotations

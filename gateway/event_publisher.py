@@ -1,18 +1,11 @@
-"""Producing accepted events into each tenant's raw topic, acknowledged before we answer.
+"""Producing accepted events into each tenant's raw (or import) topic, acknowledged before we
+answer (docs/ingestion.md, "Producing").
 
-One Pulsar client and one producer per tenant (the client carries the tenant's credentials),
-created on the tenant's first call and kept. Producers are named
-``gateway-<instance>-<process>-<tenant>`` and the namespace has broker deduplication on: the
-client numbers every message, so a resend after a broken connection is dropped by the broker
-instead of being stored twice. The name is unique per publisher (so per process), never
-shared by two live processes, even with one host name (see `process_token`). Batching with a 1 ms delay lets the many events of one call share a broker round
-trip without adding noticeable latency to a single event.
-
-Every failure ends in a domain error: Pulsar unreachable, a send refused or not acknowledged
-→ Unavailable; the caller's time is up first → DeadlineExceeded; too much already pending
-→ ResourceExhausted. In all three cases some events of the batch may have been stored;
-the contract (event_service.proto) is that the client resends the batch and the pipeline
-recognises repeats by event id.
+One Pulsar client and one producer per tenant, opened on its first call, with the tenant's
+own credentials and a name unique to this process (`process_token`), on a namespace with
+broker deduplication. Every failure is a domain error — Unavailable, DeadlineExceeded,
+ResourceExhausted — after which some events may have been stored: the client resends the
+batch and the pipeline recognises repeats by event id.
 """
 
 from __future__ import annotations

@@ -15,7 +15,6 @@ from google.protobuf import timestamp_pb2
 from gateway.event_validation import EventLike, RejectedEvent
 from gateway.ingestion import Ingestor, IngestOutcome
 from gateway.interceptors import current_tenant, reauthorize
-from magnetar.errors import FailedPrecondition
 from magnetar.v1 import event_service_pb2 as pb
 from magnetar.v1 import event_service_pb2_grpc
 
@@ -56,8 +55,8 @@ class EventService(event_service_pb2_grpc.EventServiceServicer):
     def __init__(
         self,
         ingestor: Ingestor,
-        importer: Ingestor | None = None,
-        counted: CountedEvents | None = None,
+        importer: Ingestor,
+        counted: CountedEvents,
     ) -> None:
         self._ingestor = ingestor
         self._importer = importer
@@ -97,10 +96,6 @@ class EventService(event_service_pb2_grpc.EventServiceServicer):
     async def ImportEvents(
         self, request_iterator: AsyncIterator[pb.ImportEventsRequest], context: Any
     ) -> AsyncIterator[pb.ImportEventsResponse]:
-        if self._importer is None:
-            raise FailedPrecondition(
-                "this gateway does not take imports", reason="IMPORT_NOT_ENABLED"
-            )
         tenant = current_tenant()
 
         async def batches() -> AsyncIterator[tuple[int, Sequence[EventLike]]]:
@@ -116,7 +111,7 @@ class EventService(event_service_pb2_grpc.EventServiceServicer):
                 rejected_events=_rejections(outcome.rejected),
                 accepted_at=_timestamp(outcome.accepted_at_s),
             )
-            counted = None if self._counted is None else await self._counted.counted(tenant)
+            counted = await self._counted.counted(tenant)
             if counted is not None:
                 response.tenant_counted_events = counted
             yield response

@@ -1,21 +1,12 @@
 """The HTTP/JSON door: `POST /v1/...` for browsers and HTTP clients, on the gRPC contract.
 
-Guarantees:
-- Routes come only from the protos' `google.api.http` annotations (`routes`); each takes a
-  JSON body in the canonical proto3 JSON mapping (unknown fields and wrong types refused)
-  and answers the response message in that mapping.
-- A request is transcoded to the gateway's own gRPC method over loopback, with the same
-  `Authorization: Bearer <key>` header as metadata, so keys, scopes, limits, validation,
-  metrics and errors are the gRPC path's, not a copy of them.
-- Every failure is a `google.rpc.Status` as JSON (`{"error": {"code", "message", "status",
-  "details"}}`, details with their `@type`), with the HTTP status Google's API design guide
-  maps the gRPC code to; never a bare 500. Bodies that are not JSON, too large or malformed
-  are refused before any gRPC call, with an ErrorInfo reason like the gRPC path's.
-- Cross-origin requests from browsers: preflights answered, the origin checked against the
-  allowed origins of the key's tenant before anything else (`gateway.cors`).
-
-Served by uvicorn (Starlette) on the gateway's event loop: `start_http_door` after the gRPC
-server started, `HttpDoor.stop` before it stops (docs/clients.md, "HTTP/JSON").
+Routes come only from the protos' `google.api.http` annotations; bodies and answers use the
+canonical proto3 JSON mapping. A request is transcoded to the gateway's own gRPC method over
+loopback with the same key, so keys, scopes, limits, validation and errors are the gRPC
+path's. Every failure is a `google.rpc.Status` as JSON with the HTTP status of its code,
+never a bare 500; bad bodies are refused before any call; cross-origin requests are checked
+per tenant first (`gateway.cors`). Served by uvicorn on the gateway's event loop
+(docs/clients.md, "HTTP/JSON").
 """
 
 from __future__ import annotations

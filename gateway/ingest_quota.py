@@ -1,21 +1,11 @@
 """Per-tenant ingest rate limits at the gateway: a token bucket per tenant, from its quotas.
 
-The bucket holds up to `ingest_burst` events and refills at `ingest_events_per_second`.
-A call whose accepted events do not fit is refused at once with RESOURCE_EXHAUSTED and the
-time after which they would fit (RetryInfo): a tenant over its quota costs the gateway one
-dictionary lookup and a little arithmetic per call, so it cannot slow the others down by
-queueing. A batch larger than the burst is let through when the bucket is full and leaves
-it in debt, so such a batch is never refused forever and the long-run rate still holds.
-
-The quota is the tenant's across the gateway: with `replicas` gateway replicas sharing the
-traffic, each keeps a bucket of 1/replicas of the rate and burst (the count comes from the
-deployment, see docs/tenants.md, "Quotas and replicas", for the choice and its limits).
-
-Quotas come from the tenant's record through a `QuotaSource`, cached for `ttl_s`, so an
-UpdateTenant reaches every gateway replica within seconds. When PostgreSQL fails, the last
-quota read is used for up to `stale_s` (10 min): ingest does not stop with the database
-(`gateway.answer_cache`). A tenant without recorded quotas (created before plans existed) is
-not rate limited here.
+A call whose events do not fit the bucket (`ingest_burst`, refilled at
+`ingest_events_per_second`) is refused at once with RESOURCE_EXHAUSTED and a RetryInfo of
+when they would fit; a batch larger than the burst passes a full bucket and leaves it in
+debt. Each of `replicas` gateway processes enforces 1/replicas of the quota
+(docs/tenants.md, "Quotas and replicas"). Quotas are cached `ttl_s` and served stale
+`stale_s` while PostgreSQL fails; a tenant without recorded quotas is not limited here.
 """
 
 from __future__ import annotations

@@ -1,21 +1,8 @@
-"""Cross-cutting concerns of every RPC, in one interceptor: metrics, error mapping, request
-sizes, the process's bound on calls in progress, authentication and scopes, the per-tenant
-bound.
-
-Order inside a call: the call is timed (so refusals and errors are counted too), errors are
-mapped around everything else (a request larger than its method's bound, or one that does
-not parse, is refused here before it is parsed or authenticated, see
-`gateway.request_sizes`), then the process's bound, then auth, then the tenant's bound:
-everything an anonymous caller can cost comes before auth.
-
-Lean by construction (docs/serving.md, "The call path"): one interceptor, not a chain; each
-method's wrapped handler is built once and reused while grpc hands back the same handler;
-a unary call runs no async context manager and creates no coroutine of its own on its warm
-path (the key's answer is cached: `Authenticator.cached`); the limits are counters; the
-metric's child is looked up in a per-method dict.
-
-The caller's principal is kept in a context variable: grpc.aio runs each RPC in its own
-task, so the value cannot leak from one call into another.
+"""Every RPC's cross-cutting concerns in one interceptor: metrics, error mapping, request
+sizes, the process's bound on calls in progress, authentication and scopes, the tenant's
+bound, in that order: everything an anonymous caller can cost comes before auth
+(docs/serving.md, "The call path"). The caller's principal lives in a context variable, so
+it cannot leak from one call's task into another's.
 """
 
 from __future__ import annotations

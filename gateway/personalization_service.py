@@ -1,27 +1,21 @@
 """`magnetar.v1.PersonalizationService`: proto in, `PersonalizationServing` (the domain), proto out.
 
-Each call first runs on the event loop with memory only (`magnetar.serving.memory`): a warm
-user whose rows, shared lists and catalog facts this process holds is answered without a
-thread hop or any I/O. Otherwise it runs again on a worker thread, reading PostgreSQL with
-blocking calls (and filling memory). The tenant is taken from the caller's key on the event
-loop first (it lives in the RPC's context). One connection pool per process, opened by the
-mount and closed with the gateway's engine.
+Each call first runs on the event loop from this process's memory only, with no thread hop
+or I/O; what memory does not hold runs again on a worker thread, reading PostgreSQL
+(docs/serving.md, "Freshness and the read path").
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from google.protobuf import timestamp_pb2
 
 from gateway.blocking import in_thread
 from gateway.interceptors import current_tenant
-from gateway.lifetime import close_with_gateway
-from magnetar.db.serving_reader import ServingStateReader, open_serving_pool
 from magnetar.personalization.recommend import UserProfile
-from magnetar.serving.memory import NotInMemory, ServingMemory, memory_only
-from magnetar.serving.memory_state import MemoryFirst
+from magnetar.serving.memory import NotInMemory, memory_only
 from magnetar.serving.personalization import (
     ItemFilter,
     PersonalizationServing,
@@ -30,16 +24,10 @@ from magnetar.serving.personalization import (
     SimilarItemsQuery,
     TrendingQuery,
 )
-from magnetar.serving.ranked_ahead import RankedAhead
 from magnetar.serving.reasons import ServedItem
-from magnetar.serving.shared_reads import SharedReadsCache
-from magnetar.serving.tenant_clock import TenantClock
 from magnetar.v1 import events_pb2
 from magnetar.v1 import personalization_service_pb2 as pb
 from magnetar.v1 import personalization_service_pb2_grpc as pb_grpc
-
-if TYPE_CHECKING:  # the server imports this module to mount it by default
-    from gateway.server import GatewayDeps
 
 Q = TypeVar("Q")
 R = TypeVar("R")
@@ -176,25 +164,3 @@ class PersonalizationService(pb_grpc.PersonalizationServiceServicer):
         )
         profile = await _served(context, self._serving.user_profile, query)
         return pb.GetUserProfileResponse(profile=_profile(profile))
-
-
-def mount_personalization_service(server: Any, deps: GatewayDeps) -> str:
-    pool = open_serving_pool(deps.settings.database_url)
-    close_with_gateway(deps.sessions, lambda: pool.close(timeout=1.0))
-    reader = ServingStateReader(pool)
-    # Without a change stream (a server built without one) memory is never live: every
-    # request reads PostgreSQL.
-    memory = deps.memory.memory if deps.memory is not None else ServingMemory()
-    shared = SharedReadsCache(reader)
-    state = MemoryFirst(shared, reader, memory, reader.signals)
-    # Each tenant served at its own clock (docs/serving.md), kept current by the stream.
-    clock = TenantClock(reader.newest_event_ms)
-    if deps.memory is not None:
-        deps.memory.follow(clock)
-        # A rebuild's switch ("everything changed") drops the tenant's shared lists too.
-        deps.memory.follow(shared)
-    serving = PersonalizationServing(
-        state, tenant_clock=clock, ranked_ahead=RankedAhead(memory, shared)
-    )
-    pb_grpc.add_PersonalizationServiceServicer_to_server(PersonalizationService(serving), server)
-    return str(SERVICE_NAME)

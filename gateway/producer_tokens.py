@@ -14,12 +14,9 @@ from __future__ import annotations
 import logging
 from typing import Protocol
 
-from sqlalchemy.orm import Session, sessionmaker
-
 from gateway.event_publisher import PulsarCredentials, SharedToken
 from magnetar.errors import FailedPrecondition
 from magnetar.settings import Settings
-from tenants.store import PostgresTenantStore
 
 log = logging.getLogger(__name__)
 
@@ -47,12 +44,13 @@ class StoredProducerTokens:
         return token
 
 
-def producer_credentials(settings: Settings, sessions: sessionmaker[Session]) -> PulsarCredentials:
-    """The public gateway's credentials, as `settings.producer_credentials` chooses."""
+def producer_credentials(settings: Settings, stored: TokenSource) -> PulsarCredentials:
+    """The public gateway's credentials, as `settings.producer_credentials` chooses: the
+    tokens in `stored` by default."""
     if settings.producer_credentials == "superuser":
         log.warning(
             "producer_credentials is 'superuser': producers use the Pulsar superuser token for "
             "every tenant (no per-tenant Pulsar role)"
         )
         return SharedToken(settings.pulsar_admin_token)
-    return StoredProducerTokens(PostgresTenantStore(sessions))
+    return StoredProducerTokens(stored)

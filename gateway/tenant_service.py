@@ -9,19 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from google.protobuf import timestamp_pb2
-from sqlalchemy.orm import Session, sessionmaker
 
-from gateway.lifetime import close_with_gateway
 from magnetar.api_key_store import StoredKey
 from magnetar.api_keys import Scope
-from magnetar.settings import Settings
 from magnetar.v1 import tenant_service_pb2 as pb
 from magnetar.v1 import tenant_service_pb2_grpc
 from tenants.admin import TenantAdmin
@@ -34,7 +30,6 @@ from tenants.model import (
     TenantView,
 )
 from tenants.plans import QUOTA_FIELDS, Quotas
-from tenants.wiring import build_tenant_platform
 
 log = logging.getLogger(__name__)
 
@@ -217,21 +212,3 @@ class TenantService(tenant_service_pb2_grpc.TenantServiceServicer):
     ) -> pb.RevokeApiKeyResponse:
         key = await self._run(self._admin.revoke_key, request.tenant_id, request.key_id)
         return pb.RevokeApiKeyResponse(api_key=_api_key(key))
-
-
-def mount_tenant_service(server: Any, settings: Settings, sessions: sessionmaker[Session]) -> str:
-    """Register TenantService over the real platform; closed with the sessions' engine."""
-    # No producer to close before offboarding here: the public gateway's producers of the
-    # tenant are cut off by Pulsar when its namespaces go (docs/tenants.md, "Offboarding").
-    platform = build_tenant_platform(settings, sessions)
-    # Loading the function state client takes seconds: not in the first CreateTenant.
-    threading.Thread(target=platform.deployer.warm_up, name="tenants-warm-up", daemon=True).start()
-    service = TenantService(platform.admin)
-
-    def close() -> None:
-        service.close()
-        platform.close()
-
-    close_with_gateway(sessions, close)
-    tenant_service_pb2_grpc.add_TenantServiceServicer_to_server(service, server)
-    return str(SERVICE_NAME)

@@ -1,23 +1,10 @@
-"""`magnetar gateway serve --workers N`: N gateway processes sharing one gRPC port.
+"""`magnetar gateway serve --workers N`: N whole gateway processes sharing one gRPC port.
 
-One Python process serves on one core (the GIL); a node with more cores runs several. Each
-worker is a whole gateway (`gateway.server.serve`): its own serving memory and change-stream
-listener (`gateway.serving_memory`), key cache, connection pools and Pulsar producers. What
-the supervisor guarantees:
-
-* the gRPC port is bound by every worker with SO_REUSEPORT, so the kernel spreads new
-  connections over them (gRPC balances per connection: a client needs several connections
-  to reach several workers, docs/serving.md "More than one process"); the HTTP/JSON port
-  likewise. Before starting any worker it binds each port once without SO_REUSEPORT and lets
-  go: a port another process holds (another gateway, in any mode) fails the start instead of
-  being silently shared;
-* worker `i` (from 0) serves /metrics on `metrics_port + i`: each process has its own
-  counters, so each is scraped on its own port;
-* a tenant's ingest quota is split over replicas times workers (`gateway_replicas`), as each
-  worker enforces its share alone (docs/tenants.md, "Quotas and replicas");
-* SIGTERM or SIGINT is passed to every worker, each drains as a single gateway does, and the
-  supervisor exits 0 once all have; a worker that dies on its own stops the others and the
-  supervisor exits 1, so the pod (or whatever runs it) restarts the whole set.
+The supervisor guarantees (docs/serving.md, "More than one process"): every worker binds
+the gRPC and HTTP/JSON ports with SO_REUSEPORT, after a check that no other process holds
+them; worker `i` serves /metrics on `metrics_port + i`; each enforces its share of a
+tenant's ingest quota (replicas times workers); SIGTERM or SIGINT drains every worker, exit
+0 once all have; a worker that dies on its own stops the others, exit 1.
 """
 
 from __future__ import annotations

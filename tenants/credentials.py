@@ -1,15 +1,9 @@
 """Pulsar credentials per tenant: the role a tenant's producers and consumers authenticate as.
 
-Onboarding grants the role `magnetar-tenant-<id>` produce and consume on the tenant's two
-namespaces, and nothing else (no tenant-admin rights, no other namespace). Its token is an
-HS256 JWT whose subject is the role, signed with the broker's secret key. Only the admin
-plane holds that key: it signs the token when onboarding reaches the role step and stores it
-in PostgreSQL (`producer_tokens`, row-level secured), where the public gateway reads it
-(gateway.producer_tokens). The gateway never sees the key, so a compromised gateway can
-produce only as tenants, never mint a role or act as superuser.
-
-Revocation: offboarding deletes the namespaces and with them the role's grants; the token
-itself does not expire, and a later tenant with the same id gets the same role.
+The role `magnetar-tenant-<id>` may produce and consume on the tenant's two namespaces and
+nothing else; its token is an HS256 JWT with the role as subject, signed with the broker's
+key, which only the admin plane holds. Offboarding removes the grants; tokens do not expire
+(docs/tenants.md, "Pulsar security").
 """
 
 from __future__ import annotations

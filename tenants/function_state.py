@@ -1,14 +1,9 @@
 """The tenant's namespace in Pulsar's function state storage (BookKeeper's table service).
 
-Each Python function instance opens its state table in the namespace
-``<tenant>_<namespace>`` (dashes as underscores) and creates that namespace when it is
-missing, without tolerating a concurrent creator: when dedupe, enrich and materialize start
-together for a new tenant, one of them typically crashes on "namespace already exists" and
-the worker restarts it only ~30 s later. Creating the namespace before deploying removes the
-race; offboarding removes it with the functions' tables, so nothing of the tenant remains.
-
-The `bookkeeper` client (shipped with pulsar-client's functions extra) is imported on first
-use: it takes seconds to load and only the reconciler needs it.
+Onboarding creates `<tenant>_<namespace>` before the Functions start (their instances
+race to create it otherwise: docs/tenants.md, "What onboarding creates"); offboarding
+removes it with the Functions' tables. The `bookkeeper` client is imported on first use:
+it takes seconds to load.
 """
 
 from __future__ import annotations

@@ -1,15 +1,9 @@
 """Deploy a tenant's pipeline Functions through the admin REST API (create or update).
 
-`PipelineDeployer` is the reconciler's `FunctionDeployer`: a function that exists with the
-configuration asked for is left alone (an update would restart its instances for nothing),
-one that differs is updated, a missing one created. The module functions serve tests,
-benchmarks and the demo that deploy a pipeline directly.
-
-The worker refuses to change a Function's input topics on update ("Input Topics cannot be
-altered"), so a Function whose inputs differ (a pipeline from before the import topic) is
-deleted and created again under the same subscription name: `cleanupSubscription` is off, so
-the subscription and its position stay, and what was in flight is redelivered to the new
-instances (the ledger refuses what was already counted).
+`PipelineDeployer`, the reconciler's `FunctionDeployer`, leaves a Function deployed as asked
+alone, updates one that differs and creates a missing one; one whose input topics differ is
+deleted and created again under the same subscription, which keeps its position. The module
+functions serve tests, benchmarks and the demo that deploy a pipeline directly.
 """
 
 from __future__ import annotations

@@ -1,15 +1,9 @@
 """Plans and quotas: what a tenant may send and keep, enforced by the gateway and by Pulsar.
 
-A plan is a named set of quotas; a tenant may override any of them. Two layers enforce the
-ingest rate: the gateway's token bucket (`ingest_events_per_second`, `ingest_burst`) refuses
-excess calls at once with a retry delay, and Pulsar's namespace publish rate
-(`publish_*_per_second`) is the backstop under it, for any producer that bypasses the
-gateway. Pulsar applies that rate per topic partition, so the plans set it above the
-gateway's rate: in normal operation only the gateway throttles.
-
-Retention keeps acknowledged messages (replay, new subscriptions); the backlog quota bounds
-unacknowledged data per topic and, with `producer_request_hold`, holds producers instead of
-evicting anything. Pulsar requires the backlog quota to stay below the retention size.
+A plan is a named set of quotas; a tenant may override any of them. The gateway's rate
+(`ingest_*`) is what throttles; Pulsar's namespace publish rate, set above it, is the
+backstop; the backlog quota holds producers rather than evicting and stays below the
+retention size, as Pulsar requires (docs/tenants.md, "Plans and quotas").
 """
 
 from __future__ import annotations

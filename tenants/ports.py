@@ -2,7 +2,7 @@
 
 Real implementations: `magnetar.pulsar_admin.PulsarAdmin` (it satisfies `PulsarAdminPort`
 as it is), `tenants.store.PostgresTenantStore`, `tenants.functions_deploy.PipelineDeployer`,
-`magnetar.api_key_store.ApiKeyStore`. In-memory fakes for unit tests: `tenants.fakes`.
+`magnetar.api_key_store.ApiKeyStore`. In-memory fakes for tests: `tests/tenant_fakes.py`.
 """
 
 from __future__ import annotations

@@ -1,14 +1,9 @@
 """A tenant's Pulsar side, step by step: tenant, namespaces with policies, role, topics, schemas.
 
-Each step reads what exists and changes only what differs ("exists and matches" is
-success), so the reconciler can repeat any of them after a crash and `UpdateTenant` can
-re-apply the namespace policies with the same code. `provision_pulsar` runs them all, for
-tests, benchmarks and the demo that need a tenant's topics without the rest of onboarding.
-
-Sources of truth: topic names come from `magnetar.topics.TenantTopics`; the raw topic's
-schema and default partition count from `magnetar.raw_events` (the gateway's contract).
-An existing partitioned topic keeps its partition count: operators may have added
-partitions, and Pulsar can never take them away.
+Each step reads what exists and changes only what differs, so any can be repeated after a
+crash and `UpdateTenant` re-applies the policies with the same code; an existing
+partitioned topic keeps its partition count. `provision_pulsar` runs them all, for tests,
+benchmarks and the demo (docs/tenants.md, "What onboarding creates").
 """
 
 from __future__ import annotations

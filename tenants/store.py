@@ -1,15 +1,9 @@
 """`TenantStore` in PostgreSQL, as the application role.
 
-The `tenants` row holds the desired state (plan, resolved quotas) and each onboarding step's
-state in a JSONB column, so a step's status is one atomic `jsonb_set`. The lease is a
-session-level advisory lock on a connection of its own: it serialises all work on one
-tenant across gateway replicas and the CLI, and PostgreSQL releases it if the holder's
-connection dies, so a crashed onboarding never leaves the tenant locked.
-
-Purging runs in the tenant's row-level-security scope like every other tenant query: the
-application role can delete exactly the tenant's rows and nothing else. The tables to purge
-are found in the catalog (every table with a `tenant_id` column), so a table added by a
-later migration is purged without anyone remembering to list it here.
+A step's status is one atomic update of the `tenants` row. The lease is a session-level
+advisory lock on a connection of its own, released by PostgreSQL if its holder dies.
+Purging runs in the tenant's row-level-security scope over every table with a `tenant_id`
+column, found in the catalog (docs/tenants.md, "Offboarding").
 """
 
 from __future__ import annotations

@@ -3,7 +3,6 @@ worker, and a real gateway; tests act on the platform through gRPC only."""
 
 from __future__ import annotations
 
-from tests.integration.conftest import pulsar_admin, settings
-from tests.integration.gateway_harness import admin_key, gateway, key_store
+from tests.integration.conftest import admin_key, gateway, key_store, pulsar_admin, settings
 
 __all__ = ["admin_key", "gateway", "key_store", "pulsar_admin", "settings"]

@@ -124,7 +124,7 @@ def shop(
                 _open(shop)
                 yield shop
         finally:
-            gateway.run(gateway.server.deps.publisher.close_tenant(pipe.tenant))
+            gateway.run(gateway.server.adapters.publisher.close_tenant(pipe.tenant))
             remove_tenant_row(settings, pipe.tenant)
 
 

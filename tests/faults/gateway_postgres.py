@@ -15,14 +15,13 @@ while PostgreSQL was down.
 
 from __future__ import annotations
 
-import tempfile
 import threading
 import time
 from contextlib import ExitStack
-from pathlib import Path
 
 import grpc
 
+from bench.gateway import gateway_process
 from magnetar.pulsar_admin import PulsarAdmin
 from magnetar.settings import Settings
 from magnetar.v1 import event_service_pb2 as pb
@@ -30,7 +29,6 @@ from magnetar.v1 import event_service_pb2_grpc
 from tests.faults import injectors
 from tests.faults.gateway_restart import (
     RETRYABLE,
-    Gateway,
     drain_and_audit,
     start_uploads,
 )
@@ -150,8 +148,7 @@ def postgres_down_while_ingesting(
             )
             stack.callback(remove_tenant_row, settings, pipe.tenant)
             runs.append((pipe, control))
-        scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="fault-gwpg-")))
-        gateway = Gateway(settings, scratch / "gateway.log")
+        gateway = stack.enter_context(gateway_process("faults"))
         stack.callback(gateway.kill)
         remaining = budget(name, options.budget_s)
 

@@ -12,26 +12,19 @@ without its ledger, so a resent event counts twice.
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import grpc
 
+from bench.gateway import gateway_process
 from magnetar.api_key_store import ApiKeyStore
 from magnetar.api_keys import Scope
 from magnetar.db.engine import make_engine, make_sessionmaker
-from magnetar.health_probe import serving
-from magnetar.processes import free_port
 from magnetar.pulsar_admin import PulsarAdmin
 from magnetar.settings import Settings
 from magnetar.v1 import event_service_pb2 as pb
@@ -55,75 +48,6 @@ RETRYABLE = {
     grpc.StatusCode.DEADLINE_EXCEEDED,
     grpc.StatusCode.RESOURCE_EXHAUSTED,
 }
-
-
-class Gateway:
-    """A real gateway process (`magnetar gateway serve`) on a fixed loopback port, that can
-    crash and be started again on that port.
-
-    A process, not a server in the test's own process: a crash is `kill -9` — every answer
-    not yet written is lost, with whatever the Pulsar client still held — and nothing of the
-    gateway's shutdown path runs in the test's process. (An in-process server stopped
-    without grace could hang the whole process: see docs/faults.md, bugs found.)
-    """
-
-    def __init__(self, settings: Settings, log_path: Path) -> None:
-        self.port = free_port()
-        self.address = f"127.0.0.1:{self.port}"
-        self._env = {
-            **os.environ,
-            "MAGNETAR_GATEWAY_INSTANCE": f"faults-{self.port}",
-            # Its own metrics port: the local stack's gateway holds the default one.
-            "MAGNETAR_METRICS_PORT": str(free_port()),
-            "MAGNETAR_HTTP_PORT": "0",  # the HTTP door: any free port
-        }
-        self._log_path = log_path
-        self._process: subprocess.Popen[bytes] | None = None
-        self.start()
-
-    def start(self, timeout_s: float = 60) -> None:
-        with self._log_path.open("ab") as log:
-            self._process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "cli.main",
-                    "gateway",
-                    "serve",
-                    "--port",
-                    str(self.port),
-                ],
-                env=self._env,
-                stdout=log,
-                stderr=log,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + timeout_s
-        while True:
-            if self._process.poll() is not None:
-                raise AssertionError(
-                    f"gateway exited with {self._process.returncode}: {self._log_tail()}"
-                )
-            if serving(self.address):
-                return
-            if time.monotonic() > deadline:
-                raise AssertionError(f"gateway not serving in {timeout_s:.0f}s")
-            time.sleep(0.1)
-
-    def _log_tail(self) -> str:
-        return self._log_path.read_text(errors="replace")[-1500:]
-
-    def kill(self) -> None:
-        if self._process is not None and self._process.poll() is None:
-            os.killpg(self._process.pid, signal.SIGKILL)
-            self._process.wait(30)
-        self._process = None
-
-    def restart(self, down_s: float) -> None:
-        # A crash: calls in progress are cut, answers for durable batches are lost.
-        self.kill()
-        time.sleep(down_s)
-        self.start()
 
 
 @dataclass
@@ -325,8 +249,11 @@ def gateway_restart(
             )
             stack.callback(remove_tenant_row, settings, pipe.tenant)
             runs.append((pipe, control))
-        scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="fault-gw-")))
-        gateway = Gateway(settings, scratch / "gateway.log")
+        # A process, not a server in this one: a crash is `kill -9` (every answer not yet
+        # written is lost, with whatever the Pulsar client still held) and none of the
+        # gateway's shutdown path runs here (an in-process server stopped without grace
+        # could hang the whole process: docs/faults.md, bugs found).
+        gateway = stack.enter_context(gateway_process("faults"))
         stack.callback(gateway.kill)
         remaining = budget(name, options.budget_s)
 
@@ -343,7 +270,10 @@ def gateway_restart(
                 for _, _, _, log, _, probe in uploads:
                     probe.start(log.highest_sent)
             progress(f"{name}: restart {step + 1} at event {target}")
-            gateway.restart(down_s)
+            # A crash: calls in progress are cut, answers for durable batches are lost.
+            gateway.kill()
+            time.sleep(down_s)
+            gateway.start()
         for *_, probe in uploads:
             probe.healed()
         for *_, uploader, _ in uploads:

@@ -43,7 +43,7 @@ from hypothesis import strategies as st
 
 from gateway.http_door import JSON_EXPANSION, HttpDoor, Route, routes, start_http_door
 from gateway.request_sizes import max_request_bytes
-from gateway.server import GatewayOptions
+from gateway.wiring import GatewayOptions
 from magnetar.api_key_store import ApiKeyStore
 from magnetar.api_keys import Scope, mint_key
 from magnetar.db.engine import make_engine, make_sessionmaker
@@ -57,7 +57,6 @@ from magnetar.v1 import (
     user_service_pb2,
 )
 from tenants.pulsar_setup import provision_pulsar
-from tenants.store import PostgresTenantStore
 from tests.faults.harness import remove_tenant
 from tests.integration.gateway_harness import (
     RunningAdmin,
@@ -388,7 +387,7 @@ class Door:
 @pytest.fixture(scope="module")
 def door(target: Target) -> Iterator[Door]:
     gateway = target.gateway
-    origins = PostgresTenantStore(gateway.server.deps.sessions)
+    origins = gateway.server.adapters.tenants
     running: HttpDoor = gateway.run(
         start_http_door("127.0.0.1", 0, "127.0.0.1", gateway.port, origins)
     )

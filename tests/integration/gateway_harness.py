@@ -1,22 +1,24 @@
-"""A real gateway in a background event loop (so tests call it with blocking stubs), and
-the fixtures of a tenant ready for ingestion. Test modules import the fixtures they use."""
+"""A real gateway and admin plane in a background event loop (so tests call them with
+blocking stubs), and the making of a tenant ready for ingestion. The fixtures over them
+are in tests/integration/conftest.py."""
 
 from __future__ import annotations
 
 import asyncio
-import secrets
 import threading
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import pulsar
-import pytest
 from pulsar.schema import BytesSchema
 
-from gateway.admin_server import AdminServer, create_admin_server
+from gateway.admin_server import create_admin_server
+from gateway.auth import KeyLookup
 from gateway.event_publisher import PulsarCredentials
-from gateway.server import GatewayOptions, GatewayServer, create_server
+from gateway.hosting import GrpcHost
+from gateway.server import GatewayServer, create_server
+from gateway.wiring import GatewayOptions
 from magnetar.api_key_store import ApiKeyStore
 from magnetar.api_keys import Scope
 from magnetar.db.engine import make_engine, make_sessionmaker
@@ -26,79 +28,72 @@ from magnetar.raw_events import provision_raw_topic
 from magnetar.settings import Settings
 from tenants.credentials import TenantRoleTokens
 from tenants.store import PostgresTenantStore
-from tests.integration.conftest import ScratchTenant
 
 T = TypeVar("T")
 
 
-class _LoopThread:
-    """A private event loop in a daemon thread, for servers tests call with blocking stubs."""
+class _Server(Protocol):
+    async def start(self) -> None: ...
 
-    def __init__(self) -> None:
+    async def stop(self, grace: float | None) -> None: ...
+
+
+S = TypeVar("S", bound=_Server)
+
+
+class _Running(Generic[S]):
+    """A server built and started in a private event loop in a daemon thread, for tests
+    that call it with blocking stubs; `stop` drains it and ends the loop."""
+
+    def __init__(self, build: Callable[[], Coroutine[Any, Any, tuple[S, int]]]) -> None:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._thread.start()
+        self.server, self.port = self.run(build())
+        self.run(self.server.start())
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
 
     def run(self, coro: Coroutine[Any, Any, T], timeout: float = 60) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
 
-    def _end(self) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-        self._loop.close()
+    def stop(self, grace: float = 2.0) -> None:
+        try:
+            self.run(self.server.stop(grace))
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(10)
+            self._loop.close()
 
 
-class RunningGateway(_LoopThread):
-    """`create_server` + `start` in a private loop thread; `stop` drains it."""
+class RunningGateway(_Running[GatewayServer]):
+    """The public gateway (`gateway.server.create_server`); `key_lookup` and `credentials`
+    replace the stored keys and producer tokens."""
 
     def __init__(
         self,
         settings: Settings,
         options: GatewayOptions | None = None,
+        *,
+        key_lookup: KeyLookup | None = None,
         credentials: PulsarCredentials | None = None,
     ) -> None:
-        super().__init__()
         self.settings = settings
-
-        async def build() -> tuple[GatewayServer, int]:
-            return create_server(settings, options=options, credentials=credentials)
-
-        self.server, self.port = self.run(build())
-        self.run(self.server.start())
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def stop(self, grace: float = 2.0) -> None:
-        try:
-            self.run(self.server.stop(grace))
-        finally:
-            self._end()
+        super().__init__(
+            lambda: create_server(
+                settings, options=options, key_lookup=key_lookup, credentials=credentials
+            )
+        )
 
 
-class RunningAdmin(_LoopThread):
-    """The admin plane (`create_admin_server`) in a private loop thread, on a free port."""
+class RunningAdmin(_Running[GrpcHost]):
+    """The admin plane (`gateway.admin_server.create_admin_server`), on a free port."""
 
     def __init__(self, settings: Settings) -> None:
-        super().__init__()
         self.settings = settings.merged({"admin_grpc_host": "127.0.0.1", "admin_grpc_port": 0})
-
-        async def build() -> tuple[AdminServer, int]:
-            return create_admin_server(self.settings)
-
-        self.server, self.port = self.run(build())
-        self.run(self.server.start())
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def stop(self, grace: float = 2.0) -> None:
-        try:
-            self.run(self.server.stop(grace))
-        finally:
-            self._end()
+        super().__init__(lambda: create_admin_server(self.settings))
 
 
 @dataclass(frozen=True)
@@ -110,13 +105,6 @@ class IngestTenant:
     ingest_key: str
     read_key: str
     ingest_key_id: str
-
-
-@pytest.fixture
-def key_store(settings: Settings) -> Iterator[ApiKeyStore]:
-    engine = make_engine(settings.database_url, pool_size=2)
-    yield ApiKeyStore(make_sessionmaker(engine))
-    engine.dispose()
 
 
 def add_tenant_row(settings: Settings, tenant_id: str) -> None:
@@ -195,40 +183,3 @@ def read_all(settings: Settings, topic: str, *, expect: int, timeout_s: float = 
         return messages
     finally:
         client.close()
-
-
-@pytest.fixture
-def ingest_tenant(
-    settings: Settings,
-    pulsar_admin: PulsarAdmin,
-    key_store: ApiKeyStore,
-    unique_tenant: ScratchTenant,
-    gateway: RunningGateway,
-) -> Iterator[IngestTenant]:
-    tenant = onboard_for_ingest(settings, pulsar_admin, key_store, unique_tenant.name)
-    yield tenant
-    # Offboarding closes the tenant's producer before its namespace goes.
-    gateway.run(gateway.server.deps.publisher.close_tenant(tenant.tenant_id))
-    remove_tenant_row(settings, tenant.tenant_id)
-
-
-@pytest.fixture(scope="module")
-def admin_key() -> str:
-    return secrets.token_urlsafe(32)
-
-
-@pytest.fixture(scope="module")
-def gateway(settings: Settings, admin_key: str) -> Iterator[RunningGateway]:
-    running = RunningGateway(
-        settings.merged({"grpc_port": 0, "admin_api_key": admin_key}),
-        GatewayOptions(auth_cache_ttl_s=0.2),
-    )
-    yield running
-    running.stop()
-
-
-@pytest.fixture(scope="module")
-def admin_plane(settings: Settings, admin_key: str) -> Iterator[RunningAdmin]:
-    running = RunningAdmin(settings.merged({"admin_api_key": admin_key}))
-    yield running
-    running.stop()

@@ -28,13 +28,10 @@ from magnetar.v1 import tenant_service_pb2 as pb
 from tests.integration.gateway_harness import (
     RunningAdmin,
     RunningGateway,
-    admin_key,
-    admin_plane,
     read_all,
 )
 
 pytestmark = pytest.mark.integration
-__all__ = ["admin_key", "admin_plane"]  # fixtures, imported to register
 
 
 def bearer(key: str) -> list[tuple[str, str]]:
@@ -105,7 +102,7 @@ def test_the_admin_plane_onboards_and_the_public_gateway_ingests_with_the_stored
         assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
     assert created.tenant.state == pb.TENANT_STATE_ACTIVE
     # What the public gateway reads: the tenant's own role, signed by the admin plane.
-    credentials = public_gateway.server.deps.credentials
+    credentials = public_gateway.server.adapters.credentials
     assert credentials is not None
     key = Path(settings.pulsar_token_secret_key_file).read_bytes()
     assert token_role(credentials.token_for(tenant_id), key) == tenant_role(tenant_id)
@@ -124,4 +121,4 @@ def test_the_admin_plane_onboards_and_the_public_gateway_ingests_with_the_stored
     assert events_pb2.Event.FromString(message.data()).event_id == "e-1"
     # Offboarding runs in the admin plane: the gateway's producer is closed first here only
     # to keep the teardown quiet.
-    public_gateway.run(public_gateway.server.deps.publisher.close_tenant(tenant_id))
+    public_gateway.run(public_gateway.server.adapters.publisher.close_tenant(tenant_id))

@@ -13,10 +13,9 @@ from magnetar.api_keys import Scope, secret_sha256
 from magnetar.db.engine import make_engine, make_sessionmaker, tenant_transaction
 from magnetar.settings import Settings
 from tests.integration.conftest import unique_name
-from tests.integration.gateway_harness import add_tenant_row, key_store, remove_tenant_row
+from tests.integration.gateway_harness import add_tenant_row, remove_tenant_row
 
 pytestmark = pytest.mark.integration
-__all__ = ["key_store"]  # a fixture, imported to register
 
 
 @pytest.fixture

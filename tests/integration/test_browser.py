@@ -29,19 +29,14 @@ from magnetar.api_key_store import ApiKeyStore
 from magnetar.pulsar_admin import PulsarAdmin
 from magnetar.settings import Settings
 from magnetar.topics import TenantTopics
-from tenants.store import PostgresTenantStore
 from tests.integration.gateway_harness import (
     RunningGateway,
-    admin_key,
-    gateway,
-    key_store,
     read_all,
     set_allowed_origins,
 )
-from tests.integration.test_serving import ServingTenant, seed_shop, serving_tenant
+from tests.integration.serving_support import ServingTenant, seed_shop, serving_tenant
 
 pytestmark = pytest.mark.integration
-__all__ = ["admin_key", "gateway", "key_store"]  # fixtures, imported to register
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGE_DIR = ROOT / "clients" / "browser"
@@ -62,7 +57,7 @@ def chromium() -> str:
 
 @pytest.fixture(scope="module")
 def door_url(gateway: RunningGateway) -> Iterator[str]:
-    origins = PostgresTenantStore(gateway.server.deps.sessions)
+    origins = gateway.server.adapters.tenants
     running: HttpDoor = gateway.run(
         start_http_door("127.0.0.1", 0, "127.0.0.1", gateway.port, origins, origins_ttl_s=0)
     )
@@ -97,7 +92,7 @@ def shop(
         seed_shop(settings, tenant.tenant_id)
         yield tenant
         # The view opened the tenant's producer: closed before its namespace goes.
-        gateway.run(gateway.server.deps.publisher.close_tenant(tenant.tenant_id))
+        gateway.run(gateway.server.adapters.publisher.close_tenant(tenant.tenant_id))
 
 
 class _Page(HTMLParser):

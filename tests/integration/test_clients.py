@@ -27,16 +27,11 @@ from magnetar.settings import Settings
 from tests.integration.gateway_harness import (
     IngestTenant,
     RunningGateway,
-    admin_key,
-    gateway,
-    ingest_tenant,
-    key_store,
     read_all,
 )
-from tests.integration.test_serving import NOW, _purchase, seed_shop
+from tests.integration.serving_support import NOW, purchase, seed_shop
 
 pytestmark = pytest.mark.integration
-__all__ = ["admin_key", "gateway", "ingest_tenant", "key_store"]  # fixtures, imported to register
 
 ROOT = Path(__file__).resolve().parents[2]
 GO_CLIENT = ROOT / "clients" / "go"
@@ -94,7 +89,7 @@ def test_the_example_ingests_reads_recommendations_and_handles_a_rejection(
 ) -> None:
     tenant = ingest_tenant.tenant_id
     # Campers buy tents with sleeping bags; BUYER bought a tent an hour later.
-    seed_shop(settings, tenant, _purchase(tenant, BUYER, "b1", "tent", NOW - 60_000, "outdoor"))
+    seed_shop(settings, tenant, purchase(tenant, BUYER, "b1", "tent", NOW - 60_000, "outdoor"))
     example = EXAMPLES[language](request)
     output = run(
         example,

@@ -16,10 +16,9 @@ import pytest
 
 from cli.main import main
 from magnetar.history.mapping import ONLINE_RETAIL_COLUMNS
-from tests.integration.gateway_harness import RunningGateway, admin_key, gateway
+from tests.integration.gateway_harness import RunningGateway
 
 pytestmark = pytest.mark.integration
-__all__ = ["admin_key", "gateway"]  # fixtures, imported to register
 
 
 def _shop_file(path: Path) -> None:

@@ -7,77 +7,44 @@ connections until each worker has served the user, telling them apart by their o
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
+import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import partial
 
 import grpc
-import psycopg
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from magnetar.db.state_writer import commit_batch
-from magnetar.personalization.settings import SignalSettings
-from magnetar.processes import free_port
-from magnetar.pulsar_admin import PulsarAdmin
+from bench.gateway import GatewayProcess
 from magnetar.settings import Settings
 from magnetar.v1 import personalization_service_pb2 as pb
 from magnetar.v1 import user_service_pb2 as users
 from tests.e2e.grpc_support import Stubs, failure, stubs
-from tests.integration.gateway_harness import key_store
-from tests.integration.test_gateway_process import wait_serving
-from tests.integration.test_serving import NOW, ServingTenant, _purchase, serving_tenant
+from tests.integration.serving_support import NOW, ServingTenant, commit, purchase
 
 pytestmark = pytest.mark.integration
-GATEWAY_SERVE = (sys.executable, "-m", "cli.main", "gateway", "serve")
-__all__ = ["key_store"]  # fixture, imported to register
 
 
 @pytest.fixture
-def shop(
-    settings: Settings, pulsar_admin: PulsarAdmin, key_store: object
-) -> Iterator[ServingTenant]:
-    with serving_tenant(settings, pulsar_admin, key_store) as made:  # type: ignore[arg-type]
-        yield made
-
-
-@pytest.fixture
-def two_workers() -> Iterator[tuple[str, list[int]]]:
+def two_workers(
+    gateway_processes: Callable[..., GatewayProcess],
+) -> Iterator[tuple[str, list[int]]]:
     """The shared address and each worker's metrics port."""
-    port, metrics = free_port(), free_port()
-    process = subprocess.Popen(
-        [*GATEWAY_SERVE, "--port", str(port), "--workers", "2"],
-        env={
-            **os.environ,
-            "MAGNETAR_GATEWAY_INSTANCE": f"workers-{port}",
-            "MAGNETAR_METRICS_PORT": str(metrics),
-            "MAGNETAR_HTTP_PORT": "0",
-        },
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        address = f"127.0.0.1:{port}"
-        wait_serving(address, timeout_s=60)
-        yield address, [metrics, metrics + 1]
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(60) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(10)
+    process = gateway_processes("workers", args=("--workers", "2"))
+    yield process.address, [process.metrics_port, process.metrics_port + 1]
+    assert process.stop(60) == 0
 
 
 def _users_held(metrics_port: int, tenant: str) -> float:
     url = f"http://127.0.0.1:{metrics_port}/metrics"
-    with urllib.request.urlopen(url, timeout=5) as reply:
-        text = reply.read().decode()
+    try:
+        with urllib.request.urlopen(url, timeout=5) as reply:
+            text = reply.read().decode()
+    except urllib.error.URLError:
+        return 0.0  # a worker still starting: the first answered health checks for both
     for family in text_string_to_metric_families(text):
         if family.name == "magnetar_serving_memory_entries":
             for sample in family.samples:
@@ -99,9 +66,7 @@ def test_two_workers_serve_and_delete_user_empties_both_memories_before_answerin
 ) -> None:
     address, metrics_ports = two_workers
     user = f"w-{uuid.uuid4().hex[:6]}"
-    with psycopg.connect(settings.database_url, autocommit=True) as conn:
-        bought = _purchase(shop.tenant_id, user, "s", "tent", NOW, "out")
-        commit_batch(conn, shop.tenant_id, [bought], SignalSettings(), now_ms=NOW)
+    commit(settings, shop.tenant_id, purchase(shop.tenant_id, user, "s", "tent", NOW, "out"))
     # Separate connections (no shared subchannel) until both workers hold the user.
     channels: list[grpc.Channel] = []
     deadline = time.monotonic() + 60

@@ -19,15 +19,10 @@ from magnetar.settings import Settings
 from tests.integration.gateway_harness import (
     IngestTenant,
     RunningGateway,
-    admin_key,
-    gateway,
-    ingest_tenant,
-    key_store,
     read_all,
 )
 
 pytestmark = pytest.mark.integration
-__all__ = ["admin_key", "gateway", "ingest_tenant", "key_store"]  # fixtures, imported to register
 
 ROOT = Path(__file__).resolve().parents[2]
 

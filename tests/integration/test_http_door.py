@@ -16,20 +16,14 @@ import pytest
 
 from gateway.http_door import HttpDoor, start_http_door
 from magnetar.settings import Settings
-from tenants.store import PostgresTenantStore
 from tests.integration.gateway_harness import (
     IngestTenant,
     RunningGateway,
-    admin_key,
-    gateway,
-    ingest_tenant,
-    key_store,
     read_all,
     set_allowed_origins,
 )
 
 pytestmark = pytest.mark.integration
-__all__ = ["admin_key", "gateway", "ingest_tenant", "key_store"]  # fixtures, imported to register
 
 ERROR_INFO = "type.googleapis.com/google.rpc.ErrorInfo"
 BAD_REQUEST = "type.googleapis.com/google.rpc.BadRequest"
@@ -40,7 +34,7 @@ ORIGINS_TTL_S = 0.2
 
 @pytest.fixture(scope="module")
 def door(gateway: RunningGateway) -> Iterator[httpx.Client]:
-    origins = PostgresTenantStore(gateway.server.deps.sessions)  # as `serve` passes it
+    origins = gateway.server.adapters.tenants  # as `serve` passes it
     running: HttpDoor = gateway.run(
         start_http_door(
             "127.0.0.1", 0, "127.0.0.1", gateway.port, origins, origins_ttl_s=ORIGINS_TTL_S

@@ -22,15 +22,10 @@ from magnetar.v1 import events_pb2 as ev
 from tests.integration.gateway_harness import (
     IngestTenant,
     RunningGateway,
-    admin_key,
-    gateway,
-    ingest_tenant,
-    key_store,
     read_all,
 )
 
 pytestmark = pytest.mark.integration
-__all__ = ["admin_key", "gateway", "ingest_tenant", "key_store"]  # fixtures, imported to register
 
 YEAR_S = 365 * 24 * 3600
 

@@ -36,17 +36,12 @@ from tests.integration.gateway_harness import (
     IngestTenant,
     RunningGateway,
     add_tenant_row,
-    admin_key,
-    gateway,
-    ingest_tenant,
-    key_store,
     read_all,
     remove_tenant_row,
 )
 from tests.integration.pipeline_support import Pipeline, running_pipeline
 
 pytestmark = pytest.mark.integration
-__all__ = ["admin_key", "gateway", "ingest_tenant", "key_store"]  # fixtures, imported to register
 
 DAY_S = 24 * 3600
 START_S = int(time.time()) - 200 * DAY_S  # history from long before the 7-day horizon

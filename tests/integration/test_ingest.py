@@ -22,7 +22,7 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from gateway.event_publisher import PublisherOptions
-from gateway.server import GatewayOptions
+from gateway.wiring import GatewayOptions
 from magnetar.api_key_store import ApiKeyStore
 from magnetar.api_keys import Scope
 from magnetar.pulsar_admin import PulsarAdmin
@@ -36,17 +36,12 @@ from tests.integration.gateway_harness import (
     IngestTenant,
     RunningGateway,
     add_tenant_row,
-    admin_key,
-    gateway,
-    ingest_tenant,
-    key_store,
     pulsar_client,
     read_all,
     remove_tenant_row,
 )
 
 pytestmark = pytest.mark.integration
-__all__ = ["admin_key", "gateway", "ingest_tenant", "key_store"]  # fixtures, imported to register
 
 
 def event(
@@ -201,7 +196,7 @@ def test_resend_by_a_restarted_producer_is_dropped_by_the_broker(
                     metadata=bearer(ingest_tenant.ingest_key),
                     timeout=10,
                 )
-        name = first.server.deps.publisher.producer_name(ingest_tenant.tenant_id)
+        name = first.server.adapters.publisher.producer_name(ingest_tenant.tenant_id)
     finally:
         first.stop()
 

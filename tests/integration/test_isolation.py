@@ -57,16 +57,15 @@ from magnetar.v1 import (
 )
 from tenants.admin import TenantAdmin
 from tenants.credentials import TenantRoleTokens
-from tenants.fakes import FakeFunctionDeployer
 from tenants.model import Onboarded
 from tenants.pulsar_port import translated
 from tenants.reconciler import Reconciler
 from tenants.store import PostgresTenantStore
 from tenants.wiring import role_token_signer
-from tests.integration.gateway_harness import RunningGateway, admin_key, gateway
+from tests.integration.gateway_harness import RunningGateway
+from tests.tenant_fakes import FakeFunctionDeployer
 
 pytestmark = pytest.mark.integration
-__all__ = ["admin_key", "gateway"]  # fixtures, imported to register
 
 NOW = int(time.time() * 1000)
 B_USER, B_ITEMS = "b-user", ("b-item-1", "b-item-2")

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -25,29 +24,27 @@ import textwrap
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import grpc
 import pytest
 
+from bench.gateway import GatewayProcess
 from bench.report import percentile
 from magnetar.api_key_store import ApiKeyStore
 from magnetar.db.engine import make_engine, make_sessionmaker
-from magnetar.health_probe import serving
-from magnetar.processes import free_port
 from magnetar.pulsar_admin import PulsarAdmin
 from magnetar.settings import Settings
 from magnetar.v1 import event_service_pb2, event_service_pb2_grpc, events_pb2
 from tenants.admin import TenantAdmin
-from tenants.fakes import FakeFunctionDeployer
 from tenants.model import Onboarded
 from tenants.pulsar_port import translated
 from tenants.reconciler import Reconciler
 from tenants.store import PostgresTenantStore
 from tenants.wiring import role_token_signer
+from tests.tenant_fakes import FakeFunctionDeployer
 
 pytestmark = pytest.mark.integration
 
@@ -56,36 +53,6 @@ NOISY_BATCH = 100  # 10x the quota is 20 calls/s of 100 events
 QUIET_CALLS_PER_S, BATCH = 20, 10
 WINDOWS, WINDOW_S, SETTLE_S = 32, 2.0, 0.3
 ATTEMPTS = 3
-
-
-@contextmanager
-def gateway_process() -> Iterator[str]:
-    port = free_port()
-    env = {
-        **os.environ,
-        "MAGNETAR_GATEWAY_INSTANCE": f"noisy-{port}",
-        "MAGNETAR_METRICS_PORT": str(free_port()),
-        "MAGNETAR_HTTP_PORT": "0",  # the HTTP door: any free port
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "cli.main", "gateway", "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    address = f"127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while not serving(address):
-            assert process.poll() is None and time.monotonic() < deadline, "gateway did not start"
-            time.sleep(0.2)
-        yield address
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 @pytest.fixture(scope="module")
@@ -306,35 +273,34 @@ def measure(address: str, quiet: Onboarded, noisy: Onboarded) -> Measurement:
 @pytest.mark.timeout(600)
 def test_a_noisy_tenant_at_ten_times_its_quota_is_throttled_and_its_neighbour_unharmed(
     tenants: tuple[Onboarded, Onboarded],
+    gateway_processes: Callable[..., GatewayProcess],
 ) -> None:
     quiet, noisy = tenants
     measurements: list[Measurement] = []
-    with gateway_process() as address:
-        # The throttling must hold in every measurement. The p99 bound must hold in one:
-        # on the shared 2-core machine a broker or disk stall of a second, unrelated to the
-        # noise, can land on a few windows of one phase and own its p99 (they show as runs
-        # of consecutive slow calls). Noise that really hurt would fail every attempt.
-        for _ in range(ATTEMPTS):
-            measurement = measure(address, quiet, noisy)
-            measurements.append(measurement)
-            print(f"\n{measurement}")
-            counts = measurement.noisy
-            offered = counts["ok"] + counts["exhausted"] + counts["other"]
-            assert counts["other"] == 0, counts
-            assert counts["exhausted"] >= 0.8 * offered, counts  # ~90% at 10x
-            assert counts["retry_info"] == counts["exhausted"], counts
-            # Accepted at the quota. Tokens accrue while the noisy process is stopped too,
-            # so the bound is the rate over the whole run, plus one burst.
-            bound = NOISY_QUOTA * counts["wall_seconds"] * 1.1 + NOISY_QUOTA
-            assert counts["accepted"] <= bound, counts
-            assert measurement.quiet_errors == []
-            expected = (WINDOW_S - SETTLE_S) * QUIET_CALLS_PER_S * WINDOWS / 2
-            assert min(len(measurement.alone_ms), len(measurement.beside_noise_ms)) >= (
-                0.8 * expected
-            )
-            alone, loud = measurement.p99s
-            if loud <= 2 * alone:
-                return
+    address = gateway_processes("noisy").address
+    # The throttling must hold in every measurement. The p99 bound must hold in one:
+    # on the shared 2-core machine a broker or disk stall of a second, unrelated to the
+    # noise, can land on a few windows of one phase and own its p99 (they show as runs
+    # of consecutive slow calls). Noise that really hurt would fail every attempt.
+    for _ in range(ATTEMPTS):
+        measurement = measure(address, quiet, noisy)
+        measurements.append(measurement)
+        print(f"\n{measurement}")
+        counts = measurement.noisy
+        offered = counts["ok"] + counts["exhausted"] + counts["other"]
+        assert counts["other"] == 0, counts
+        assert counts["exhausted"] >= 0.8 * offered, counts  # ~90% at 10x
+        assert counts["retry_info"] == counts["exhausted"], counts
+        # Accepted at the quota. Tokens accrue while the noisy process is stopped too,
+        # so the bound is the rate over the whole run, plus one burst.
+        bound = NOISY_QUOTA * counts["wall_seconds"] * 1.1 + NOISY_QUOTA
+        assert counts["accepted"] <= bound, counts
+        assert measurement.quiet_errors == []
+        expected = (WINDOW_S - SETTLE_S) * QUIET_CALLS_PER_S * WINDOWS / 2
+        assert min(len(measurement.alone_ms), len(measurement.beside_noise_ms)) >= (0.8 * expected)
+        alone, loud = measurement.p99s
+        if loud <= 2 * alone:
+            return
     raise AssertionError(
         "the quiet tenant's p99 beside the noisy one exceeded 2x its p99 alone in every "
         "attempt: " + "; ".join(str(m) for m in measurements)

@@ -23,7 +23,7 @@ import pytest
 from pulsar.schema import ProtobufNativeSchema
 
 from cli.main import main
-from gateway.server import GatewayOptions
+from gateway.wiring import GatewayOptions
 from magnetar.api_key_store import ApiKeyStore
 from magnetar.api_keys import Scope
 from magnetar.catalog_topic import publish_items
@@ -35,16 +35,10 @@ from magnetar.v1 import catalog_service_pb2, events_pb2, personalization_service
 from magnetar.v1 import personalization_service_pb2 as ps
 from tenants.pulsar_setup import provision_pulsar
 from tenants.rebuild import Rebuild, RebuildOptions
-from tests.integration.gateway_harness import (
-    RunningGateway,
-    add_tenant_row,
-    key_store,
-    remove_tenant_row,
-)
+from tests.integration.gateway_harness import RunningGateway, add_tenant_row, remove_tenant_row
 from tests.integration.pipeline_support import Pipeline, make_event, running_pipeline
 
 pytestmark = pytest.mark.integration
-__all__ = ["key_store"]  # fixtures, imported to register
 
 DAY_MS = 24 * 3600 * 1000
 NOW_MS = int(time.time() * 1000)
@@ -71,8 +65,7 @@ def gateway(settings: Settings) -> Iterator[RunningGateway]:
     running = RunningGateway(
         settings.merged({"grpc_port": 0}), GatewayOptions(auth_cache_ttl_s=0.2)
     )
-    memory = running.server.deps.memory
-    assert memory is not None and memory.listener.wait_connected(10)
+    assert running.server.adapters.feed.listener.wait_connected(10)
     yield running
     running.stop()
 

@@ -6,14 +6,8 @@ suite's business); everything else goes through the gateway's three serving serv
 
 from __future__ import annotations
 
-import asyncio
-import socket
-import threading
 import time
-import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -24,15 +18,12 @@ import pytest
 
 from functions.logic.validation import DEFAULT_POLICY
 from functions.wire import is_erasure_marker
-from gateway.auth import KeyLookup
-from gateway.server import GatewayOptions, create_server
+from gateway.wiring import GatewayOptions
 from magnetar.api_key_store import ApiKeyStore
-from magnetar.api_keys import Scope
 from magnetar.db.state_writer import commit_batch
 from magnetar.db.user_erasure import user_tables
-from magnetar.personalization import records
-from magnetar.personalization.records import EnrichedEvent
 from magnetar.personalization.settings import SignalSettings
+from magnetar.processes import free_port
 from magnetar.pulsar_admin import PulsarAdmin
 from magnetar.settings import Settings
 from magnetar.topics import TenantTopics
@@ -40,105 +31,23 @@ from magnetar.v1 import catalog_service_pb2 as cat
 from magnetar.v1 import events_pb2
 from magnetar.v1 import personalization_service_pb2 as pb
 from magnetar.v1 import user_service_pb2 as users
-from tenants.pulsar_setup import provision_pulsar
-from tests.e2e.grpc_support import Stubs, bearer, failure, stubs
-from tests.integration.gateway_harness import (
-    RunningGateway,
-    add_tenant_row,
-    admin_key,
-    gateway,
-    key_store,
-    pulsar_client,
-    read_all,
-    remove_tenant_row,
+from tests.e2e.grpc_support import Stubs, failure, stubs
+from tests.integration.gateway_harness import RunningGateway, pulsar_client, read_all
+from tests.integration.serving_support import (
+    NOW,
+    ServingTenant,
+    purchase,
+    seed_shop,
+    serving_tenant,
 )
 
 pytestmark = pytest.mark.integration
-__all__ = ["admin_key", "gateway", "key_store"]  # fixtures, imported to register
-
-
-@dataclass(frozen=True)
-class ServingTenant:
-    tenant_id: str
-    read_key: str
-    ingest_key: str
-    manage_key: str
-
-    @property
-    def read(self) -> list[tuple[str, str]]:
-        return bearer(self.read_key)
-
-    @property
-    def ingest(self) -> list[tuple[str, str]]:
-        return bearer(self.ingest_key)
-
-    @property
-    def manage(self) -> list[tuple[str, str]]:
-        return bearer(self.manage_key)
-
-
-@contextmanager
-def serving_tenant(
-    settings: Settings, admin: PulsarAdmin, store: ApiKeyStore
-) -> Iterator[ServingTenant]:
-    """A tenant with its Pulsar namespaces and topics, a tenants row and three keys."""
-    tenant = f"serve-{uuid.uuid4().hex[:8]}"
-    provision_pulsar(admin, tenant)
-    add_tenant_row(settings, tenant)
-    try:
-        read, _ = store.create(tenant, [Scope.READ], "serving test")
-        ingest, _ = store.create(tenant, [Scope.INGEST], "serving test")
-        manage, _ = store.create(tenant, [Scope.MANAGE], "serving test")
-        yield ServingTenant(tenant, read.secret, ingest.secret, manage.secret)
-    finally:
-        remove_tenant_row(settings, tenant)
-        admin.delete_tenant(tenant)
-
-
-@pytest.fixture
-def tenant(
-    settings: Settings, pulsar_admin: PulsarAdmin, key_store: ApiKeyStore
-) -> Iterator[ServingTenant]:
-    with serving_tenant(settings, pulsar_admin, key_store) as made:
-        yield made
 
 
 @pytest.fixture(scope="module")
 def client(gateway: RunningGateway) -> Iterator[Stubs]:
     with grpc.insecure_channel(gateway.address) as channel:
         yield stubs(channel)
-
-
-NOW = int(time.time() * 1000)
-
-
-def _purchase(tenant: str, user: str, session: str, item: str, at: int, category: str) -> Any:
-    return EnrichedEvent(
-        event_id=uuid.uuid4().hex,
-        tenant_id=tenant,
-        user_id=user,
-        session_id=session,
-        type=records.PURCHASE,
-        item_id=item,
-        occurred_at=at,
-        categories=(category,),
-    )
-
-
-def seed_shop(settings: Settings, tenant: str, *extra: EnrichedEvent) -> None:
-    """Tents sell with sleeping bags (and less often lanterns); mugs are the best-seller."""
-    at = NOW - 3_600_000
-    events = []
-    for n in range(6):
-        for offset, item in enumerate(("tent", "sleeping-bag", "lantern")[: 3 if n < 3 else 2]):
-            events.append(
-                _purchase(tenant, f"c{n}", f"camp{n}", item, at + n * 10 + offset, "outdoor")
-            )
-    events += [
-        _purchase(tenant, f"m{n}", f"mug{n}", "mug", at + 100 + n, "kitchen") for n in range(10)
-    ]
-    with psycopg.connect(settings.database_url, autocommit=True) as conn:
-        commit_batch(conn, tenant, [*events, *extra], SignalSettings(), now_ms=NOW)
 
 
 def _ids(items: Any) -> list[str]:
@@ -155,17 +64,17 @@ def _item(item_id: str, title: str, category: str, available: bool = True) -> ca
 
 
 def test_a_buyer_gets_what_was_bought_together_with_a_titled_reason_and_filters_apply(
-    client: Stubs, tenant: ServingTenant, settings: Settings
+    client: Stubs, shop: ServingTenant, settings: Settings
 ) -> None:
-    t = tenant.tenant_id
-    seed_shop(settings, t, _purchase(t, "b", "b1", "tent", NOW - 60_000, "outdoor"))
+    t = shop.tenant_id
+    seed_shop(settings, t, purchase(t, "b", "b1", "tent", NOW - 60_000, "outdoor"))
     client.catalog.UpsertItems(
         cat.UpsertItemsRequest(items=[_item("tent", "Dome Tent", "outdoor")]),
-        metadata=tenant.manage,
+        metadata=shop.manage,
     )
     no_repeats = pb.RecommendationFilter(exclude_purchased=True)
     reply = client.personalization.Recommend(
-        pb.RecommendRequest(user_id="b", k=3, filter=no_repeats), metadata=tenant.read
+        pb.RecommendRequest(user_id="b", k=3, filter=no_repeats), metadata=shop.read
     )
     top = reply.items[0]
     assert top.item_id == "sleeping-bag"
@@ -179,36 +88,36 @@ def test_a_buyer_gets_what_was_bought_together_with_a_titled_reason_and_filters_
         pb.RecommendRequest(
             user_id="b", k=3, filter=pb.RecommendationFilter(categories=["kitchen"])
         ),
-        metadata=tenant.read,
+        metadata=shop.read,
     )
     assert _ids(kitchen.items) == ["mug"]
     excluded = client.personalization.Recommend(
         pb.RecommendRequest(
             user_id="b", k=5, filter=pb.RecommendationFilter(exclude_item_ids=["sleeping-bag"])
         ),
-        metadata=tenant.read,
+        metadata=shop.read,
     )
     assert "sleeping-bag" not in _ids(excluded.items)
 
 
 def test_unknown_and_session_only_users_get_trending_and_an_empty_tenant_answers_empty(
-    client: Stubs, tenant: ServingTenant, settings: Settings
+    client: Stubs, shop: ServingTenant, settings: Settings
 ) -> None:
     empty = client.personalization.Recommend(
-        pb.RecommendRequest(user_id="nobody", k=5), metadata=tenant.read
+        pb.RecommendRequest(user_id="nobody", k=5), metadata=shop.read
     )
     assert (list(empty.items), empty.cold_start) == ([], True)
 
-    seed_shop(settings, tenant.tenant_id)
+    seed_shop(settings, shop.tenant_id)
     cold = client.personalization.Recommend(
-        pb.RecommendRequest(user_id="nobody", k=2), metadata=tenant.read
+        pb.RecommendRequest(user_id="nobody", k=2), metadata=shop.read
     )
     assert cold.cold_start
     assert _ids(cold.items)[0] == "mug"
     assert {i.reason.kind for i in cold.items} == {pb.REASON_KIND_TRENDING}
     session = client.personalization.Recommend(
         pb.RecommendRequest(session_id="s-1", k=2, context_item_ids=["tent"]),
-        metadata=tenant.read,
+        metadata=shop.read,
     )
     assert session.cold_start
     assert session.items[0].item_id == "sleeping-bag"
@@ -216,25 +125,25 @@ def test_unknown_and_session_only_users_get_trending_and_an_empty_tenant_answers
 
 
 def test_similar_items_trending_and_profiles_read_the_state(
-    client: Stubs, tenant: ServingTenant, settings: Settings
+    client: Stubs, shop: ServingTenant, settings: Settings
 ) -> None:
-    t = tenant.tenant_id
-    seed_shop(settings, t, _purchase(t, "b", "b1", "tent", NOW - 60_000, "outdoor"))
+    t = shop.tenant_id
+    seed_shop(settings, t, purchase(t, "b", "b1", "tent", NOW - 60_000, "outdoor"))
     similar = client.personalization.SimilarItems(
-        pb.SimilarItemsRequest(item_id="tent", k=2), metadata=tenant.read
+        pb.SimilarItemsRequest(item_id="tent", k=2), metadata=shop.read
     )
     assert _ids(similar.items) == ["sleeping-bag", "lantern"]
     trending = client.personalization.Trending(
-        pb.TrendingRequest(window=pb.TRENDING_WINDOW_DAY, k=1), metadata=tenant.read
+        pb.TrendingRequest(window=pb.TRENDING_WINDOW_DAY, k=1), metadata=shop.read
     )
     assert _ids(trending.items) == ["mug"]
     outdoor = client.personalization.Trending(
         pb.TrendingRequest(window=pb.TRENDING_WINDOW_WEEK, category="outdoor", k=5),
-        metadata=tenant.read,
+        metadata=shop.read,
     )
     assert set(_ids(outdoor.items)) == {"tent", "sleeping-bag", "lantern"}
     profile = client.personalization.GetUserProfile(
-        pb.GetUserProfileRequest(user_id="b"), metadata=tenant.read
+        pb.GetUserProfileRequest(user_id="b"), metadata=shop.read
     ).profile
     assert profile.subject_id == "b"
     assert [r.item_id for r in profile.recent_items] == ["tent"]
@@ -243,57 +152,57 @@ def test_similar_items_trending_and_profiles_read_the_state(
 
 
 def test_errors_carry_their_status_codes_and_field_violations(
-    client: Stubs, tenant: ServingTenant, settings: Settings
+    client: Stubs, shop: ServingTenant, settings: Settings
 ) -> None:
     recommend = client.personalization.Recommend
     for k in (0, 101):
         bad_k = failure(
-            partial(recommend, pb.RecommendRequest(user_id="u", k=k), metadata=tenant.read)
+            partial(recommend, pb.RecommendRequest(user_id="u", k=k), metadata=shop.read)
         )
         assert bad_k.code == grpc.StatusCode.INVALID_ARGUMENT
         assert list(bad_k.violations) == ["k"]
-    nobody = failure(lambda: recommend(pb.RecommendRequest(k=3), metadata=tenant.read))
+    nobody = failure(lambda: recommend(pb.RecommendRequest(k=3), metadata=shop.read))
     assert nobody.code == grpc.StatusCode.INVALID_ARGUMENT
     assert "user_id" in nobody.violations
 
-    seed_shop(settings, tenant.tenant_id)
+    seed_shop(settings, shop.tenant_id)
     unknown = failure(
         lambda: client.personalization.SimilarItems(
-            pb.SimilarItemsRequest(item_id="nope", k=3), metadata=tenant.read
+            pb.SimilarItemsRequest(item_id="nope", k=3), metadata=shop.read
         )
     )
     assert (unknown.code, unknown.reason) == (grpc.StatusCode.NOT_FOUND, "ITEM_NOT_FOUND")
     no_window = failure(
-        lambda: client.personalization.Trending(pb.TrendingRequest(k=3), metadata=tenant.read)
+        lambda: client.personalization.Trending(pb.TrendingRequest(k=3), metadata=shop.read)
     )
     assert no_window.code == grpc.StatusCode.INVALID_ARGUMENT
     assert list(no_window.violations) == ["window"]
     no_profile = failure(
         lambda: client.personalization.GetUserProfile(
-            pb.GetUserProfileRequest(user_id="nobody"), metadata=tenant.read
+            pb.GetUserProfileRequest(user_id="nobody"), metadata=shop.read
         )
     )
     assert (no_profile.code, no_profile.reason) == (grpc.StatusCode.NOT_FOUND, "USER_NOT_FOUND")
 
 
-def test_each_rpc_needs_its_scope(client: Stubs, tenant: ServingTenant) -> None:
+def test_each_rpc_needs_its_scope(client: Stubs, shop: ServingTenant) -> None:
     denied = [
         lambda: client.personalization.Recommend(
-            pb.RecommendRequest(user_id="u", k=1), metadata=tenant.ingest
+            pb.RecommendRequest(user_id="u", k=1), metadata=shop.ingest
         ),
-        lambda: client.catalog.GetItem(cat.GetItemRequest(item_id="x"), metadata=tenant.ingest),
+        lambda: client.catalog.GetItem(cat.GetItemRequest(item_id="x"), metadata=shop.ingest),
         lambda: client.catalog.UpsertItems(
-            cat.UpsertItemsRequest(items=[cat.Item(item_id="x")]), metadata=tenant.read
+            cat.UpsertItemsRequest(items=[cat.Item(item_id="x")]), metadata=shop.read
         ),
-        lambda: client.catalog.DeleteItem(cat.DeleteItemRequest(item_id="x"), metadata=tenant.read),
-        lambda: client.users.DeleteUser(users.DeleteUserRequest(user_id="u"), metadata=tenant.read),
+        lambda: client.catalog.DeleteItem(cat.DeleteItemRequest(item_id="x"), metadata=shop.read),
+        lambda: client.users.DeleteUser(users.DeleteUserRequest(user_id="u"), metadata=shop.read),
     ]
     for call in denied:
         assert failure(call).code == grpc.StatusCode.PERMISSION_DENIED
 
 
 def test_catalog_writes_and_erasure_need_manage_which_the_ingest_key_lacks(
-    client: Stubs, tenant: ServingTenant
+    client: Stubs, shop: ServingTenant
 ) -> None:
     """The INGEST key ships inside client apps: it must not rewrite the catalog or erase
     users (docs/serving.md, "Scopes")."""
@@ -309,7 +218,7 @@ def test_catalog_writes_and_erasure_need_manage_which_the_ingest_key_lacks(
         ),
     }
     for name, call in writes.items():
-        denied = failure(partial(call, tenant.ingest))
+        denied = failure(partial(call, shop.ingest))
         assert (name, denied.code, denied.reason, denied.metadata) == (
             name,
             grpc.StatusCode.PERMISSION_DENIED,
@@ -319,7 +228,7 @@ def test_catalog_writes_and_erasure_need_manage_which_the_ingest_key_lacks(
         assert "manage" in denied.message
     # The MANAGE key does each, in order (the item exists when it is deleted).
     for call in writes.values():
-        call(tenant.manage)
+        call(shop.manage)
 
 
 # -- catalog -----------------------------------------------------------------------------
@@ -340,7 +249,7 @@ def _catalog_records(settings: Settings, tenant: str, expect: int) -> list[tuple
 
 
 def test_items_go_to_postgres_and_the_compacted_topic_and_a_deletion_tombstones_them(
-    client: Stubs, tenant: ServingTenant, settings: Settings
+    client: Stubs, shop: ServingTenant, settings: Settings
 ) -> None:
     mug = cat.Item(
         item_id="mug",
@@ -352,10 +261,10 @@ def test_items_go_to_postgres_and_the_compacted_topic_and_a_deletion_tombstones_
     )
     reply = client.catalog.UpsertItems(
         cat.UpsertItemsRequest(items=[mug, _item("tent", "Dome Tent", "outdoor")]),
-        metadata=tenant.manage,
+        metadata=shop.manage,
     )
     assert reply.upserted_count == 2
-    stored = client.catalog.GetItem(cat.GetItemRequest(item_id="mug"), metadata=tenant.read).item
+    stored = client.catalog.GetItem(cat.GetItemRequest(item_id="mug"), metadata=shop.read).item
     assert (stored.title, list(stored.categories), stored.price) == (
         "Blue Mug",
         ["home", "kitchen"],
@@ -364,92 +273,88 @@ def test_items_go_to_postgres_and_the_compacted_topic_and_a_deletion_tombstones_
     assert dict(stored.attributes) == {"brand": "acme"}
     assert abs(stored.update_time.ToMilliseconds() - time.time() * 1000) < 60_000
 
-    deleted = client.catalog.DeleteItem(
-        cat.DeleteItemRequest(item_id="mug"), metadata=tenant.manage
-    )
+    deleted = client.catalog.DeleteItem(cat.DeleteItemRequest(item_id="mug"), metadata=shop.manage)
     assert deleted.item.title == "Blue Mug"
-    on_topic = _catalog_records(settings, tenant.tenant_id, expect=3)
+    on_topic = _catalog_records(settings, shop.tenant_id, expect=3)
     assert [key for key, _ in on_topic] == ["mug", "tent", "mug"]
     assert cat.Item.FromString(on_topic[0][1]).title == "Blue Mug"
     assert on_topic[2][1] == b""  # the tombstone
     gone = failure(
-        lambda: client.catalog.GetItem(cat.GetItemRequest(item_id="mug"), metadata=tenant.read)
+        lambda: client.catalog.GetItem(cat.GetItemRequest(item_id="mug"), metadata=shop.read)
     )
     assert (gone.code, gone.reason) == (grpc.StatusCode.NOT_FOUND, "ITEM_NOT_FOUND")
     again = failure(
         lambda: client.catalog.DeleteItem(
-            cat.DeleteItemRequest(item_id="mug"), metadata=tenant.manage
+            cat.DeleteItemRequest(item_id="mug"), metadata=shop.manage
         )
     )
     assert again.code == grpc.StatusCode.NOT_FOUND
 
 
-def test_an_invalid_item_fails_the_whole_batch(client: Stubs, tenant: ServingTenant) -> None:
+def test_an_invalid_item_fails_the_whole_batch(client: Stubs, shop: ServingTenant) -> None:
     batch = [_item("lamp", "Lamp", "home"), cat.Item(item_id="bad", title="t" * 513)]
     bad = failure(
         lambda: client.catalog.UpsertItems(
-            cat.UpsertItemsRequest(items=batch), metadata=tenant.manage
+            cat.UpsertItemsRequest(items=batch), metadata=shop.manage
         )
     )
     assert bad.code == grpc.StatusCode.INVALID_ARGUMENT
     assert list(bad.violations) == ["items[1].title"]
     assert (
         failure(
-            lambda: client.catalog.GetItem(cat.GetItemRequest(item_id="lamp"), metadata=tenant.read)
+            lambda: client.catalog.GetItem(cat.GetItemRequest(item_id="lamp"), metadata=shop.read)
         ).code
         == grpc.StatusCode.NOT_FOUND
     )
     empty = failure(
-        lambda: client.catalog.UpsertItems(cat.UpsertItemsRequest(), metadata=tenant.manage)
+        lambda: client.catalog.UpsertItems(cat.UpsertItemsRequest(), metadata=shop.manage)
     )
     assert list(empty.violations) == ["items"]
 
 
 def test_unavailable_and_deleted_items_leave_every_result(
-    client: Stubs, tenant: ServingTenant, settings: Settings
+    client: Stubs, shop: ServingTenant, settings: Settings
 ) -> None:
-    seed_shop(settings, tenant.tenant_id)
+    seed_shop(settings, shop.tenant_id)
 
     def everywhere() -> list[list[str]]:
         recommended = client.personalization.Recommend(
-            pb.RecommendRequest(user_id="nobody", k=10), metadata=tenant.read
+            pb.RecommendRequest(user_id="nobody", k=10), metadata=shop.read
         )
         trending = client.personalization.Trending(
-            pb.TrendingRequest(window=pb.TRENDING_WINDOW_DAY, k=10), metadata=tenant.read
+            pb.TrendingRequest(window=pb.TRENDING_WINDOW_DAY, k=10), metadata=shop.read
         )
         similar = client.personalization.SimilarItems(
-            pb.SimilarItemsRequest(item_id="tent", k=10), metadata=tenant.read
+            pb.SimilarItemsRequest(item_id="tent", k=10), metadata=shop.read
         )
         return [_ids(recommended.items), _ids(trending.items), _ids(similar.items)]
 
     assert all("sleeping-bag" in found for found in everywhere())
     client.catalog.UpsertItems(
         cat.UpsertItemsRequest(items=[_item("sleeping-bag", "Bag", "outdoor", available=False)]),
-        metadata=tenant.manage,
+        metadata=shop.manage,
     )
     assert not any("sleeping-bag" in found for found in everywhere())
     client.catalog.UpsertItems(
         cat.UpsertItemsRequest(items=[_item("sleeping-bag", "Bag", "outdoor")]),
-        metadata=tenant.manage,
+        metadata=shop.manage,
     )
     assert all("sleeping-bag" in found for found in everywhere())
-    client.catalog.DeleteItem(cat.DeleteItemRequest(item_id="sleeping-bag"), metadata=tenant.manage)
+    client.catalog.DeleteItem(cat.DeleteItemRequest(item_id="sleeping-bag"), metadata=shop.manage)
     assert not any("sleeping-bag" in found for found in everywhere())
 
 
 def test_tenants_see_only_their_own_catalog_and_state(
     client: Stubs,
-    tenant: ServingTenant,
+    shop: ServingTenant,
     settings: Settings,
     pulsar_admin: PulsarAdmin,
     key_store: ApiKeyStore,
 ) -> None:
-    seed_shop(
-        settings, tenant.tenant_id, _purchase(tenant.tenant_id, "b", "b", "tent", NOW, "outdoor")
-    )
+    seed_shop(settings, shop.tenant_id, purchase(shop.tenant_id, "b", "b", "tent", NOW, "outdoor"))
     client.catalog.UpsertItems(
         cat.UpsertItemsRequest(items=[_item("tent", "Dome Tent", "outdoor")]),
-        metadata=tenant.manage,
+        metadata=shop.manage,
     )
     with serving_tenant(settings, pulsar_admin, key_store) as other:
         hidden = failure(
@@ -478,11 +383,11 @@ def _user_rows(settings: Settings, tenant: str, user: str) -> dict[str, int]:
 
 
 def test_delete_user_erases_every_user_table_reports_it_and_keeps_late_events_out(
-    client: Stubs, tenant: ServingTenant, settings: Settings
+    client: Stubs, shop: ServingTenant, settings: Settings
 ) -> None:
-    t = tenant.tenant_id
+    t = shop.tenant_id
     bought = [
-        _purchase(t, "b", "b1", item, NOW - 60_000 + n, "outdoor")
+        purchase(t, "b", "b1", item, NOW - 60_000 + n, "outdoor")
         for n, item in enumerate(("tent", "lamp"))
     ]
     seed_shop(settings, t, *bought)
@@ -491,7 +396,7 @@ def test_delete_user_erases_every_user_table_reports_it_and_keeps_late_events_ou
         "user_category_affinities": 1,
         "user_activity": 1,
     }
-    reply = client.users.DeleteUser(users.DeleteUserRequest(user_id="b"), metadata=tenant.manage)
+    reply = client.users.DeleteUser(users.DeleteUserRequest(user_id="b"), metadata=shop.manage)
     assert {d.table: d.count for d in reply.deleted} == {
         "user_item_signals": 2,
         "user_category_affinities": 1,
@@ -504,24 +409,24 @@ def test_delete_user_erases_every_user_table_reports_it_and_keeps_late_events_ou
     assert (
         failure(
             lambda: client.personalization.GetUserProfile(
-                pb.GetUserProfileRequest(user_id="b"), metadata=tenant.read
+                pb.GetUserProfileRequest(user_id="b"), metadata=shop.read
             )
         ).code
         == grpc.StatusCode.NOT_FOUND
     )
-    late = _purchase(t, "b", "b1", "mug", reply.deleted_before.ToMilliseconds() - 1, "kitchen")
+    late = purchase(t, "b", "b1", "mug", reply.deleted_before.ToMilliseconds() - 1, "kitchen")
     with psycopg.connect(settings.database_url, autocommit=True) as conn:
         assert commit_batch(conn, t, [late], SignalSettings(), now_ms=NOW).erased == 1
     assert set(_user_rows(settings, t, "b").values()) == {0}
 
     nobody = client.users.DeleteUser(
-        users.DeleteUserRequest(anonymous_id="never-seen"), metadata=tenant.manage
+        users.DeleteUserRequest(anonymous_id="never-seen"), metadata=shop.manage
     )
     assert {d.table: d.count for d in nobody.deleted} == dict.fromkeys(
         ("user_item_signals", "user_category_affinities", "user_activity"), 0
     )
     invalid = failure(
-        lambda: client.users.DeleteUser(users.DeleteUserRequest(), metadata=tenant.manage)
+        lambda: client.users.DeleteUser(users.DeleteUserRequest(), metadata=shop.manage)
     )
     assert invalid.code == grpc.StatusCode.INVALID_ARGUMENT
     # Each erasure sent the pipeline a marker, keyed by its subject, to drop its sessions.
@@ -533,44 +438,20 @@ def test_delete_user_erases_every_user_table_reports_it_and_keeps_late_events_ou
 # -- PostgreSQL down ---------------------------------------------------------------------
 
 
-class GatewayWithKeys(RunningGateway):
-    """A gateway whose API keys come from `lookup`, whatever its database URL says."""
-
-    def __init__(self, settings: Settings, lookup: KeyLookup) -> None:
-        self.settings = settings
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._thread.start()
-
-        async def build() -> Any:
-            return create_server(
-                settings, options=GatewayOptions(auth_cache_ttl_s=60), key_lookup=lookup
-            )
-
-        self.server, self.port = self.run(build())
-        self.run(self.server.start())
-
-
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_postgres_unavailable_answers_unavailable_never_unknown(
-    tenant: ServingTenant, settings: Settings, key_store: ApiKeyStore
+    shop: ServingTenant, settings: Settings, key_store: ApiKeyStore
 ) -> None:
     closed = settings.merged(
         {
             "grpc_port": 0,
-            "database_url": f"postgresql://magnetar_app@127.0.0.1:{_closed_port()}/magnetar",
+            "database_url": f"postgresql://magnetar_app@127.0.0.1:{free_port()}/magnetar",
         }
     )
-    down = GatewayWithKeys(closed, key_store)
+    down = RunningGateway(closed, GatewayOptions(auth_cache_ttl_s=60), key_lookup=key_store)
     try:
         with grpc.insecure_channel(down.address) as channel:
             client = stubs(channel)
-            read, write = tenant.read, tenant.manage
+            read, write = shop.read, shop.manage
             calls = {
                 "Recommend": lambda: client.personalization.Recommend(
                     pb.RecommendRequest(user_id="u", k=3), metadata=read, timeout=20

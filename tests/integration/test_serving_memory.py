@@ -14,29 +14,26 @@ from contextlib import contextmanager
 from functools import partial
 
 import grpc
-import psycopg
 import pytest
 
-from gateway.server import GatewayOptions
+from gateway.wiring import GatewayOptions
 from magnetar.api_key_store import ApiKeyStore
-from magnetar.db.state_writer import commit_batch
-from magnetar.personalization.settings import SignalSettings
 from magnetar.pulsar_admin import PulsarAdmin
 from magnetar.settings import Settings
 from magnetar.v1 import personalization_service_pb2 as pb
 from magnetar.v1 import user_service_pb2 as users
 from tests.e2e.grpc_support import Stubs, failure, stubs
-from tests.integration.gateway_harness import RunningGateway, admin_key, key_store
-from tests.integration.test_serving import (
+from tests.integration.gateway_harness import RunningGateway
+from tests.integration.serving_support import (
     NOW,
     ServingTenant,
-    _purchase,
+    commit,
+    purchase,
     seed_shop,
     serving_tenant,
 )
 
 pytestmark = pytest.mark.integration
-__all__ = ["admin_key", "key_store"]  # fixtures, imported to register
 
 
 def _running(settings: Settings, admin: str) -> RunningGateway:
@@ -44,8 +41,7 @@ def _running(settings: Settings, admin: str) -> RunningGateway:
         settings.merged({"grpc_port": 0, "admin_api_key": admin}),
         GatewayOptions(auth_cache_ttl_s=0.2),
     )
-    memory = running.server.deps.memory
-    assert memory is not None and memory.listener.wait_connected(10)
+    assert running.server.adapters.feed.listener.wait_connected(10)
     return running
 
 
@@ -58,14 +54,6 @@ def two_gateways(settings: Settings, admin_key: str) -> Iterator[tuple[RunningGa
 
 
 @pytest.fixture
-def shop(
-    settings: Settings, pulsar_admin: PulsarAdmin, key_store: ApiKeyStore
-) -> Iterator[ServingTenant]:
-    with serving_tenant(settings, pulsar_admin, key_store) as made:
-        yield made
-
-
-@pytest.fixture
 def other_shop(
     settings: Settings, pulsar_admin: PulsarAdmin, key_store: ApiKeyStore
 ) -> Iterator[ServingTenant]:
@@ -73,17 +61,12 @@ def other_shop(
         yield made
 
 
-def _commit(settings: Settings, tenant: str, *events: object) -> None:
-    with psycopg.connect(settings.database_url, autocommit=True) as conn:
-        commit_batch(conn, tenant, list(events), SignalSettings(), now_ms=NOW)  # type: ignore[arg-type]
-
-
 @contextmanager
 def _heard(gateways: Sequence[RunningGateway], tenant: str, user: str) -> Iterator[None]:
     """Until each gateway's listener has heard the change of `user` committed inside: on a
     loaded machine a notification can arrive after the next request, and drop what that
     request had just kept."""
-    listeners = [g.server.deps.memory.listener for g in gateways]  # type: ignore[union-attr]
+    listeners = [g.server.adapters.feed.listener for g in gateways]
     seen = [listener.expect(tenant, user) for listener in listeners]
     yield
     assert all(event.wait(10) for event in seen), "a listener never heard the commit"
@@ -97,9 +80,7 @@ def _recent(client: Stubs, tenant: ServingTenant, user: str) -> list[str]:
 
 
 def _held(gateway: RunningGateway, tenant: str, user: str) -> bool:
-    feed = gateway.server.deps.memory
-    assert feed is not None
-    return feed.memory.user(tenant, user) is not None
+    return gateway.server.adapters.feed.memory.user(tenant, user) is not None
 
 
 def test_a_counted_event_reaches_a_user_served_from_memory(
@@ -107,18 +88,14 @@ def test_a_counted_event_reaches_a_user_served_from_memory(
 ) -> None:
     gateway = two_gateways[0]
     with _heard([gateway], shop.tenant_id, "ann"):
-        _commit(
-            settings, shop.tenant_id, _purchase(shop.tenant_id, "ann", "s1", "tent", NOW, "out")
-        )
+        commit(settings, shop.tenant_id, purchase(shop.tenant_id, "ann", "s1", "tent", NOW, "out"))
     with grpc.insecure_channel(gateway.address) as channel:
         client = stubs(channel)
         assert _recent(client, shop, "ann") == ["tent"]
         assert _held(gateway, shop.tenant_id, "ann")  # warm: served from memory from now on
         assert _recent(client, shop, "ann") == ["tent"]
 
-        _commit(
-            settings, shop.tenant_id, _purchase(shop.tenant_id, "ann", "s1", "mug", NOW + 1, "k")
-        )
+        commit(settings, shop.tenant_id, purchase(shop.tenant_id, "ann", "s1", "mug", NOW + 1, "k"))
         # The commit's notification drops the user from memory; the next read is PostgreSQL.
         deadline = time.monotonic() + 2
         while _recent(client, shop, "ann") != ["mug", "tent"]:
@@ -149,11 +126,10 @@ def test_a_ranking_made_ahead_is_dropped_by_the_commit_of_its_users_event(
     settings: Settings, two_gateways: tuple[RunningGateway, ...], shop: ServingTenant
 ) -> None:
     gateway = two_gateways[0]
-    feed = gateway.server.deps.memory
-    assert feed is not None
+    feed = gateway.server.adapters.feed
     stats = feed.memory.stats
     with _heard([gateway], shop.tenant_id, "bo"):
-        bought = _purchase(shop.tenant_id, "bo", "b", "tent", NOW, "out")
+        bought = purchase(shop.tenant_id, "bo", "b", "tent", NOW, "out")
         seed_shop(settings, shop.tenant_id, bought)
     with grpc.insecure_channel(gateway.address) as channel:
         client = stubs(channel)
@@ -163,10 +139,10 @@ def test_a_ranking_made_ahead_is_dropped_by_the_commit_of_its_users_event(
         assert _recommended(client, shop, "bo") == first
         assert stats.ranked_hits == hits + 1  # answered from the ranking made ahead
 
-        _commit(
+        commit(
             settings,
             shop.tenant_id,
-            _purchase(shop.tenant_id, "bo", "b", "sleeping-bag", NOW + 1, "out"),
+            purchase(shop.tenant_id, "bo", "b", "sleeping-bag", NOW + 1, "out"),
         )
         committed = time.monotonic()
         while "sleeping-bag" in _recommended(client, shop, "bo"):
@@ -184,11 +160,11 @@ def test_a_warm_user_of_one_tenant_never_answers_another(
 ) -> None:
     gateway = two_gateways[0]
     with _heard([gateway], shop.tenant_id, "sam"):
-        _commit(settings, shop.tenant_id, _purchase(shop.tenant_id, "sam", "s", "tent", NOW, "out"))
-    _commit(
+        commit(settings, shop.tenant_id, purchase(shop.tenant_id, "sam", "s", "tent", NOW, "out"))
+    commit(
         settings,
         other_shop.tenant_id,
-        _purchase(other_shop.tenant_id, "sam", "s", "teapot", NOW, "kitchen"),
+        purchase(other_shop.tenant_id, "sam", "s", "teapot", NOW, "kitchen"),
     )
     with grpc.insecure_channel(gateway.address) as channel:
         client = stubs(channel)
@@ -206,7 +182,7 @@ def test_delete_user_leaves_no_gateway_serving_the_user_from_memory(
     first, second = two_gateways
     user = f"gone-{uuid.uuid4().hex[:6]}"
     with _heard(two_gateways, shop.tenant_id, user):
-        _commit(settings, shop.tenant_id, _purchase(shop.tenant_id, user, "s", "tent", NOW, "out"))
+        commit(settings, shop.tenant_id, purchase(shop.tenant_id, user, "s", "tent", NOW, "out"))
     with (
         grpc.insecure_channel(first.address) as one,
         grpc.insecure_channel(second.address) as two,

@@ -3,7 +3,6 @@ erasure semantics."""
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 import uuid
@@ -34,6 +33,7 @@ from magnetar.personalization.memory_state import MemoryState
 from magnetar.personalization.records import EnrichedEvent
 from magnetar.personalization.settings import SignalSettings
 from magnetar.personalization.state import UserKey
+from magnetar.processes import free_port
 from magnetar.serving.erasure import UserErasure
 from magnetar.serving.personalization import PersonalizationServing, RecommendQuery
 from magnetar.settings import Settings
@@ -199,14 +199,8 @@ def test_a_connection_goes_back_to_the_pool_without_its_tenant_scope(settings: S
         pool.close()
 
 
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_a_reader_pointed_at_a_closed_port_raises_unavailable(settings: Settings) -> None:
-    url = f"postgresql://magnetar_app@127.0.0.1:{_closed_port()}/magnetar"
+    url = f"postgresql://magnetar_app@127.0.0.1:{free_port()}/magnetar"
     pool = open_serving_pool(url, timeout_s=1.0)
     try:
         serving = PersonalizationServing(ServingStateReader(pool))

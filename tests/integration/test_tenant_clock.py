@@ -13,17 +13,15 @@ from collections.abc import Iterator
 import grpc
 import pytest
 
-from gateway.server import GatewayOptions
+from gateway.wiring import GatewayOptions
 from magnetar.personalization.decay import DAY_MS
 from magnetar.settings import Settings
 from magnetar.v1 import personalization_service_pb2 as pb
 from tests.e2e.grpc_support import Stubs, stubs
-from tests.integration.gateway_harness import RunningGateway, admin_key, key_store
-from tests.integration.test_serving import NOW, ServingTenant, _purchase
-from tests.integration.test_serving_memory import _commit, shop
+from tests.integration.gateway_harness import RunningGateway
+from tests.integration.serving_support import NOW, ServingTenant, commit, purchase
 
 pytestmark = pytest.mark.integration
-__all__ = ["admin_key", "key_store", "shop"]  # fixtures, imported to register
 
 YEAR_AGO = NOW - 365 * DAY_MS
 
@@ -33,8 +31,7 @@ def gateway(settings: Settings, admin_key: str) -> Iterator[RunningGateway]:
     running = RunningGateway(
         settings.merged({"grpc_port": 0, "admin_api_key": admin_key}), GatewayOptions()
     )
-    memory = running.server.deps.memory
-    assert memory is not None and memory.listener.wait_connected(10)
+    assert running.server.adapters.feed.listener.wait_connected(10)
     yield running
     running.stop()
 
@@ -58,12 +55,12 @@ def test_old_history_is_served_as_if_at_its_end_and_a_newer_commit_moves_the_clo
     settings: Settings, gateway: RunningGateway, shop: ServingTenant
 ) -> None:
     tenant = shop.tenant_id
-    _commit(
+    commit(
         settings,
         tenant,
-        _purchase(tenant, "ann", "a1", "tent", YEAR_AGO, "outdoor"),
-        _purchase(tenant, "bob", "b1", "tent", YEAR_AGO + 1_000, "outdoor"),
-        _purchase(tenant, "bob", "b1", "lantern", YEAR_AGO + 2_000, "outdoor"),
+        purchase(tenant, "ann", "a1", "tent", YEAR_AGO, "outdoor"),
+        purchase(tenant, "bob", "b1", "tent", YEAR_AGO + 1_000, "outdoor"),
+        purchase(tenant, "bob", "b1", "lantern", YEAR_AGO + 2_000, "outdoor"),
     )
     with grpc.insecure_channel(gateway.address) as channel:
         client = stubs(channel)
@@ -78,7 +75,7 @@ def test_old_history_is_served_as_if_at_its_end_and_a_newer_commit_moves_the_clo
         assert _outdoor(client, shop) == pytest.approx(8.0)  # one purchase, not decayed
 
         # Thirty days (one affinity half-life) later in that history, ann's affinity is half.
-        _commit(settings, tenant, _purchase(tenant, "cy", "c1", "mug", YEAR_AGO + 30 * DAY_MS, "k"))
+        commit(settings, tenant, purchase(tenant, "cy", "c1", "mug", YEAR_AGO + 30 * DAY_MS, "k"))
         deadline = time.monotonic() + 5
         while _outdoor(client, shop) != pytest.approx(4.0, rel=1e-3):
             assert time.monotonic() < deadline, "the newer commit never moved the clock"

@@ -47,13 +47,9 @@ from tenants.wiring import TenantPlatform, build_tenant_platform
 from tests.integration.gateway_harness import (
     RunningAdmin,
     RunningGateway,
-    admin_key,
-    admin_plane,
-    gateway,
 )
 
 pytestmark = pytest.mark.integration
-__all__ = ["admin_key", "admin_plane", "gateway"]  # fixtures, imported to register
 
 Stub = tenant_service_pb2_grpc.TenantServiceStub
 

@@ -22,11 +22,11 @@ from functions.logic.validation import (
 from functions.pipeline import Pipeline
 from magnetar.topics import TenantTopics
 from magnetar.v1 import events_pb2
-from tenants.fakes import FakePulsarAdmin
 from tenants.functions_deploy import apply_function
 from tenants.pulsar_setup import provision_pulsar
 from tests.fuzz.strategies import NOW_MS
 from tests.fuzz.test_function_classes_fuzz import CONFIG, DLQ, CountingSink, FakeContext, run_once
+from tests.tenant_fakes import FakePulsarAdmin
 from tests.unit.functions.logic.factories import make_event
 
 YEAR_MS = 365 * 24 * 3600 * 1000

@@ -7,12 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from gateway import server
-from gateway.admin_server import PlatformKeyOnly, require_admin_key
+from gateway.admin_server import require_admin_key
 from gateway.event_publisher import SharedToken
 from gateway.producer_tokens import StoredProducerTokens, producer_credentials
-from gateway.tenant_service import mount_tenant_service
-from magnetar.db.engine import make_engine, make_sessionmaker
+from gateway.wiring import PlatformKeyOnly
 from magnetar.errors import FailedPrecondition
 from magnetar.problems import EnvironmentProblem
 from magnetar.pulsar_tokens import tenant_role, token_role
@@ -32,19 +30,9 @@ class Tokens:
         return self.tokens.get(tenant_id)
 
 
-def sessions() -> object:
-    # No connection is made: the engine connects on first use.
-    return make_sessionmaker(make_engine("postgresql://nobody@127.0.0.1:1/none"))
-
-
-def test_the_public_gateway_does_not_mount_tenant_service() -> None:
-    mounted: list[object] = list(server.DEFAULT_SERVICES)
-    assert mount_tenant_service not in mounted
-
-
 def test_by_default_the_gateway_reads_stored_tokens_and_never_the_platform_files() -> None:
     settings = Settings(pulsar_admin_token_file=MISSING, pulsar_token_secret_key_file=MISSING)
-    credentials = producer_credentials(settings, sessions())  # type: ignore[arg-type]
+    credentials = producer_credentials(settings, Tokens({}))
     assert isinstance(credentials, StoredProducerTokens)
 
 
@@ -63,8 +51,10 @@ def test_the_superuser_opt_out_is_explicit(tmp_path: Path) -> None:
     token_file = tmp_path / "superuser"
     token_file.write_text("superuser-token\n")
     settings = Settings(producer_credentials="superuser", pulsar_admin_token_file=str(token_file))
-    credentials = producer_credentials(settings, sessions())  # type: ignore[arg-type]
+    source = Tokens({})
+    credentials = producer_credentials(settings, source)
     assert credentials == SharedToken("superuser-token")
+    assert source.asked == []
 
 
 def test_an_unknown_producer_credentials_value_is_refused_by_name() -> None:

@@ -7,15 +7,15 @@ import pytest
 from magnetar.api_keys import Scope
 from magnetar.errors import AlreadyExists, InvalidArgument, NotFound
 from tenants.admin import TenantAdmin
-from tenants.fakes import (
+from tenants.model import TenantChanges
+from tenants.plans import PLANS
+from tenants.reconciler import Reconciler
+from tests.tenant_fakes import (
     FakeFunctionDeployer,
     FakePulsarAdmin,
     InMemoryKeyStore,
     InMemoryTenantStore,
 )
-from tenants.model import TenantChanges
-from tenants.plans import PLANS
-from tenants.reconciler import Reconciler
 
 
 @pytest.fixture

@@ -10,14 +10,14 @@ from magnetar.errors import FailedPrecondition, Unavailable
 from magnetar.pulsar_tokens import tenant_role, token_role
 from tenants.admin import TenantAdmin
 from tenants.credentials import TenantRoleTokens
-from tenants.fakes import (
+from tenants.model import StepState, TenantChanges
+from tenants.reconciler import Reconciler
+from tests.tenant_fakes import (
     FakeFunctionDeployer,
     FakePulsarAdmin,
     InMemoryKeyStore,
     InMemoryTenantStore,
 )
-from tenants.model import StepState, TenantChanges
-from tenants.reconciler import Reconciler
 
 KEY = b"k" * 32
 

@@ -13,10 +13,10 @@ from magnetar.errors import AlreadyExists, NotFound, Unavailable
 from magnetar.pulsar_tokens import tenant_role
 from magnetar.topics import TenantTopics
 from tenants import pulsar_setup
-from tenants.fakes import FakeFunctionDeployer, FakePulsarAdmin, InMemoryTenantStore
 from tenants.model import ONBOARDING_STEPS, StepState, TenantSpec, TenantState
 from tenants.plans import MIB, PLANS
 from tenants.reconciler import Reconciler
+from tests.tenant_fakes import FakeFunctionDeployer, FakePulsarAdmin, InMemoryTenantStore
 
 SPEC = TenantSpec("acme", "Acme shop", "free", PLANS["free"])
 

@@ -14,14 +14,14 @@ from magnetar.api_keys import parse_key
 from magnetar.errors import InvalidArgument
 from magnetar.v1 import tenant_service_pb2 as pb
 from tenants.admin import TenantAdmin
-from tenants.fakes import (
+from tenants.plans import PLANS
+from tenants.reconciler import Reconciler
+from tests.tenant_fakes import (
     FakeFunctionDeployer,
     FakePulsarAdmin,
     InMemoryKeyStore,
     InMemoryTenantStore,
 )
-from tenants.plans import PLANS
-from tenants.reconciler import Reconciler
 
 T = TypeVar("T")
 
