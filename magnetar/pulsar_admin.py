@@ -139,6 +139,8 @@ class PulsarAdmin:
 
     def delete_tenant(self, tenant: str) -> None:
         """Delete `tenant` with its namespaces, topics and functions; absent is fine."""
+        for namespace in self.namespaces(tenant):
+            self.delete_namespace(namespace)
         self._delete_settled(f"/admin/v2/tenants/{tenant}", f"tenant {tenant}")
 
     # -- namespaces and their policies ----------------------------------------------------
@@ -151,7 +153,12 @@ class PulsarAdmin:
         self._call("PUT", f"/admin/v2/namespaces/{namespace}", ok_conflict=True)
 
     def delete_namespace(self, namespace: str) -> None:
-        """Delete `namespace` with its topics; absent is fine."""
+        """Delete `namespace` with its functions and topics; absent is fine. Functions first:
+        a forced deletion leaves them registered with the worker, which then restarts their
+        instances for ever (they fail without their topics)."""
+        tenant, _, local = namespace.partition("/")
+        for name in self.functions(tenant, local):
+            self.delete_function(tenant, local, name)
         self._delete_settled(f"/admin/v2/namespaces/{namespace}", f"namespace {namespace}")
 
     def namespace_policies(self, namespace: str) -> dict[str, Any]:

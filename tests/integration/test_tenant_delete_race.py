@@ -25,7 +25,7 @@ ROUNDS = 6
 WITH_FUNCTION = {0, 3}
 
 
-def _run_probe(admin: PulsarAdmin, tenant: str) -> None:
+def _start_probe(admin: PulsarAdmin, tenant: str) -> None:
     config = {
         "tenant": tenant,
         "namespace": "events",
@@ -42,7 +42,31 @@ def _run_probe(admin: PulsarAdmin, tenant: str) -> None:
     while admin.function_status(tenant, "events", "probe").get("numRunning") != 1:
         assert time.monotonic() < deadline, "the probe function never ran"
         time.sleep(0.5)
+
+
+def _run_probe(admin: PulsarAdmin, tenant: str) -> None:
+    _start_probe(admin, tenant)
     admin.delete_function(tenant, "events", "probe")
+
+
+def test_deleting_a_tenant_or_namespace_deletes_its_functions(pulsar_admin: PulsarAdmin) -> None:
+    """Left registered, a deleted tenant's Function is restarted by the worker for ever."""
+
+    def delete_namespace(tenant: str) -> None:
+        pulsar_admin.delete_namespace(f"{tenant}/events")
+
+    deletions = {"tenant": pulsar_admin.delete_tenant, "namespace": delete_namespace}
+    for what, delete in deletions.items():
+        tenant = unique_name("delf")
+        pulsar_admin.create_tenant(tenant)
+        pulsar_admin.create_namespace(f"{tenant}/events")
+        try:
+            _start_probe(pulsar_admin, tenant)
+            delete(tenant)
+            assert pulsar_admin.functions(tenant, "events") == [], f"after deleting the {what}"
+        finally:
+            pulsar_admin.delete_function(tenant, "events", "probe")
+            pulsar_admin.delete_tenant(tenant)
 
 
 def test_a_used_tenant_is_gone_after_delete_every_time(
