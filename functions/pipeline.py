@@ -1,24 +1,10 @@
 """Pulsar Function `pipeline`: dedupe → enrich → materialize in one instance per tenant.
 
-Deployed per tenant on ``persistent://<tenant>/events/raw`` and ``.../events/import`` (imported
-history, validated without the age limit: `functions.logic.validation.policy_for_topic`) with ``retainKeyOrdering`` (a
-Key_Shared subscription: one user's events, hence an event's repeats and a session, meet one
-instance) and ``autoAck: false``. For each message:
-
-1. decode it, or dead-letter it (``UNDECODABLE``);
-2. drop a client repeat of an ``event_id`` inside the window (`functions.logic.dedupe_window`)
-   and acknowledge it;
-3. validate, sessionize, parse the device and join the catalog (`functions.logic.enrichment`),
-   or dead-letter it with the reason;
-4. hand the enriched event to the batch committer (`functions.batch_commit`), which writes it
-   to PostgreSQL with the processed-event ledger in one transaction and acknowledges it after
-   the commit.
-
-One hop instead of three: no intermediate topics, no publish or receive between stages
-(docs/pipeline.md says why). First sightings and changed sessions are appended to function
-state about once a second as segments (`functions.logic.segment_log`) and replayed when an
-instance starts; the ledger, not the window, is what makes counting exact.
-"""
+Each message of ``events/raw`` and ``events/import`` is decoded, dropped as a repeat, enriched
+and handed to the batch committer, or dead-lettered with its reason; it is acknowledged only
+once what it became is stored. The window and sessions are appended to function state as
+segments and replayed when an instance starts; the ledger makes counting exact
+(docs/pipeline.md)."""
 
 from __future__ import annotations
 

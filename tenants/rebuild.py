@@ -1,24 +1,11 @@
 """A tenant's state recomputed from its retained topics while live ingest goes on, then
-switched in at once (`magnetar tenants rebuild`; docs/pipeline.md, "Rebuilding a tenant's
-state").
+switched in at once (`magnetar tenants rebuild`).
 
-`Rebuild` runs it in steps the command shows one by one:
-
-1. `open`: the tenant's events namespace must exist (else `NotFound`); its retention is read
-   against the ledger (`tenants.retention`); a shadow copy of its state is claimed
-   (`magnetar.db.shadow_state`), one rebuild per tenant at a time (else
-   `FailedPrecondition`).
-2. `replay`: every retained message of the raw and import topics (`RetainedEvents`) goes
-   through the pipeline's own steps into the shadow (`functions.replay`), beside the live
-   pipeline, which goes on.
-3. `switch`: hold the tenant's pipeline, catch the shadow up to the topics' end (within
-   `max_hold_s`, else let go, catch up again and retry), compare, switch in one transaction,
-   let go. An event accepted meanwhile is counted once: by the shadow if the catch-up read
-   it — the live pipeline then finds its id in the ledger — else by the live pipeline after
-   the switch, on top of the rebuilt state. The switch is refused when the live state
-   counted events the topics no longer hold, unless `allow_history_loss`.
-4. `close`: the shadow is dropped and the claim released, whatever happened.
-"""
+`Rebuild` runs in steps the command shows one by one: `open` (else `NotFound`, or
+`FailedPrecondition` when a rebuild of the tenant runs), `replay`, `switch` and `close`, which
+drops the shadow and releases the claim whatever happened. Every event is counted once across
+the switch; the switch is refused when the live state counted events the topics no longer
+hold, unless `allow_history_loss` (docs/pipeline.md, "Rebuilding a tenant's state")."""
 
 from __future__ import annotations
 

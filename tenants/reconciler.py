@@ -1,22 +1,10 @@
 """Onboarding and offboarding as an idempotent reconciler over ports.
 
-The desired state (a `TenantSpec`) is recorded in PostgreSQL before anything else happens,
-then each onboarding step brings one part of the world in line with it and records DONE.
-Every step reads what exists and changes only what differs, so repeating one is harmless;
-a crash leaves the record with the steps done so far, and the next attempt (a retried
-CreateTenant) starts at the first step not recorded DONE.
-
-One worker per tenant at a time: each operation holds the tenant's lease (a PostgreSQL
-advisory lock in production, released if the holder dies). Two concurrent creations of one
-id therefore cannot both proceed: the one without the lease, or the one that finds the
-tenant already past provisioning, gets AlreadyExists.
-
-The `pulsar_role` step also signs the role's token (`token_for`, the admin plane's only use
-of the broker's signing key) and stores it where the public gateway reads it: the gateway
-produces as the tenant's role without holding the key (docs/kubernetes.md, "Topology").
-
-Pure logic over `tenants.ports`; no I/O of its own.
-"""
+The desired state is recorded before anything else; each step changes only what differs and
+is recorded DONE, so a retry resumes at the first step not done. Each operation holds the
+tenant's lease; a concurrent creation of one id gets AlreadyExists. Pure logic over
+`tenants.ports`; no I/O of its own (docs/tenants.md, "Onboarding: an idempotent reconciler";
+the role token, docs/kubernetes.md, "Topology")."""
 
 from __future__ import annotations
 

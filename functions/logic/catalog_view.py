@@ -1,29 +1,10 @@
 """The compacted catalog topic as an in-memory table, and the join of events with it.
 
-``persistent://<tenant>/catalog/items`` is keyed by item_id; compaction keeps the latest value
-per key, and a message with an empty value (a tombstone) deletes the item. `enrich` reads the
-topic from the earliest position at start (rebuilding the whole table) and then applies
-updates as they arrive, so a catalog change shows up in enrichment within the reader's
-latency. Per key the topic keeps publish order, so applying messages in arrival order leaves
-each item as its last write; nothing here needs versions.
-
-The message key is authoritative (it is what compaction goes by): an item stored under key
-``k`` has item_id ``k`` whatever its payload says.
-
-Concurrency: a reader thread may apply updates while ``process`` joins. Every operation is a
-single dict operation on immutable values, atomic under the GIL, so a join sees an item
-either before or after an update, never half of one.
-
-Memory: the view holds the whole catalog (it is a table, not a cache): about 220 bytes plus
-the title and categories per item (measured), so a million items need a few hundred MB. An event whose
-item is not in the view is joined with empty fields — not an error: the item may be new and
-its catalog write still on its way, and an interaction without catalog data is still signal.
-
-Sanitizing: the topic is written by more than the gateway (tools, replays), and categories
-flow on into PostgreSQL state. A category with a control character (NUL cannot be stored in
-text or jsonb and would fail every commit of its batch) or an empty one is dropped; a price
-that is not a finite, non-negative number becomes "not given".
-"""
+Messages applied in arrival order leave each item as its last write; an empty value deletes
+it; the message key is the item id. A join sees an item before or after an update, never half
+of one. An event whose item is unknown is joined with empty fields. Categories that are empty
+or hold a control character are dropped, and a price that is not finite and non-negative
+becomes "not given" (docs/pipeline.md, "The catalog")."""
 
 from __future__ import annotations
 

@@ -1,22 +1,10 @@
 """`enrich` as one pure decision: validate, sessionize, parse the device, join the catalog.
 
-The pipeline's ``process`` decodes the message into an :class:`Event`, calls :func:`enrich`
-with the time the gateway accepted the event, and hands the :class:`EnrichedEvent` to its
-batch committer, or sends the payload to the DLQ topic with :meth:`DeadLetter.properties`. A
-payload that does not decode never reaches this module; the pipeline dead-letters it with
-``DlqReason.UNDECODABLE`` itself.
-
-``accepted_at_ms`` is the raw message's publish time, not the clock when `enrich` runs
-(docs/pipeline.md, "Validation, lateness and the DLQ", says why).
-
-Validation comes first so a rejected event leaves no trace in session state. Unknown items and
-missing user agents are not failures: their fields stay empty (``found=False``).
-
-A client's own ``session_id`` (e.g. an order as a basket) wins over the assigned one: the
-client knows where its baskets begin and end. The tracker records the event either way, so
-assigned sessions come out the same whether or not some events carried ids. A client's device
-type hint wins over the parsed type for the same reason (a native app knows what it runs on).
-"""
+It gives an :class:`EnrichedEvent` or a :class:`DeadLetter`; a rejected event leaves no trace
+in session state. Lateness is judged against ``accepted_at_ms``, the raw message's publish
+time. Unknown items and missing user agents leave their fields empty; a client's own
+``session_id`` and device type win over the derived ones (docs/pipeline.md, "Validation,
+lateness and the DLQ")."""
 
 from __future__ import annotations
 

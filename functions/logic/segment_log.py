@@ -1,19 +1,9 @@
 """Durable state as a log of time-stamped segments: a few writes a second, not per event.
 
-Pulsar's function state is a remote table: every `put_state` is a round trip to the stream
-storage (milliseconds here). Writing a record per event caps a stage at a few hundred events
-per second. Instead a stage keeps its state in memory and appends, about once a second, one
-segment holding what changed since the previous one; a restarted instance replays the
-segments of the period it cares about (dedupe: its window; enrich: the session gap).
-
-What this trades: changes made after the last append are lost when the instance dies. For
-dedupe that means a repeat of such an id passes through to `materialize`, whose ledger still
-counts it once; for sessions, the next event of such a user may open a new session.
-
-Layout, per writer (an instance; several instances share one table): ``<prefix>/index`` is a
-JSON list of ``[sequence, at_ms]``; segment ``n`` is ``<prefix>/seg/<n>``. Segments expire
-by time as a whole, so the table stays bounded without per-record deletes.
-"""
+A writer appends, about once a second, one segment of what changed since the previous one; a
+restarted instance replays the segments of the period it asks for. Changes after the last
+append are lost when the instance dies. Segments expire by time as a whole, so the table stays
+bounded without per-record deletes (docs/pipeline.md, "State")."""
 
 from __future__ import annotations
 

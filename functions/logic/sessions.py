@@ -1,31 +1,11 @@
 """Sessionization: 30 minutes without activity ends a user's session; ids are stable.
 
-A session is a run of one user's events, by event time (``occurred_at``), with no gap longer
-than ``inactivity_gap_ms``. Its id is a hash of tenant, user and the time of the event that
-opened it (:func:`session_id_for`), so the same events in the same order give the same ids on a
-replay, after a restart and on another instance — nothing depends on wall-clock time, process
-identity or counters. The pipeline consumes ``events/raw`` keyed by user with ``Key_Shared``,
-so one instance sees all of a user's events in publish order.
-
-Out-of-order events (possible within the lateness policy: a mobile app flushing a buffer, a
-retry behind newer events). Per user we keep the last few sessions (``max_sessions_per_user``)
-as ``[earliest, last]`` spans plus the start that names them. An event joins the session
-whose span it falls in, or the nearest one within the inactivity gap of either end (ties go
-to the newer session), and widens that span; the session keeps its id even when the event is
-earlier than its start. An event near no known session opens a session of its own, named by
-its own time, which later stragglers can join. Sessions are never merged or split after the
-fact: an id that has been emitted stays valid. So a stream that arrives out of order can be
-cut differently than the same events sorted — but a replay of the topic, which keeps each
-key's order, gives the same ids, and re-processing an event already seen returns its
-session again (spans stay disjoint, so the span holding it is the only one at distance 0).
-
-Memory: an LRU of at most ``max_users`` users, about 300 bytes each with one session, plus
-the changed users evicted since the last `take_dirty`; an evicted user starts a new session
-on their next event, so size ``max_users`` for the users active within one inactivity gap.
-Persistence is the caller's: `take_dirty` hands out every user changed since the last call
-(evicted ones included), which the pipeline calls after every event and appends to its
-segment log, and `restore` seeds a restarted instance from it (docs/pipeline.md, "State").
-"""
+A session is a run of one user's events, by event time, with no gap longer than
+``inactivity_gap_ms``; its id depends only on tenant, user and the time of the event that
+opened it (:func:`session_id_for`), so a replay of the same events in the same order gives the
+same ids. An emitted id stays valid: sessions are never merged or split after the fact.
+Memory is bounded (``max_users``, ``max_sessions_per_user``); persistence is the caller's,
+through `take_dirty` and `restore` (docs/pipeline.md, "State")."""
 
 from __future__ import annotations
 

@@ -1,21 +1,9 @@
 """Upkeep of the processed-event ledger: how long an id is kept, its expiry, and its count.
 
-Guarantees:
-
-* `expire_ledger` deletes only a tenant's rows committed more than `ledger_keep_ms` ago, in
-  bounded batches that walk ``ix_processed_events_tenant_committed`` (oldest first), each
-  batch a short transaction of its own, so it never holds many row locks or a long snapshot.
-* `ledger_keep_ms` is never shorter than the longest time a repeat of a counted event can
-  still reach ``materialize`` (`LEDGER_FLOOR_MS`) nor than the tenant's Pulsar retention, so
-  an expired id can no longer come back to be counted twice (docs/pipeline.md).
-* `counted_events` reads the per-tenant counter (``ledger_counts``) that `commit_batch`
-  advances in the same transaction as the ledger insert: exact, monotonic through expiry,
-  and a handful of rows to read however large the ledger is. A rebuild's switch
-  (`magnetar.db.shadow_state`) sets it to the rebuilt state's count, which is never lower
-  unless the rebuild was told it may lose history (`--allow-history-loss`).
-* `LedgerUpkeep` runs one bounded batch at a time, paced, and only one instance of a tenant
-  at a time (an advisory lock); it never raises.
-"""
+`expire_ledger` deletes only a tenant's rows older than `ledger_keep_ms`, in bounded short
+transactions; `ledger_keep_ms` is never shorter than `LEDGER_FLOOR_MS` nor the tenant's
+retention; `counted_events` reads the exact per-tenant counter; `LedgerUpkeep` runs paced,
+one instance per tenant at a time, and never raises (docs/pipeline.md, "Ledger expiry")."""
 
 from __future__ import annotations
 

@@ -1,27 +1,11 @@
 """The state reader the gateway serves from: few statements and round trips per request.
 
-`PostgresStateReader` runs each read in its own tenant-scoped transaction, which costs a
-BEGIN, a `set_config` and a COMMIT around every query: a recommendation makes about seven
-reads, each waiting for PostgreSQL in turn. Inside `ServingStateReader.request(tenant)`:
-
-* the request holds one pooled connection, scoped to the tenant for the session (row-level
-  security reads `magnetar.tenant`) by a `set_config` sent in the same round trip as the
-  first read. Every request sets it again before its first read, whatever the connection
-  served before, so no request can read with another tenant's scope; and no BEGIN/COMMIT
-  is needed around the reads (each is a statement of its own, in autocommit). A pool from
-  `open_serving_pool` also resets the scope when the connection goes back (`reset_scope`),
-  so an idle connection carries no tenant into whatever uses it next;
-* the four questions about the user (recent items, item and category affinities,
-  purchases) are answered from the user's rows, read in one pipelined round trip
-  (`magnetar.db.user_snapshot`), with the reader's arithmetic and order;
-* neighbours are ranked per seed with a bounded sort (see `neighbours`).
-
-So a recommendation whose shared lists are in memory (`magnetar.serving.shared_reads`)
-costs two round trips: the user's rows (with the scope), then the catalog facts. The reads
-of one request are not one snapshot: a catalog change committed between them shows in the
-second, which is what the next request would see anyway. Outside a request every read is
-the base reader's own.
-"""
+Inside `ServingStateReader.request(tenant)` the reads share one pooled connection in
+autocommit, scoped to the tenant by a `set_config` sent with its first read, set again by
+every request (and reset by a pool from `open_serving_pool` when the connection goes back);
+the user's rows come in one pipelined round trip, neighbours by a bounded sort per seed. The
+reads of one request are not one snapshot. Outside a request every read is the base reader's
+own (docs/serving.md, "Freshness and the read path")."""
 
 from __future__ import annotations
 

@@ -1,25 +1,11 @@
 """A tenant's state recomputed beside the live one, then put in its place at once.
 
-`ShadowState` keeps a copy of the tenant-scoped state tables in a schema of its own
-(``rebuild_<tenant>``, each table ``LIKE`` the live one ``INCLUDING ALL``), written by the
-pipeline's own `commit_batch` through the connection's ``search_path``: the shadow schema
-first, then the live schema for what a commit only reads (erasure tombstones). Guarantees:
-
-* `claim`: one rebuild per tenant at a time (a session advisory lock); a shadow schema left
-  by a rebuild that died is dropped before a new one is made;
-* `hold` holds the tenant's pipeline: it takes for the session the lock every `commit_batch`
-  takes shared (and an erasure exclusive, `magnetar.db.state_writer.ERASURE_LOCK_KEY`), so
-  the batches in flight commit first and no other commits until `release`;
-* `switch`, in one transaction: the shadow's rows of users erased since the rebuild began
-  go (as the erasure deleted the live ones), then the tenant's live aggregates and its count
-  of counted events are replaced by the shadow's, and the shadow's ledger rows are added to
-  the live ledger (an id either one counted stays refused: redeliveries stay deduplicated,
-  and ids the topics no longer hold are still remembered); it announces "everything of the
-  tenant changed" on the change stream, which PostgreSQL delivers when it commits.
-Everything runs on one connection (the locks are its session's), the owner's: creating a
-schema is not the application role's right, and row-level security (forced) still scopes
-every live row it touches to the tenant.
-"""
+`ShadowState` keeps a copy of the tenant-scoped state tables in a schema ``rebuild_<tenant>``,
+written by the pipeline's own `commit_batch`. `claim`: one rebuild per tenant at a time, a
+dead rebuild's shadow dropped first; `hold`: the tenant's commits wait until `release`;
+`switch`, in one transaction: the live state becomes the shadow's, ledger carried over, and
+"everything of the tenant changed" is announced. It runs on one connection, the owner's
+(docs/pipeline.md, "Rebuilding a tenant's state")."""
 
 from __future__ import annotations
 

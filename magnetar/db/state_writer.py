@@ -1,23 +1,10 @@
 """Commit one batch of enriched events into PostgreSQL state, effectively once.
 
-One transaction per batch:
-
-1. insert the batch's event ids into the processed-event ledger (``ON CONFLICT DO NOTHING
-   RETURNING``): the ids that come back are the batch's *new* events;
-2. lock the batch's users' activity rows and read their recent items (so sessions that span
-   batches still pair, and concurrent batches for one user serialize);
-3. fold only the new events (`magnetar.personalization.fold`) into per-key deltas;
-4. write each key once: one multi-row upsert per table, decaying the stored score lazily
-   with the same arithmetic as `DecayedScore.merge`;
-5. advance the tenant's count of counted events (`magnetar.db.ledger`) by the new events;
-6. announce the users whose rows changed on the change stream (`magnetar.db.change_stream`),
-   which PostgreSQL delivers to the gateways only when this transaction commits (unless
-   ``announce=False``: a rebuild's shadow copy, which nobody serves, announces its switch
-   once instead).
-
-A redelivered event finds its ledger row in step 1 and changes nothing; a crash before the
-commit leaves neither the ledger row nor the aggregates, and the broker redelivers.
-"""
+One transaction per batch: only events whose ledger insert is new are folded; the batch's
+users' activity rows are locked; each key is written once; the tenant's count advances by the
+new events; the changed users are announced on commit (unless ``announce=False``). A
+redelivered event changes nothing, and a crash before the commit leaves nothing
+(docs/pipeline.md, "Exactly-once counting")."""
 
 from __future__ import annotations
 

@@ -1,24 +1,10 @@
 """From a row of a history file to a `magnetar.v1.Event`, or the reason it cannot be one.
 
-Pure: no I/O. Two mappings:
-
-- `ColumnMapping`: each event field is read from a column. By default the columns carry
-  the field names (`event_id, user_id, anonymous_id, session_id, type, item_id,
-  occurred_at, value, quantity`); `--map field=column` renames, `--const field=value` sets
-  a field for every row (e.g. ``type=purchase``). Times are ISO 8601 (a time without a
-  zone is UTC) or epoch seconds / milliseconds (numbers above 1e11 are milliseconds).
-  Types are the wire names without the prefix, any case (``purchase``, ``ADD_TO_CART``).
-- `OnlineRetailMapping`, the documented default for the UCI Online Retail file (chosen when
-  a CSV's header is that file's): the rules of `magnetar.workload.online_retail` — the same
-  ones the offline evaluation reads the file with, so imported and replayed events are the
-  same events, ids included.
-
-A row that does not map is a `Rejected` with its line and a reason a person can act on:
-``missing id``, ``unparsable time``, ``future time`` (more than 5 minutes after now, the
-gateway's limit), ``unknown type``, ``bad number``; the Online Retail rules also drop rows
-by design (non-product codes, no unit price, stock adjustments), reported the same way.
-Nothing is dropped without a `Rejected`.
-"""
+Pure: no I/O. `ColumnMapping` reads each field from a column (renamed or set constant);
+`OnlineRetailMapping` applies the rules of `magnetar.workload.online_retail`, so imported and
+replayed events are the same events, ids included. A row that does not map is a `Rejected`
+with its line and a reason a person can act on; nothing is dropped without one
+(docs/ingestion.md, "`magnetar import`")."""
 
 from __future__ import annotations
 

@@ -1,19 +1,9 @@
 """Lazily decayed scores: a value stored with the instant it was last brought up to date.
 
-A signal that should fade with a half-life `h` is the sum, over its contributions `w_i` made
-at times `t_i`, of `w_i * 2 ** (-(now - t_i) / h)`. Rewriting every stored row as time passes
-would cost a write per row per tick, so instead a score keeps `(value, as_of)`: its value as
-of the latest contribution. Reading decays that value to `now`; adding a contribution brings
-both sides to the later of their instants and sums them. Because the sum above does not
-depend on how the contributions are grouped or ordered, folding two batches one after the
-other gives the same score as folding them as one batch (up to float rounding).
-
-The same merge in SQL, for an upsert of `excluded` into an existing row (`h` in ms)::
-
-    as_of = greatest(row.as_of, excluded.as_of)
-    value = row.value      * power(2, -(greatest(row.as_of, excluded.as_of) - row.as_of) / h)
-          + excluded.value * power(2, -(greatest(row.as_of, excluded.as_of) - excluded.as_of) / h)
-"""
+Reading decays the value to `now`; merging brings both sides to the later instant and adds
+them, so folding batches one after the other gives the same score as folding them as one (up
+to float rounding). `magnetar.db.decay_sql` computes the same merge in SQL
+(docs/architecture.md, "State and serving model")."""
 
 from __future__ import annotations
 

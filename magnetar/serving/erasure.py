@@ -1,20 +1,9 @@
 """Erasing one user's state, so that it stays erased.
 
-What is erased: every row keyed by the user (item and category affinities, the activity row
-with its recent items). What cannot be: the tenant-wide aggregates (item popularity,
-co-visitation) hold sums over many users with no per-user part, and the processed-event
-ledger holds event ids only. What stays: a tombstone (tenant, user id, time) — the one fact
-needed to keep the promise that events of the user that occurred before the erasure, still
-in flight or redelivered, are dropped by the materializer instead of rebuilding the state.
-
-The tombstone's instant is the erasure time *plus the pipeline's maximum future skew*: an
-event may carry an `occurred_at` up to that far after its acceptance, so one accepted
-before the erasure could otherwise occur "after" it and rebuild the state. The price: the
-user's own events stamped within that skew after the erasure are dropped too.
-
-The state counts an event under its user id, else its anonymous id; a request naming both
-erases both subjects.
-"""
+Every row keyed by the user goes; tenant-wide aggregates and the ledger are not touched. A
+tombstone at the erasure time plus the pipeline's maximum future skew makes the pipeline drop
+the user's events that occurred before it. A request naming both a user id and an anonymous
+id erases both (docs/serving.md, "DeleteUser: erasure that stays erased")."""
 
 from __future__ import annotations
 

@@ -1,22 +1,10 @@
 """Per-tenant serving state in memory, kept current by the change stream; no I/O here.
 
-`ServingMemory` holds, per tenant, each recently served user's rows (recent items,
-affinities, purchases: one `UserRows`) and the catalog facts of recently served items, in
-least-recently-used maps bounded per tenant (`max_users`, `max_items`). Keys always carry
-the tenant taken from the caller's API key: a tenant's entries can only answer that tenant.
-
-Freshness: the pipeline's `commit_batch`, `DeleteUser` and the catalog writes announce what
-they changed when they commit (`magnetar.db.change_stream`); `invalidate(change)` drops
-those entries, so the next request reads PostgreSQL (the source of truth) again. A read
-that raced a change must not put back what it read before the change: `token()` is taken
-before the read and `put_*` refuses the value if any change to that key (or all of the
-tenant, or a reset) arrived since. While the stream is not connected (`live` false), nothing
-is served or kept: memory is empty and every request reads PostgreSQL.
-
-`MemoryOnly` and `memory_only()`: a request first runs with memory only (on the event loop,
-no thread, no I/O); any answer memory does not hold raises `NotInMemory`, and the caller
-then runs the request again the ordinary way, which reads and fills.
-"""
+`ServingMemory` holds, per tenant, recently served users' rows and items' catalog facts in
+bounded LRU maps, keyed by the caller's tenant. `invalidate(change)` drops what a commit
+changed; `put_*` refuses a value read before a change of its key (`token()`); while the stream
+is not connected (`live` false) nothing is served or kept. Under `memory_only()` a missing
+answer raises `NotInMemory` (docs/serving.md, "Freshness and the read path")."""
 
 from __future__ import annotations
 

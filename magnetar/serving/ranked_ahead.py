@@ -1,31 +1,13 @@
 """A warm user's blended ranking kept ready, so a Recommend only filters and serializes.
 
-What a `Ranking` holds: every candidate of the user's four strategies blended, best first,
-then the trending fill (`blend` asked for all of them) — the order a request without context
-items or a category filter would rank — cut to `DEPTH` items, plus what `exclude_purchased`
-and `exclude_viewed` leave out for that user and whether the user is a cold start.
-
-Why filtering it gives the per-request answer: a candidate's blended score depends only on
-its own strategy scores (each strategy is normalised before any filter), so leaving items
-out of the blend leaves the others' order unchanged, and the trending fill skips exactly
-the items the filters skip. The answer is the first `k` items of the order that the
-request's filters admit and the catalog does not hide — which is what ranking per request
-gives. A request the cut cannot answer (filters and the catalog leave fewer than `k` of the
-`DEPTH`, and more candidates existed) is ranked per request.
-
-When it is dropped (`RankedAhead.get` gives None and the caller ranks again):
-- the user changed, or all of the tenant, or the change stream reconnected: dropped in
-  `ServingMemory.invalidate` with the user's rows, under the same lock, so a ranking is never
-  older than the rows it was made from; one made from rows read before such a change is
-  refused (`ServingMemory.put_ranking` with the token taken before ranking);
-- it is older than `max_age_ms` (5 minutes): the shared lists it used (trending, trending
-  in a category, an item's neighbours) are then looked up again, which is what schedules
-  their background refresh. A refreshed list does not drop the rankings made from the one
-  before (docs/serving.md, "Ranked ahead", says why and what it costs).
-A ranking that used an empty shared list is not kept (`SharedReadsCache` keeps no empty
-list, so that a new tenant's or item's first entries show at once; a kept ranking would
-hide them). Catalog facts are not in it: visibility and titles are looked up per request.
-"""
+A `Ranking` holds every candidate blended with no filter, best first, then the trending fill,
+cut to `DEPTH`, with what `exclude_purchased` and `exclude_viewed` leave out and whether the
+user is a cold start. Filtering it gives what ranking the request would; a request the cut
+cannot answer is ranked per request. `RankedAhead.get` gives None once a ranking is older than
+`max_age_ms`; a change of the user or tenant, or a reconnect, drops it with the user's rows,
+and one made from rows read before such a change is refused. A ranking that used an empty
+shared list is not kept; catalog facts are looked up per request (docs/serving.md, "Freshness
+and the read path", "Ranked ahead")."""
 
 from __future__ import annotations
 

@@ -1,34 +1,12 @@
 """Reads every user of a tenant shares, served from memory and refreshed in the background.
 
-Trending lists and an item's co-visitation neighbours are the same whoever asks, and they
-are the expensive reads: ranking them costs PostgreSQL a pass over every item of a window,
-or over every neighbour of a popular item (scores decay with the time since they were last
-written, so no index holds the order). Popular items are everybody's seeds, so a gateway
-answering hundreds of recommendations per second would rank the same lists hundreds of
-times per second.
-
-So they are kept in memory. An entry younger than its `ttl_ms` is served as is; an older one
-is still served, and refreshed once in the background, so no request waits for a
-re-ranking (the cost that would otherwise land on one unlucky request per list and TTL); an
-entry older than `max_stale_ms` (a list nobody asked for in a while) is read again before
-answering (in memory-only mode, `magnetar.serving.memory`, it raises `NotInMemory`
-instead). A user's own signals (recent items, affinities, purchases) are not kept here
-(`magnetar.serving.memory` keeps them, current with the change stream). Trending lists lag by 30 s to a few minutes, neighbour
-lists by 10 minutes to an hour: next to their half-lives (an hour for the shortest trending
-window, 60 days for co-visitation) that changes nothing a user could see. The refreshes are
-the cache's own load on PostgreSQL and on the gateway, and it is bounded whatever the
-traffic: one at a time, at most `max_per_second` (a tenant with thousands of items has
-thousands of neighbour lists; refreshing each every minute kept a core busy, measured).
-Under more staleness than that rate clears, lists are served staler, up to `max_stale_ms`.
-Empty lists are not kept: they cost nothing to read, and keeping one would hide a new
-tenant's (or item's) first entries.
-
-One change does reach them: a change naming everything of a tenant (a rebuild's switch,
-`magnetar.db.shadow_state`) drops the tenant's lists (`changed`, fed by the change stream), and
-a read that started before the drop does not put its list back.
-
-Everything else passes through to the wrapped state unchanged.
-"""
+Trending lists and an item's co-visitation neighbours are kept per tenant. An entry younger
+than its `ttl_ms` is served as is; an older one is served and refreshed once in the
+background; one older than `max_stale_ms` is read again before answering (in memory-only
+mode it raises `NotInMemory` instead). Refreshes run one at a time, at most `max_per_second`.
+Empty lists are not kept. A change naming everything of a tenant (`changed`) drops its lists,
+and a read that started before the drop does not put its list back. Everything else passes
+through to the wrapped state unchanged (docs/serving.md, "Freshness and the read path")."""
 
 from __future__ import annotations
 

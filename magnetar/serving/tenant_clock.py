@@ -1,23 +1,10 @@
 """A tenant's clock: the instant serving decays scores to, per tenant; no I/O here.
 
-A tenant's clock is the newest event time its state has counted, capped at wall-clock now
-(docs/serving.md, "The tenant's clock"). Right after an import of old history the tenant is
-served as if at the end of that history; a tenant with live traffic runs a few seconds behind
-wall-clock now, which changes no ranking (decay scales every score of a list alike).
-
-`TenantClock` keeps each tenant's newest event time per process, read through `newest`
-(one query: `ServingStateReader.newest_event_ms`). What it guarantees:
-
-* a value is read again once a change of the tenant was heard on the change stream
-  (`changed`), but at most once per `min_interval_ms` per tenant: under live ingest every
-  batch is a change, and the read is a pass over the tenant's users, so it lags the last
-  commit by at most `min_interval_ms`;
-* while the stream is not followed (`live` false: never connected, or reconnecting, when
-  changes may be missed) every value older than `min_interval_ms` is read again;
-* a read that ran while a change of its tenant arrived is kept, but read again next time;
-* in memory-only mode (`magnetar.serving.memory.memory_only`) a value that must be read
-  raises `NotInMemory` instead, so the request runs again on a worker thread.
-"""
+`TenantClock` keeps each tenant's newest event time per process, read through `newest`. A
+value is read again after a change of the tenant (`changed`), at most once per
+`min_interval_ms`; while the stream is not followed (`live` false) every value older than that
+is read again; a read that raced a change is read again next time; in memory-only mode a
+needed read raises `NotInMemory` (docs/serving.md, "The tenant's clock")."""
 
 from __future__ import annotations
 

@@ -1,20 +1,9 @@
 """A synthetic, deterministic-by-seed stream of interaction events with a realistic shape.
 
-What makes it realistic enough to exercise the platform and its strategies:
-
-- item popularity follows a Zipf law (a few best-sellers, a long tail), independently of
-  the item's category;
-- users come back in sessions; each user has a few favourite categories that most of their
-  sessions browse, and users themselves are unevenly active;
-- a session is a walk down the funnel: every item is viewed, some are clicked, some of those
-  go to the cart, and most carts are bought (a few are removed instead);
-- returning users re-buy items they bought before;
-- some visitors are anonymous;
-- delivery is imperfect on purpose: a share of events is sent twice with the same event id
-  (a client retry) and a share arrives late, after events that happened later.
-
-The same seed and settings give the same events in the same order, ids included.
-"""
+Zipf item popularity; users unevenly active, returning in sessions that mostly browse a few
+favourite categories; each session a funnel (view, click, cart, purchase or removal); repeat
+purchases; some anonymous visitors; and, on purpose, client retries (same event id) and late
+events. The same seed and settings give the same events in the same order, ids included."""
 
 from __future__ import annotations
 

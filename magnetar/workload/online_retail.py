@@ -1,32 +1,10 @@
 """Replay of the UCI Online Retail data set as enriched events.
 
-Source: Daqing Chen, Sai Liang Sain, Kun Guo (2012), "Online Retail", UCI Machine Learning
-Repository, data set 352 — invoice lines of a UK online gift shop. The file lives outside the
-repository (the project runs without it); callers pass its path.
-
-How lines become events (the data README leaves these choices to us):
-
-- user_id = CustomerID. A line without one (about a quarter of the file) becomes an
-  anonymous visitor whose id is its invoice, "anon-<InvoiceNo>": the basket is real evidence
-  of what sells and what goes together, but nobody can be recommended to afterwards.
-  `keep_anonymous=False` drops those lines instead.
-- session_id = InvoiceNo (one basket); item_id = StockCode upper-cased (the file spells 95
-  codes both ways, e.g. 15056bl and 15056BL, for the same product).
-- type = "purchase" for positive quantities; lines of "C" invoices are "cancel" events with
-  the quantity made positive (the type carries the sign).
-- Dropped, counted by reason: non-product codes (postage, fees, manual adjustments, samples,
-  vouchers: POST, D, M, DOT, C2, S, B, BANK CHARGES, CRUK, AMAZONFEE, PADS, DCGS*, gift_*),
-  lines with a non-positive unit price, and non-positive quantities outside "C" invoices
-  (stock write-offs such as "damaged" or "lost").
-- occurred_at = InvoiceDate read as UTC (the file is UK wall clock at minute resolution;
-  reading it as UTC keeps file order monotonic across the summer-time change). Lines of one
-  invoice share a minute, so event ids carry the file line number ("or-0000042"): ordering
-  by (occurred_at, event_id) is file order, as the README asks of a replay.
-- value = UnitPrice * quantity, price = UnitPrice.
-- categories: the file has none. They are DERIVED here from keywords of the Description
-  (e.g. "MUG" -> "derived:kitchen") and labelled with the "derived:" prefix everywhere;
-  a description without a known keyword gives no category.
-"""
+Each invoice line becomes at most one `EnrichedEvent` (purchases; "C" invoices as `cancel`
+events), or is dropped and counted by reason. Categories are derived from the description
+and labelled "derived:". Event ids carry the file's line number, so ordering by
+(occurred_at, event_id) is file order and the same file gives the same events. The file lives
+outside the repository; callers pass its path (docs/quality.md, "Protocol")."""
 
 from __future__ import annotations
 
