@@ -1,0 +1,18 @@
+"""How a ghz report becomes the benchmark's figures."""
+
+from __future__ import annotations
+
+from bench.ghz import parse_report
+
+
+def test_calls_cancelled_at_the_end_of_the_run_are_not_errors() -> None:
+    report: dict[str, object] = {
+        "statusCodeDistribution": {"OK": 997, "Canceled": 1, "Unavailable": 2},
+        "latencyDistribution": [
+            {"percentage": 50, "latency": 800_000},
+            {"percentage": 99, "latency": 4_500_000},
+        ],
+    }
+    result = parse_report(report, seconds=2.0)
+    assert (result.served, result.errors) == (997, 2)
+    assert (result.p50_ms, result.p99_ms) == (0.8, 4.5)
