@@ -61,10 +61,15 @@ def write_protoset(path: Path) -> Path:
 @dataclass(frozen=True)
 class GhzResult:
     served: int
-    errors: int
+    # Calls answered with a status other than OK, by status name ("Unavailable": 2).
+    error_codes: dict[str, int]
     seconds: float
     p50_ms: float
     p99_ms: float
+
+    @property
+    def errors(self) -> int:
+        return sum(self.error_codes.values())
 
     @property
     def achieved(self) -> float:
@@ -78,7 +83,7 @@ def parse_report(report: dict[str, object], seconds: float) -> GhzResult:
     codes = report.get("statusCodeDistribution") or {}
     assert isinstance(codes, dict)
     ok = int(codes.get("OK", 0))
-    errors = sum(int(n) for code, n in codes.items() if code not in ("OK", "Canceled"))
+    errors = {code: int(n) for code, n in codes.items() if code not in ("OK", "Canceled")}
     percentiles = {
         int(entry["percentage"]): float(entry["latency"]) / 1e6
         for entry in report.get("latencyDistribution") or []  # type: ignore[attr-defined]

@@ -269,12 +269,25 @@ class Phase:
     served: int
     p50_ms: float
     p99_ms: float
-    errors: int
+    # Calls answered with a status other than OK, by status name.
+    error_codes: dict[str, int]
     ingested: int
     # The machine's 1-minute load average when the phase began.
     load: float
     # CPU seconds the gateway process used during the phase.
     gateway_cpu_s: float
+
+    @property
+    def errors(self) -> int:
+        return sum(self.error_codes.values())
+
+    @property
+    def error_summary(self) -> str:
+        """"0", or the count and its codes: "3 (DEADLINE_EXCEEDED 2, UNAVAILABLE 1)"."""
+        if not self.errors:
+            return "0"
+        codes = ", ".join(f"{code} {n}" for code, n in sorted(self.error_codes.items()))
+        return f"{self.errors} ({codes})"
 
     @property
     def gateway_cpu_ms_per_call(self) -> float:
@@ -295,19 +308,19 @@ class Phase:
 
 async def open_loop(
     call: Callable[[int], Awaitable[Any]], per_second: float, seconds: float
-) -> tuple[list[float], int, float]:
-    """Calls started on a fixed schedule (no coordinated omission): latencies, errors."""
+) -> tuple[list[float], dict[str, int], float]:
+    """Calls started on a fixed schedule (no coordinated omission): latencies, and the
+    failed calls by status name."""
     latencies: list[float] = []
-    errors = 0
+    errors: dict[str, int] = {}
 
     async def one(n: int) -> None:
-        nonlocal errors
         started = time.perf_counter()
         try:
             await call(n)
             latencies.append((time.perf_counter() - started) * 1000)
-        except grpc.aio.AioRpcError:
-            errors += 1
+        except grpc.aio.AioRpcError as error:
+            errors[error.code().name] = errors.get(error.code().name, 0) + 1
 
     tasks = []
     start = time.perf_counter()
@@ -419,8 +432,8 @@ class Clients:
 
 async def python_load(
     clients: Clients, handler: str, rate: float, seconds: float
-) -> tuple[int, float, float, int, float]:
-    """served, p50 ms, p99 ms, errors, seconds: from this process's asyncio client."""
+) -> tuple[int, float, float, dict[str, int], float]:
+    """served, p50 ms, p99 ms, errors by status, seconds: from this process's asyncio client."""
     calls = {BARE: clients.call_bare, EMPTY: clients.call_empty, RECOMMEND: clients.recommend}
     latencies, errors, elapsed = await open_loop(calls[handler], rate, seconds)
     return (
@@ -434,7 +447,7 @@ async def python_load(
 
 async def ghz_load(
     clients: Clients, handler: str, rate: float, seconds: float
-) -> tuple[int, float, float, int, float]:
+) -> tuple[int, float, float, dict[str, int], float]:
     """The same figures from ghz, open loop over `--connections` connections."""
     process, method = clients.target(handler)
     args = clients.args
@@ -459,7 +472,7 @@ async def ghz_load(
         raise SystemExit(f"ghz failed ({child.returncode}): {err.decode()[-2000:]}")
     # ghz stops sending at `seconds`: that is the phase's length.
     result = ghz.parse_report(json.loads(out), seconds)
-    return result.served, result.p50_ms, result.p99_ms, result.errors, seconds
+    return result.served, result.p50_ms, result.p99_ms, result.error_codes, seconds
 
 
 async def measure(
@@ -567,7 +580,7 @@ def flood_report(
                 "served/s": phase.achieved,
                 "p50 ms": phase.p50_ms,
                 "p99 ms": phase.p99_ms,
-                "errors": phase.errors,
+                "errors": phase.error_summary,
                 "load": phase.load,
             },
         )
@@ -580,7 +593,7 @@ def flood_report(
     result.notes.append(
         f"target: p99 beside the flood <= 2x alone ({alone:.1f} ms, the worse of the two "
         f"alone phases) → {flooded.p99_ms:.1f} ms, "
-        f"{flooded.errors} errors"
+        f"errors {flooded.error_summary}"
     )
     return result
 
@@ -610,7 +623,7 @@ def report(phases: Sequence[Phase], args: argparse.Namespace) -> BenchReport:
                 "served/s": phase.achieved,
                 "p50 ms": phase.p50_ms,
                 "p99 ms": phase.p99_ms,
-                "errors": phase.errors,
+                "errors": phase.error_summary,
                 "ingested/s": phase.ingested / phase.seconds if phase.seconds else 0.0,
                 # The serving process's; with ingest, the gateway's Ingest calls are in it too.
                 "server cpu ms/call": phase.gateway_cpu_ms_per_call,

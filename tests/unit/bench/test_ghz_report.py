@@ -15,4 +15,5 @@ def test_calls_cancelled_at_the_end_of_the_run_are_not_errors() -> None:
     }
     result = parse_report(report, seconds=2.0)
     assert (result.served, result.errors) == (997, 2)
+    assert result.error_codes == {"Unavailable": 2}
     assert (result.p50_ms, result.p99_ms) == (0.8, 4.5)
