@@ -41,7 +41,7 @@ from magnetar.serving.erasure import UserErasure
 from magnetar.serving.memory_state import MemoryFirst
 from magnetar.serving.personalization import PersonalizationServing
 from magnetar.serving.ranked_ahead import RankedAhead
-from magnetar.serving.shared_reads import SharedReadsCache
+from magnetar.serving.shared_reads import BackgroundRefresh, SharedReadsCache
 from magnetar.serving.tenant_clock import TenantClock
 from magnetar.settings import Settings
 from magnetar.v1 import (
@@ -99,7 +99,10 @@ def _personalization(adapters: PublicAdapters) -> PersonalizationServing:
     shared = SharedReadsCache(adapters.reader)
     state = MemoryFirst(shared, adapters.reader, memory, adapters.reader.signals)
     # Each tenant served at its own clock (docs/serving.md), kept current by the stream.
-    clock = TenantClock(adapters.reader.newest_event_ms)
+    clock = TenantClock(
+        adapters.reader.newest_event_ms,
+        refresh=BackgroundRefresh(max_per_second=50, name="tenant-clock-refresh"),
+    )
     adapters.feed.follow(clock)
     # A rebuild's switch ("everything changed") drops the tenant's shared lists too.
     adapters.feed.follow(shared)

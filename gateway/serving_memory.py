@@ -18,6 +18,7 @@ from prometheus_client.registry import Collector
 from magnetar.db.change_listener import ChangeListener
 from magnetar.db.change_stream import Change
 from magnetar.serving.memory import ServingMemory
+from magnetar.serving.rows_ahead import ReadRows, RowsAhead
 
 # How long DeleteUser waits for its own change to come back on the stream, then how much
 # longer it gives the other processes' listeners, woken by the same commit, to act on it.
@@ -34,8 +35,15 @@ class ChangeFollower(Protocol):
 
 
 class MemoryFeed:
-    def __init__(self, database_url: str, memory: ServingMemory | None = None) -> None:
+    def __init__(
+        self,
+        database_url: str,
+        memory: ServingMemory | None = None,
+        read_rows: ReadRows | None = None,
+    ) -> None:
         self.memory = memory or ServingMemory()
+        # With `read_rows`, the users a change drops are read again at once (rows_ahead).
+        self.rows_ahead = None if read_rows is None else RowsAhead(self.memory, read_rows)
         self._followers: list[ChangeFollower] = []
         self.listener = ChangeListener(
             database_url, on_change=self._on_change, on_reset=self._on_reset
@@ -47,7 +55,9 @@ class MemoryFeed:
         self._followers.append(follower)
 
     def _on_change(self, change: Change) -> None:
-        self.memory.invalidate(change)
+        held = self.memory.invalidate(change)
+        if self.rows_ahead is not None:
+            self.rows_ahead.schedule(change.tenant_id, held)
         for follower in self._followers:
             follower.changed(change)
 
@@ -59,16 +69,21 @@ class MemoryFeed:
     def start(self) -> None:
         if not self._started:
             self._started = True
+            if self.rows_ahead is not None:
+                self.rows_ahead.start()
             self.listener.start()
 
     def stop(self) -> None:
         if self._started:
             self.listener.stop()
+            if self.rows_ahead is not None:
+                self.rows_ahead.stop()
 
 
 class _MemoryCollector(Collector):
-    def __init__(self, memory: ServingMemory) -> None:
+    def __init__(self, memory: ServingMemory, rows_ahead: RowsAhead | None) -> None:
         self._memory = memory
+        self._rows_ahead = rows_ahead
 
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         stats = self._memory.stats
@@ -104,6 +119,18 @@ class _MemoryCollector(Collector):
         ranked.add_metric(["hit"], stats.ranked_hits)
         ranked.add_metric(["miss"], stats.ranked_misses)
         yield ranked
+        if self._rows_ahead is not None:
+            ahead = self._rows_ahead.stats
+            read = CounterMetricFamily(
+                "magnetar_serving_rows_ahead_users",
+                "Users a change dropped, read again before their next request (read), not "
+                "read ahead because the queue was full (skipped), or lost to a failed read",
+                labels=["result"],
+            )
+            read.add_metric(["read"], ahead.users)
+            read.add_metric(["skipped"], ahead.skipped)
+            read.add_metric(["failed"], ahead.failed_users)
+            yield read
         yield GaugeMetricFamily(
             "magnetar_serving_memory_live",
             "1 while the change stream is connected and memory serves",
@@ -111,5 +138,5 @@ class _MemoryCollector(Collector):
         )
 
 
-def register_metrics(memory: ServingMemory, registry: CollectorRegistry) -> None:
-    registry.register(_MemoryCollector(memory))
+def register_metrics(feed: MemoryFeed, registry: CollectorRegistry) -> None:
+    registry.register(_MemoryCollector(feed.memory, feed.rows_ahead))

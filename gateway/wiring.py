@@ -118,9 +118,10 @@ def public_adapters(
     stack.callback(catalog_topic.close)
     pool = open_serving_pool(settings.database_url)
     stack.callback(pool.close, timeout=1.0)
-    feed = MemoryFeed(settings.database_url)
+    reader = ServingStateReader(pool)
+    feed = MemoryFeed(settings.database_url, read_rows=reader.many_users_rows)
     stack.callback(feed.stop)
-    register_metrics(feed.memory, registry)
+    register_metrics(feed, registry)
     return PublicAdapters(
         sessions=sessions,
         tenants=tenants,
@@ -129,7 +130,7 @@ def public_adapters(
         publisher=publisher,
         importer=importer,
         catalog_topic=catalog_topic,
-        reader=ServingStateReader(pool),
+        reader=reader,
         feed=feed,
     )
 

@@ -22,7 +22,7 @@ from magnetar.db.app_role import refuse_unsafe_role
 from magnetar.db.availability import unavailable_on_failure
 from magnetar.db.decay_sql import decayed_sql
 from magnetar.db.state_reader import PostgresStateReader
-from magnetar.db.user_snapshot import UserRows, read_user
+from magnetar.db.user_snapshot import UserRows, read_user, read_users
 from magnetar.personalization.settings import SignalSettings
 from magnetar.personalization.state import (
     RecentItem,
@@ -158,6 +158,13 @@ class ServingStateReader(PostgresStateReader):
     def user_rows(self, tenant_id: str, user_id: str) -> UserRows | None:
         """The user's rows (read in the current request's round trip); None outside one."""
         return self._user(tenant_id, user_id)
+
+    def many_users_rows(self, tenant_id: str, user_ids: Sequence[str]) -> dict[str, UserRows]:
+        """Many users' rows in one round trip on a connection of its own (not a request's):
+        what `magnetar.serving.rows_ahead` reads after a commit."""
+        with unavailable_on_failure(), self._pool.connection() as conn:
+            conn.autocommit = True
+            return read_users(conn, tenant_id, user_ids, [(_SCOPE, (tenant_id,))])
 
     def recent_items(self, tenant_id: str, user_id: str, limit: int) -> Sequence[RecentItem]:
         rows = self._user(tenant_id, user_id)

@@ -46,6 +46,25 @@ SELECT events, purchases, first_seen, last_seen, recent_items FROM user_activity
 WHERE tenant_id = %(tenant)s AND user_id = %(user)s
 """
 
+# The same rows for many users at once, each row led by its user id.
+ITEMS_OF_USERS = f"""
+SELECT u.user_id, s.item_id, s.score, s.as_of, s.purchases
+FROM unnest(%(users)s::text[]) AS u(user_id)
+CROSS JOIN LATERAL (
+  SELECT item_id, score, as_of, purchases FROM user_item_signals
+  WHERE tenant_id = %(tenant)s AND user_id = u.user_id
+  LIMIT {MAX_ITEM_ROWS + 1}
+) s
+"""
+CATEGORIES_OF_USERS = """
+SELECT user_id, category, score, as_of FROM user_category_affinities
+WHERE tenant_id = %(tenant)s AND user_id = ANY(%(users)s::text[])
+"""
+ACTIVITY_OF_USERS = """
+SELECT user_id, events, purchases, first_seen, last_seen, recent_items FROM user_activity
+WHERE tenant_id = %(tenant)s AND user_id = ANY(%(users)s::text[])
+"""
+
 
 def _decayed(score: float, as_of: int, now_ms: int, half_life_ms: int) -> float:
     # As PostgreSQL computes it in the reader (magnetar.db.decay_sql).
@@ -68,14 +87,23 @@ class UserRows:
 
     @classmethod
     def from_cursors(cls, items: Any, categories: Any, activity: Any) -> UserRows:
-        item_rows = tuple((str(i), float(s), int(a), int(p)) for i, s, a, p in items.fetchall())
-        category_rows = tuple((str(c), float(s), int(a)) for c, s, a in categories.fetchall())
-        row = activity.fetchone()
+        return cls.from_rows(items.fetchall(), categories.fetchall(), activity.fetchone())
+
+    @classmethod
+    def from_rows(
+        cls,
+        items: Sequence[Sequence[Any]],
+        categories: Sequence[Sequence[Any]],
+        activity: Sequence[Any] | None,
+    ) -> UserRows:
+        """From the columns of `ITEMS`, `CATEGORIES` and `ACTIVITY` (None: no activity row)."""
+        item_rows = tuple((str(i), float(s), int(a), int(p)) for i, s, a, p in items)
+        category_rows = tuple((str(c), float(s), int(a)) for c, s, a in categories)
         return cls(
             items=item_rows[:MAX_ITEM_ROWS],
             categories=category_rows,
-            activity=UserActivity(*(int(v) for v in row[:4])) if row else None,
-            recent=recent_from_json(row[4]) if row else (),
+            activity=UserActivity(*(int(v) for v in activity[:4])) if activity else None,
+            recent=recent_from_json(activity[4]) if activity else (),
             items_complete=len(item_rows) <= MAX_ITEM_ROWS,
         )
 
@@ -109,3 +137,30 @@ def read_user(
         categories = conn.execute(CATEGORIES, params)
         activity = conn.execute(ACTIVITY, params)
     return UserRows.from_cursors(items, categories, activity)
+
+
+def read_users(
+    conn: psycopg.Connection[Any], tenant_id: str, user_ids: Sequence[str], begin: Sequence[Any]
+) -> dict[str, UserRows]:
+    """Each user's rows, as `read_user` gives them, for many users in one round trip; a
+    user without state gets empty rows, as from `read_user`."""
+    params = {"tenant": tenant_id, "users": list(user_ids)}
+    with conn.pipeline():
+        for statement, statement_params in begin:
+            conn.execute(statement, statement_params)
+        items = conn.execute(ITEMS_OF_USERS, params)
+        categories = conn.execute(CATEGORIES_OF_USERS, params)
+        activity = conn.execute(ACTIVITY_OF_USERS, params)
+    items_of: dict[str, list[Any]] = {}
+    for row in items.fetchall():
+        items_of.setdefault(row[0], []).append(row[1:])
+    categories_of: dict[str, list[Any]] = {}
+    for row in categories.fetchall():
+        categories_of.setdefault(row[0], []).append(row[1:])
+    activity_of = {row[0]: row[1:] for row in activity.fetchall()}
+    return {
+        user_id: UserRows.from_rows(
+            items_of.get(user_id, ()), categories_of.get(user_id, ()), activity_of.get(user_id)
+        )
+        for user_id in user_ids
+    }

@@ -128,8 +128,9 @@ class ServingMemory:
 
     # -- fills -------------------------------------------------------------------------
 
-    def put_user(self, tenant_id: str, user_id: str, rows: Any, token: int) -> None:
-        self._put(tenant_id, ("u", tenant_id, user_id), user_id, rows, token, _USERS)
+    def put_user(self, tenant_id: str, user_id: str, rows: Any, token: int) -> bool:
+        """Keep the user's rows read at `token`; False when refused (a change since)."""
+        return self._put(tenant_id, ("u", tenant_id, user_id), user_id, rows, token, _USERS)
 
     def put_item(self, tenant_id: str, item_id: str, fact: Any, token: int) -> None:
         self._put(tenant_id, ("i", tenant_id, item_id), item_id, fact, token, _ITEMS)
@@ -141,7 +142,7 @@ class ServingMemory:
 
     def _put(
         self, tenant_id: str, changed: Hashable, key: str, value: Any, token: int, kind: str
-    ) -> None:
+    ) -> bool:
         with self._lock:
             if (
                 not self._live
@@ -150,7 +151,7 @@ class ServingMemory:
                 or self._changed.get(("all", tenant_id), -1) > token
             ):
                 self.stats.refused_fills += 1
-                return
+                return False
             tenant = self._tenants.setdefault(tenant_id, _Tenant())
             entries = getattr(tenant, kind)
             limit = self._limits[kind]
@@ -158,10 +159,13 @@ class ServingMemory:
             entries.move_to_end(key)
             while len(entries) > limit:
                 entries.popitem(last=False)
+            return True
 
     # -- the change stream -------------------------------------------------------------
 
-    def invalidate(self, change: Change) -> None:
+    def invalidate(self, change: Change) -> list[str]:
+        """Drop what `change` names; the users whose rows were held (to be read again)."""
+        held: list[str] = []
         with self._lock:
             self._seq += 1
             self.stats.invalidations += 1
@@ -169,16 +173,18 @@ class ServingMemory:
             if change.everything:
                 self._mark(("all", change.tenant_id))
                 self._tenants.pop(change.tenant_id, None)
-                return
+                return held
             for user_id in change.users:
                 self._mark(("u", change.tenant_id, user_id))
                 if tenant is not None:
-                    tenant.users.pop(user_id, None)
+                    if tenant.users.pop(user_id, None) is not None:
+                        held.append(user_id)
                     tenant.rankings.pop(user_id, None)
             for item_id in change.items:
                 self._mark(("i", change.tenant_id, item_id))
                 if tenant is not None:
                     tenant.items.pop(item_id, None)
+        return held
 
     def forget_items(self, tenant_id: str, item_ids: Sequence[str]) -> None:
         """Drop catalog facts now (this process's own catalog write), as a change would."""

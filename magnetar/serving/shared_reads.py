@@ -33,7 +33,7 @@ from magnetar.serving.personalization import CatalogFact, ServingState
 log = logging.getLogger(__name__)
 
 Ranked = tuple[ScoredItem, ...]
-Refresh = Callable[[Hashable, Callable[[], None]], None]
+Refresh = Callable[[Hashable, Callable[[], object]], None]
 # The lists a computation used, by key (see `SharedReadsCache.recording`).
 Used = list[tuple[Hashable, object]]
 
@@ -99,23 +99,28 @@ class BackgroundRefresh:
     itself (and sees the failure).
     """
 
-    def __init__(self, max_queued: int = 10_000, max_per_second: float = 20.0) -> None:
+    def __init__(
+        self,
+        max_queued: int = 10_000,
+        max_per_second: float = 20.0,
+        *,
+        name: str = "shared-reads-refresh",
+    ) -> None:
+        self._name = name
         self._max_queued = max_queued
         self._gap_s = 1.0 / max_per_second
         self._queued: set[Hashable] = set()
-        self._jobs: queue.SimpleQueue[tuple[Hashable, Callable[[], None]]] = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[tuple[Hashable, Callable[[], object]]] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
-    def __call__(self, key: Hashable, job: Callable[[], None]) -> None:
+    def __call__(self, key: Hashable, job: Callable[[], object]) -> None:
         with self._lock:
             if key in self._queued or len(self._queued) >= self._max_queued:
                 return
             self._queued.add(key)
             if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name="shared-reads-refresh", daemon=True
-                )
+                self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
                 self._thread.start()
         self._jobs.put((key, job))
 

@@ -3,8 +3,10 @@
 `TenantClock` keeps each tenant's newest event time per process, read through `newest`. A
 value is read again after a change of the tenant (`changed`), at most once per
 `min_interval_ms`; while the stream is not followed (`live` false) every value older than that
-is read again; a read that raced a change is read again next time; in memory-only mode a
-needed read raises `NotInMemory` (docs/serving.md, "The tenant's clock")."""
+is read again; a read that raced a change is read again next time. Given `refresh`, a held
+value that is due is still served while `refresh` reads it again in the background, so no
+request waits for that read; only a tenant with no value yet is read inline, and in
+memory-only mode that read raises `NotInMemory` (docs/serving.md, "The tenant's clock")."""
 
 from __future__ import annotations
 
@@ -13,9 +15,11 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 from magnetar.db.change_stream import Change
 from magnetar.serving.memory import NotInMemory, in_memory_only
+from magnetar.serving.shared_reads import Refresh
 
 
 def _monotonic_ms() -> int:
@@ -38,8 +42,11 @@ class TenantClock:
         min_interval_ms: int = 1_000,
         max_tenants: int = 10_000,
         monotonic_ms: Callable[[], int] = _monotonic_ms,
+        refresh: Refresh | None = None,
     ) -> None:
         self._newest = newest
+        # Runs a job in the background, once per key while queued (a `BackgroundRefresh`).
+        self._refresh = refresh
         self._min_interval_ms = min_interval_ms
         self._max_tenants = max_tenants
         self._monotonic_ms = monotonic_ms
@@ -60,12 +67,20 @@ class TenantClock:
     def _current(self, tenant_id: str) -> int | None:
         with self._lock:
             entry = self._entries.get(tenant_id)
-            if entry is not None and not self._due(tenant_id, entry):
-                self._entries.move_to_end(tenant_id)
-                return entry.newest_ms
-            token = self._seq
+            if entry is not None:
+                if not self._due(tenant_id, entry):
+                    self._entries.move_to_end(tenant_id)
+                    return entry.newest_ms
+                if self._refresh is not None and self._live:
+                    self._refresh(("clock", tenant_id), partial(self._read, tenant_id))
+                    return entry.newest_ms
         if in_memory_only():
             raise NotInMemory
+        return self._read(tenant_id)
+
+    def _read(self, tenant_id: str) -> int | None:
+        with self._lock:
+            token = self._seq
         newest = self._newest(tenant_id)
         with self._lock:
             self._entries[tenant_id] = _Entry(newest, self._monotonic_ms(), token)

@@ -202,3 +202,59 @@ def test_delete_user_leaves_no_gateway_serving_the_user_from_memory(
             profile = client.personalization.GetUserProfile
             gone = failure(partial(profile, request, metadata=shop.read, timeout=5))
             assert gone.code is grpc.StatusCode.NOT_FOUND
+
+
+def test_a_warm_users_changed_rows_are_read_again_before_their_next_request(
+    settings: Settings, two_gateways: tuple[RunningGateway, ...], shop: ServingTenant
+) -> None:
+    gateway = two_gateways[0]
+    feed = gateway.server.adapters.feed
+    user = f"ahead-{uuid.uuid4().hex[:6]}"
+    with _heard([gateway], shop.tenant_id, user):
+        commit(settings, shop.tenant_id, purchase(shop.tenant_id, user, "s", "tent", NOW, "out"))
+    with grpc.insecure_channel(gateway.address) as channel:
+        client = stubs(channel)
+        assert _recent(client, shop, user) == ["tent"]
+        commit(settings, shop.tenant_id, purchase(shop.tenant_id, user, "s", "mug", NOW + 1, "k"))
+        # No request meanwhile: the rows come back into memory from the change alone.
+        deadline = time.monotonic() + 5
+        while True:
+            rows = feed.memory.user(shop.tenant_id, user)
+            if rows is not None and [r.item_id for r in rows.recent_items(5)] == ["mug", "tent"]:
+                break
+            assert time.monotonic() < deadline, "the changed rows were never read ahead"
+            time.sleep(0.01)
+        misses = feed.memory.stats.misses
+        assert _recent(client, shop, user) == ["mug", "tent"]
+        assert feed.memory.stats.misses == misses  # answered from memory
+
+
+def test_many_users_read_at_once_answer_as_each_read_alone(
+    settings: Settings, two_gateways: tuple[RunningGateway, ...], shop: ServingTenant
+) -> None:
+    reader = two_gateways[0].server.adapters.reader
+    users = [f"many-{n}-{uuid.uuid4().hex[:4]}" for n in range(3)]
+    for n, user in enumerate(users[:2]):
+        events = [
+            purchase(shop.tenant_id, user, "s", item, NOW + n * 10 + i, category)
+            for i, (item, category) in enumerate((("tent", "out"), ("mug", "k"), ("rope", "out")))
+        ]
+        commit(settings, shop.tenant_id, *events[n:])
+    together = reader.many_users_rows(shop.tenant_id, [*users, "nobody-at-all"])
+    assert set(together) == {*users, "nobody-at-all"}
+    half_life = reader.signals(shop.tenant_id).affinity_half_life_ms
+    for user in [*users, "nobody-at-all"]:
+        with reader.request(shop.tenant_id):
+            alone = reader.user_rows(shop.tenant_id, user)
+        assert alone is not None
+        one, many = alone, together[user]
+        assert one.items_complete and many.items_complete
+        assert one.activity == many.activity
+        assert one.recent_items(20) == many.recent_items(20)
+        assert one.item_affinities(NOW, half_life, 50) == many.item_affinities(NOW, half_life, 50)
+        assert one.category_affinities(NOW, half_life, 50) == many.category_affinities(
+            NOW, half_life, 50
+        )
+        assert one.purchased() == many.purchased()
+    assert together[users[0]].purchased() == {"tent", "mug", "rope"}
+    assert together[users[2]].activity is None

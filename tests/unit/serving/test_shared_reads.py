@@ -53,7 +53,7 @@ class Harness:
     def __init__(self) -> None:
         self.state = CountingState()
         self.now = 0
-        self.jobs: list[tuple[Hashable, Callable[[], None]]] = []
+        self.jobs: list[tuple[Hashable, Callable[[], object]]] = []
         self.cache = SharedReadsCache(
             self.state,
             trending=Freshness(ttl_ms=1_000, max_stale_ms=10_000),

@@ -134,3 +134,38 @@ def test_history_served_at_its_end_still_has_an_hourly_trending_list() -> None:
     clock = _clock(Newest(**{TENANT: T0}), Ticks())
     at_its_end = PersonalizationServing(state, clock_ms=lambda: WALL, tenant_clock=clock)
     assert [item.item_id for item in at_its_end.trending(TENANT, query)] == ["tent"]
+
+
+class Jobs:
+    """A `BackgroundRefresh` stand-in: jobs queued once per key, run when the test says."""
+
+    def __init__(self) -> None:
+        self.queued: dict[object, object] = {}
+
+    def __call__(self, key: object, job: object) -> None:
+        self.queued.setdefault(key, job)
+
+    def run(self) -> None:
+        jobs, self.queued = self.queued, {}
+        for job in jobs.values():
+            job()  # type: ignore[operator]
+
+
+def test_with_a_background_refresh_a_due_value_is_served_while_it_is_read_again() -> None:
+    newest, ticks, jobs = Newest(a=T0), Ticks(), Jobs()
+    clock = TenantClock(newest, min_interval_ms=1_000, monotonic_ms=ticks, refresh=jobs)
+    clock.set_live(True)
+    with memory_only(), pytest.raises(NotInMemory):
+        clock.now_ms("a", WALL)  # nothing held yet: read inline, so not in memory-only mode
+    assert clock.now_ms("a", WALL) == T0
+    newest.newest["a"] = T0 + DAY_MS
+    ticks.ms = 1_000
+    clock.changed(Change("a", users=("u",)))
+    with memory_only():  # due, yet no request waits: the held value, one read queued
+        assert clock.now_ms("a", WALL) == T0
+        assert clock.now_ms("a", WALL) == T0
+    assert (newest.reads, len(jobs.queued)) == (1, 1)
+    jobs.run()
+    with memory_only():
+        assert clock.now_ms("a", WALL) == T0 + DAY_MS
+    assert newest.reads == 2
