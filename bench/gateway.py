@@ -37,6 +37,29 @@ class GatewayDidNotStart(RuntimeError):
     """The process exited, or did not answer health checks in time; with its last output."""
 
 
+def _stat(pid: int) -> list[str]:
+    """/proc/PID/stat's fields after the command name (the state is [0], the parent [1])."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def _cpu_s(pid: int) -> float:
+    try:
+        fields = _stat(pid)
+    except OSError:  # ended meanwhile
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if int(_stat(int(entry.name))[1]) == pid:
+                    found.append(int(entry.name))
+    return found
+
+
 class GatewayProcess:
     """`python <command> --port P <args>` serving on 127.0.0.1:P, its output in `log`."""
 
@@ -99,9 +122,9 @@ class GatewayProcess:
         return self.log.read_text(errors="replace")
 
     def cpu_s(self) -> float:
-        """CPU seconds the process has used (user + system, all its threads)."""
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        """CPU seconds the process and its running children (its workers) have used (user +
+        system, all their threads)."""
+        return sum(_cpu_s(pid) for pid in (self.pid, *_children(self.pid)))
 
     def stop(self, grace_s: float = STOP_GRACE_S) -> int | None:
         """SIGTERM, then SIGKILL to its group after `grace_s`; its exit status (None if it was

@@ -76,14 +76,26 @@ class GhzResult:
         return self.served / self.seconds if self.seconds else 0.0
 
 
+# ghz's own teardown: it closes its connections when `--duration` ends, and a call still in
+# flight on one fails with this (as UNAVAILABLE) although the server answered nothing wrong.
+CLOSED_BY_GHZ = "use of closed network connection"
+
+
 def parse_report(report: dict[str, object], seconds: float) -> GhzResult:
-    """ghz's JSON report: latencies in ns; every status but OK is an error, except Canceled:
-    ghz cancels the calls still in flight when its `--duration` ends (one or two a run), and
-    the server never answered those with an error."""
+    """ghz's JSON report: latencies in ns; every status but OK is an error, except what ghz
+    does itself at the end of a run: Canceled (the calls still in flight when `--duration`
+    ends, one or two a run) and UNAVAILABLE with "use of closed network connection" (a call
+    on a connection ghz closed then); the server answered neither with an error."""
     codes = report.get("statusCodeDistribution") or {}
     assert isinstance(codes, dict)
+    messages = report.get("errorDistribution") or {}
+    assert isinstance(messages, dict)
+    teardown = sum(int(n) for message, n in messages.items() if CLOSED_BY_GHZ in message)
     ok = int(codes.get("OK", 0))
     errors = {code: int(n) for code, n in codes.items() if code not in ("OK", "Canceled")}
+    if teardown and "Unavailable" in errors:
+        errors["Unavailable"] -= min(teardown, errors["Unavailable"])
+    errors = {code: n for code, n in errors.items() if n}
     percentiles = {
         int(entry["percentage"]): float(entry["latency"]) / 1e6
         for entry in report.get("latencyDistribution") or []  # type: ignore[attr-defined]

@@ -51,13 +51,19 @@ import argparse
 import asyncio
 import contextlib
 import json
+import math
+import multiprocessing
 import os
 import random
+import signal
 import tempfile
+import threading
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -72,11 +78,13 @@ from bench.gateway import GatewayProcess, gateway_process
 from bench.pipeline import bench_tenant
 from bench.report import BenchReport, percentile
 from gateway.hosting import until_signalled
+from gateway.workers import worker_settings
 from magnetar.api_key_store import ApiKeyStore
 from magnetar.api_keys import Scope, mint_key
 from magnetar.db.engine import make_engine, make_sessionmaker
 from magnetar.db.models import Tenant
 from magnetar.db.state_writer import commit_batch
+from magnetar.personalization import records
 from magnetar.personalization.records import EnrichedEvent
 from magnetar.personalization.settings import SignalSettings
 from magnetar.pulsar_admin import PulsarAdmin, PulsarAdminError
@@ -106,6 +114,9 @@ P99_BUDGET_MS = 25.0
 PAUSE_S = 5.0
 PEAK_RATES = (50.0, 100.0, 150.0, 200.0, 300.0, 400.0, 500.0, 750.0, 1000.0)
 INGEST_BATCH = 100
+FRESHNESS_TIMEOUT_S = 2.0
+RECOMMEND_SERVE = ("-m", "bench.recommend", "serve")
+BARE_SERVE = ("-m", "bench.recommend", "serve-bare")
 SEED_EVENTS = 60_000
 USERS = 3_000
 ITEMS = 5_000
@@ -132,7 +143,7 @@ def mount_empty_handler(server: Any) -> str:
     return EMPTY_SERVICE
 
 
-async def serve_with_empty_handler(port: int) -> None:
+async def serve_with_empty_handler(port: int, worker: int = 0, workers: int = 1) -> None:
     import gateway.server as gateway_server
     from gateway import hosting
     from gateway.method_scopes import method_scopes
@@ -141,21 +152,23 @@ async def serve_with_empty_handler(port: int) -> None:
     # Recommend's, so both pay the same authentication on every call. The server reads its
     # table when it is built: this process (and only it) builds it with one more entry.
     vars(hosting)["method_scopes"] = lambda: {**method_scopes(), EMPTY_METHOD: Scope.READ}
-    settings = Settings.load().merged({"grpc_port": port})
+    settings = worker_settings(Settings.load().merged({"grpc_port": port}), worker, workers)
     gateway_server.tune_interpreter(settings)
-    gateway, _ = await gateway_server.create_server(settings, more_services=[mount_empty_handler])
+    gateway, _ = await gateway_server.create_server(
+        settings, more_services=[mount_empty_handler], reuse_port=workers > 1
+    )
     await gateway.start()
     await until_signalled()
     await gateway.stop(5)
 
 
-async def serve_bare(port: int) -> None:
+async def serve_bare(port: int, worker: int = 0, workers: int = 1) -> None:
     """A grpc.aio server with one empty `async def` handler for Recommend, no interceptors."""
 
     async def empty(request: pb.RecommendRequest, context: Any) -> pb.RecommendResponse:
         return pb.RecommendResponse()
 
-    server = grpc.aio.server()
+    server = grpc.aio.server(options=[("grpc.so_reuseport", 1 if workers > 1 else 0)])
     # The health service only answers the start-up probe (bench.gateway.gateway_process).
     health = health_v1.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
@@ -283,7 +296,7 @@ class Phase:
 
     @property
     def error_summary(self) -> str:
-        """"0", or the count and its codes: "3 (DEADLINE_EXCEEDED 2, UNAVAILABLE 1)"."""
+        """ "0", or the count and its codes: "3 (DEADLINE_EXCEEDED 2, UNAVAILABLE 1)"."""
         if not self.errors:
             return "0"
         codes = ", ".join(f"{code} {n}" for code, n in sorted(self.error_codes.items()))
@@ -334,14 +347,30 @@ async def open_loop(
 
 
 async def warm_shared_reads(clients: Clients, concurrency: int = 8) -> None:
-    """Every distinct request once: a gateway that has been up for a while holds the
-    tenant's trending and neighbour lists in memory, and the steady state is what counts."""
-    pending = iter(range(len(clients.requests)))
+    """Every distinct request once per gateway process: a gateway that has been up for a
+    while holds the tenant's trending and neighbour lists in memory, and the steady state is
+    what counts. With several processes sharing the port, a connection reaches one of them
+    (the kernel picks): 2 x workers passes, each on a connection of its own, reach each
+    process at least once but for 1 chance in 2^(2 x workers - 1) or so."""
+    passes = 1 if clients.args.workers == 1 else 2 * clients.args.workers
+    for _ in range(passes):
+        # A subchannel pool of its own: a new connection, not the process-wide shared one.
+        async with grpc.aio.insecure_channel(
+            clients.gateway.address, options=[("grpc.use_local_subchannel_pool", 1)]
+        ) as channel:
+            recommend = pb_grpc.PersonalizationServiceStub(channel).Recommend
+            await _each_once(recommend, clients.requests, clients.read_metadata, concurrency)
+
+
+async def _each_once(
+    recommend: Any, requests: Sequence[pb.RecommendRequest], metadata: Any, concurrency: int
+) -> None:
+    pending = iter(requests)
 
     async def worker() -> None:
-        for n in pending:
+        for request in pending:
             with contextlib.suppress(grpc.aio.AioRpcError):
-                await clients.recommend(n)
+                await recommend(request, metadata=metadata, timeout=10)
 
     await asyncio.gather(*(worker() for _ in range(concurrency)))
 
@@ -364,7 +393,7 @@ class Clients:
         self.args = args or argparse.Namespace()
         self._channel = grpc.aio.insecure_channel(gateway.address)
         self._bare_channel = grpc.aio.insecure_channel(self.bare.address)
-        self._read = (("authorization", f"Bearer {read_key}"),)
+        self.read_metadata = self._read = (("authorization", f"Bearer {read_key}"),)
         self._write = (("authorization", f"Bearer {ingest_key}"),)
         self.personalization = pb_grpc.PersonalizationServiceStub(self._channel)
         self.catalog = catalog_service_pb2_grpc.CatalogServiceStub(self._channel)
@@ -522,7 +551,83 @@ async def drive(args: argparse.Namespace, clients: Clients, workload: Workload) 
             phases.append(
                 await measure(clients, condition, handler, args.rate, args.seconds, ingest_rate)
             )
+        if args.freshness_samples:
+            await asyncio.sleep(PAUSE_S)
+            ingest = asyncio.ensure_future(
+                open_loop(clients.ingest, ingest_rate / INGEST_BATCH, args.seconds)
+                if ingest_rate > 0
+                else asyncio.sleep(0)
+            )
+            args.freshness[condition] = await freshness(
+                args,
+                clients,
+                workload,
+                args.freshness_samples,
+                until=ingest if ingest_rate else None,
+            )
+            await ingest
     return phases
+
+
+async def freshness(
+    args: argparse.Namespace,
+    clients: Clients,
+    workload: Workload,
+    samples: int,
+    *,
+    until: asyncio.Future[Any] | None = None,
+) -> list[float]:
+    """How long after its commit a purchase shows in Recommend, in ms, per sample: a
+    signed-in shopper's top recommendation is bought in a batch committed with the
+    materializer's own `commit_batch`, then Recommend (`exclude_purchased`) is asked again
+    and again until the item has left the answer (inf: not within FRESHNESS_TIMEOUT_S).
+    One call at a time, so a figure is good to about one call's round trip. `until`: stop
+    sampling when it is done (the ingest running meanwhile)."""
+    rng = random.Random(5)
+    delays: list[float] = []
+    with psycopg.connect(args.database_url, autocommit=True) as conn:
+        for n in range(samples):
+            if until is not None and until.done():
+                break
+            (user,) = rng.choices(workload.users, workload.weights)
+            request = pb.RecommendRequest(
+                user_id=user, k=10, filter=pb.RecommendationFilter(exclude_purchased=True)
+            )
+            recommend = partial(
+                clients.personalization.Recommend,
+                request,
+                metadata=clients.read_metadata,
+                timeout=5,
+            )
+            first = await recommend()
+            if not first.items:
+                continue
+            bought = first.items[0].item_id
+            event = EnrichedEvent(
+                event_id=uuid.uuid4().hex,
+                tenant_id=workload.tenant,
+                user_id=user,
+                session_id=f"freshness-{n}",
+                type=records.PURCHASE,
+                item_id=bought,
+                occurred_at=int(time.time() * 1000),
+            )
+            await asyncio.to_thread(
+                commit_batch,
+                conn,
+                workload.tenant,
+                [event],
+                SignalSettings(),
+                now_ms=int(time.time() * 1000),
+            )
+            committed = time.perf_counter()
+            while bought in {item.item_id for item in (await recommend()).items}:
+                if time.perf_counter() - committed > FRESHNESS_TIMEOUT_S:
+                    delays.append(math.inf)
+                    break
+            else:
+                delays.append((time.perf_counter() - committed) * 1000)
+    return delays
 
 
 async def flood(clients: Clients, tenant: str, per_second: float, seconds: float) -> dict[str, int]:
@@ -598,6 +703,19 @@ def flood_report(
     return result
 
 
+def freshness_note(condition: str, delays: Sequence[float]) -> str:
+    """The freshness figures of one condition, for the report's notes."""
+    if not delays:
+        return f"freshness, {condition}: no sample"
+    late = sum(1 for delay in delays if math.isinf(delay))
+    return (
+        f"freshness, {condition} (commit to Recommend, {len(delays)} purchases): "
+        f"p50 {percentile(delays, 50):.1f} ms, p99 {percentile(delays, 99):.1f} ms, "
+        f"max {max(delays):.1f} ms (target p99 <= 50 ms)"
+        + (f"; {late} not shown within {FRESHNESS_TIMEOUT_S:.0f} s" if late else "")
+    )
+
+
 def report(phases: Sequence[Phase], args: argparse.Namespace) -> BenchReport:
     result = BenchReport(
         "recommend",
@@ -638,6 +756,8 @@ def report(phases: Sequence[Phase], args: argparse.Namespace) -> BenchReport:
             result.notes.append(
                 f"peak {handler} at p99 <= {P99_BUDGET_MS:.0f} ms, {condition}: {peak}"
             )
+    for condition, delays in args.freshness.items():
+        result.notes.append(freshness_note(condition, delays))
     recommend = next(p for p in phases if p.label == "under ingest" and p.handler == "Recommend")
     result.notes.append(
         f"targets at {args.rate:.0f}/s under {args.ingest_rate:.0f} events/s: p50 <= 2 ms → "
@@ -645,6 +765,7 @@ def report(phases: Sequence[Phase], args: argparse.Namespace) -> BenchReport:
         f"{recommend.p99_ms:.1f} ms"
     )
     result.notes.append(
+        f"gateway and bare server: {args.workers} process(es) each; "
         f"load = 1-minute load average at the start of the phase, on {os.cpu_count()} cores; "
         f"state: {SEED_EVENTS:,} events of {USERS:,} shoppers over {ITEMS:,} items, plus "
         "what was ingested"
@@ -663,6 +784,8 @@ def run(
     unknown_key_flood: float = 0.0,
     client: str = "ghz",
     connections: int = 16,
+    workers: int = 1,
+    freshness_samples: int = 200,
 ) -> BenchReport:
     args = argparse.Namespace(
         rate=rate,
@@ -673,7 +796,12 @@ def run(
         unknown_key_flood=unknown_key_flood,
         client=client,
         connections=connections,
+        workers=workers,
+        freshness_samples=freshness_samples,
+        freshness={},
+        database_url=settings.database_url,
     )
+    server_args = ("--workers", str(workers))
     if client == "ghz":
         args.ghz_binary = ghz.ghz_binary()
     phases: list[Phase] = []
@@ -688,8 +816,8 @@ def run(
             history, workload = build_workload(topics.tenant)
             seed_state(settings, topics.tenant, history)
             with (
-                gateway_process("recommend", ("-m", "bench.recommend", "serve")) as gateway,
-                gateway_process("bare", ("-m", "bench.recommend", "serve-bare")) as bare,
+                gateway_process("recommend", RECOMMEND_SERVE, args=server_args) as gateway,
+                gateway_process("bare", BARE_SERVE, args=server_args) as bare,
                 tempfile.TemporaryDirectory() as scratch,
             ):
 
@@ -720,18 +848,46 @@ def run(
     return result
 
 
+def _serve_one(command: str, port: int, worker: int, workers: int) -> None:
+    serve = serve_bare if command == "serve-bare" else serve_with_empty_handler
+    asyncio.run(serve(port, worker, workers))
+
+
+def serve_processes(command: str, port: int, workers: int) -> None:
+    """`workers` server processes sharing `port` (SO_REUSEPORT), as `magnetar gateway serve
+    --workers N` runs them, until SIGTERM or SIGINT, which each of them gets too."""
+    if workers == 1:
+        _serve_one(command, port, 0, 1)
+        return
+    context = multiprocessing.get_context("spawn")
+    children = [
+        context.Process(target=_serve_one, args=(command, port, worker, workers))
+        for worker in range(workers)
+    ]
+    stopping = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, frame: stopping.set())
+    for child in children:
+        child.start()
+    while not stopping.wait(0.2) and all(child.is_alive() for child in children):
+        pass
+    for child in children:
+        if child.is_alive() and child.pid is not None:
+            os.kill(child.pid, signal.SIGTERM)
+    for child in children:
+        child.join(10)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="the gateway with the empty handler (internal)")
-    serve.add_argument("--port", type=int, required=True)
     bare = commands.add_parser("serve-bare", help="grpc.aio with an empty handler (internal)")
-    bare.add_argument("--port", type=int, required=True)
+    for server in (serve, bare):
+        server.add_argument("--port", type=int, required=True)
+        server.add_argument("--workers", type=int, default=1, help="processes sharing the port")
     args = parser.parse_args(argv)
-    if args.command == "serve-bare":
-        asyncio.run(serve_bare(args.port))
-    else:
-        asyncio.run(serve_with_empty_handler(args.port))
+    serve_processes(args.command, args.port, args.workers)
     return 0
 
 

@@ -73,6 +73,20 @@ def register(subparsers: Any) -> None:
     recommend.add_argument(
         "--connections", type=int, default=16, help="gRPC connections ghz spreads calls over"
     )
+    recommend.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes of the gateway and of the bare server, sharing each one's port "
+        "(SO_REUSEPORT), as `magnetar gateway serve --workers N`",
+    )
+    recommend.add_argument(
+        "--freshness-samples",
+        type=int,
+        default=200,
+        help="purchases committed per condition, each timed from its commit until Recommend "
+        "leaves the item out (0: none)",
+    )
     recommend.set_defaults(handler=_recommend)
 
     soak = scenarios.add_parser(
@@ -162,6 +176,8 @@ def _recommend(args: argparse.Namespace) -> int:
         unknown_key_flood=args.unknown_key_flood,
         client=args.client,
         connections=args.connections,
+        workers=args.workers,
+        freshness_samples=args.freshness_samples,
     )
     report.print()
     print(f"results: {report.save()}")
