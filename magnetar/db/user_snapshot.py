@@ -96,15 +96,15 @@ class UserRows:
         categories: Sequence[Sequence[Any]],
         activity: Sequence[Any] | None,
     ) -> UserRows:
-        """From the columns of `ITEMS`, `CATEGORIES` and `ACTIVITY` (None: no activity row)."""
-        item_rows = tuple((str(i), float(s), int(a), int(p)) for i, s, a, p in items)
-        category_rows = tuple((str(c), float(s), int(a)) for c, s, a in categories)
+        """From the rows of `ITEMS`, `CATEGORIES` and `ACTIVITY` (None: no activity row), as
+        psycopg returns them: tuples already of the columns' types (text, double precision,
+        bigint, integer: str, float, int), kept as they are."""
         return cls(
-            items=item_rows[:MAX_ITEM_ROWS],
-            categories=category_rows,
-            activity=UserActivity(*(int(v) for v in activity[:4])) if activity else None,
+            items=tuple(items[:MAX_ITEM_ROWS]),  # type: ignore[arg-type]
+            categories=tuple(categories),  # type: ignore[arg-type]
+            activity=UserActivity(*activity[:4]) if activity else None,
             recent=recent_from_json(activity[4]) if activity else (),
-            items_complete=len(item_rows) <= MAX_ITEM_ROWS,
+            items_complete=len(items) <= MAX_ITEM_ROWS,
         )
 
     def recent_items(self, limit: int) -> Sequence[RecentItem]:
