@@ -129,14 +129,23 @@ def read_user(
 ) -> UserRows:
     """The user's rows in one round trip; `begin` are (sql, params) statements to send
     first in the same pipeline (the transaction's start, when not yet sent)."""
-    params = {"tenant": tenant_id, "user": user_id}
+    items, categories, activity = _pipelined(
+        conn, begin, (ITEMS, CATEGORIES, ACTIVITY), {"tenant": tenant_id, "user": user_id}
+    )
+    return UserRows.from_cursors(items, categories, activity)
+
+
+def _pipelined(
+    conn: psycopg.Connection[Any],
+    begin: Sequence[Any],
+    reads: Sequence[str],
+    params: dict[str, Any],
+) -> list[psycopg.Cursor[Any]]:
+    """`begin`'s statements, then each of `reads` with `params`, in one round trip."""
     with conn.pipeline():
         for statement, statement_params in begin:
             conn.execute(statement, statement_params)
-        items = conn.execute(ITEMS, params)
-        categories = conn.execute(CATEGORIES, params)
-        activity = conn.execute(ACTIVITY, params)
-    return UserRows.from_cursors(items, categories, activity)
+        return [conn.execute(read, params) for read in reads]
 
 
 def read_users(
@@ -144,13 +153,12 @@ def read_users(
 ) -> dict[str, UserRows]:
     """Each user's rows, as `read_user` gives them, for many users in one round trip; a
     user without state gets empty rows, as from `read_user`."""
-    params = {"tenant": tenant_id, "users": list(user_ids)}
-    with conn.pipeline():
-        for statement, statement_params in begin:
-            conn.execute(statement, statement_params)
-        items = conn.execute(ITEMS_OF_USERS, params)
-        categories = conn.execute(CATEGORIES_OF_USERS, params)
-        activity = conn.execute(ACTIVITY_OF_USERS, params)
+    items, categories, activity = _pipelined(
+        conn,
+        begin,
+        (ITEMS_OF_USERS, CATEGORIES_OF_USERS, ACTIVITY_OF_USERS),
+        {"tenant": tenant_id, "users": list(user_ids)},
+    )
     items_of: dict[str, list[Any]] = {}
     for row in items.fetchall():
         items_of.setdefault(row[0], []).append(row[1:])

@@ -1,12 +1,12 @@
 """Users' rows read again right after a commit changed them, before their next request.
 
 When the change stream drops a user whose rows memory held, `RowsAhead` reads that user's
-rows again on its own thread, many users of a tenant per round trip, and puts them back
-with the token taken before the read: refused, like any fill, when another change of the
-user arrived meanwhile, and then read once more. The user's next request then ranks on the event loop from memory
-instead of reading PostgreSQL on a worker thread. At most `max_pending` users wait; past
-that a user is not read ahead and its next request reads it, as without this
-(docs/serving.md, "Freshness and the read path")."""
+rows again on its own thread, many users of a tenant per round trip (tenants in turn), and
+puts them back with the token taken before the read: refused, like any fill, when another
+change of the user arrived meanwhile, and then read once more. The user's next request then
+ranks on the event loop from memory instead of reading PostgreSQL on a worker thread. At
+most `max_pending` users wait; past that a user is not read ahead and its next request
+reads it, as without this (docs/serving.md, "Read back ahead")."""
 
 from __future__ import annotations
 
@@ -96,8 +96,10 @@ class RowsAhead:
             users = list(itertools.islice(waiting, self._batch))
             for user_id in users:
                 del waiting[user_id]
-            if not waiting:
-                del self._pending[tenant_id]
+            # Tenants take turns: one with more waiting goes behind the others.
+            del self._pending[tenant_id]
+            if waiting:
+                self._pending[tenant_id] = waiting
             self._count -= len(users)
             return tenant_id, users
 

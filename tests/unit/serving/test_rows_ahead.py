@@ -119,3 +119,16 @@ def test_past_the_bound_users_are_not_queued() -> None:
     ahead.schedule("shop", ["a"])  # already waiting: not counted twice
     ahead.schedule("other", ["d"])
     assert ahead.stats.skipped == 2
+
+
+def test_tenants_take_turns_when_one_has_more_than_a_batch_waiting() -> None:
+    memory, reads = _live(), _Reads()
+    ahead = RowsAhead(memory, reads, batch=2)
+    ahead.schedule("big", ["a", "b", "c", "d", "e"])
+    ahead.schedule("small", ["z"])
+    ahead.start()
+    try:
+        _until(lambda: len(reads.calls) == 4)
+        assert [tenant for tenant, _ in reads.calls] == ["big", "small", "big", "big"]
+    finally:
+        ahead.stop()
