@@ -109,14 +109,25 @@ def _profile(profile: UserProfile) -> pb.UserProfile:
     )
 
 
+# How many missing pieces a call may fill before it runs on a worker thread as a whole.
+MAX_FILLS = 3
+
+
 async def _served(context: Any, call: Callable[[str, Q], R], query: Q) -> R:
-    """`call(tenant, query)` from memory on the loop, else on a worker thread."""
+    """`call(tenant, query)` from memory on the loop; what memory lacks is read on a worker
+    thread (only that piece, then the call runs from memory again), up to MAX_FILLS pieces;
+    past them, or for a piece with no fill, the whole call runs on a worker thread."""
     tenant = current_tenant()
-    try:
-        with memory_only():
-            return call(tenant, query)
-    except NotInMemory:
-        return await in_thread(context, call, tenant, query)
+    for filled in range(MAX_FILLS + 1):
+        try:
+            with memory_only():
+                return call(tenant, query)
+        except NotInMemory as missing:
+            fill = missing.fill
+        if fill is None or filled == MAX_FILLS:
+            break
+        await in_thread(context, fill)
+    return await in_thread(context, call, tenant, query)
 
 
 class PersonalizationService(pb_grpc.PersonalizationServiceServicer):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Hashable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -22,7 +22,13 @@ _MEMORY_ONLY: ContextVar[bool] = ContextVar("magnetar_memory_only", default=Fals
 
 
 class NotInMemory(Exception):
-    """The request needs something memory does not hold: serve it the ordinary way."""
+    """The request needs something memory does not hold: serve it the ordinary way. `fill`,
+    when given, reads just what was missing into memory (blocking I/O: call it on a worker
+    thread); the request may then run from memory again."""
+
+    def __init__(self, fill: Callable[[], object] | None = None) -> None:
+        super().__init__()
+        self.fill = fill
 
 
 @contextmanager

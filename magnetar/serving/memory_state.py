@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
+from functools import partial
 from typing import TYPE_CHECKING, Protocol
 
 from magnetar.personalization.settings import SignalSettings
@@ -53,12 +54,16 @@ class MemoryFirst:
         if rows is not None:
             return rows
         if in_memory_only():
-            raise NotInMemory
+            raise NotInMemory(partial(self._fill_user, tenant_id, user_id))
         token = memory.token()
         rows = self._rows_source.user_rows(tenant_id, user_id)
         if rows is not None and rows.items_complete:
             memory.put_user(tenant_id, user_id, rows, token)
         return rows
+
+    def _fill_user(self, tenant_id: str, user_id: str) -> None:
+        with self._state.request(tenant_id):
+            self._rows(tenant_id, user_id)
 
     def _complete_rows(self, tenant_id: str, user_id: str) -> UserRows | None:
         rows = self._rows(tenant_id, user_id)
@@ -112,13 +117,16 @@ class MemoryFirst:
                 found[item_id] = fact
         if missing:
             if in_memory_only():
-                raise NotInMemory
-            token = memory.token()
-            fetched = self._state.catalog_facts(tenant_id, missing)
-            for item_id in missing:
-                memory.put_item(tenant_id, item_id, fetched.get(item_id, ABSENT), token)
-            found.update(fetched)
+                raise NotInMemory(partial(self._fill_items, tenant_id, missing))
+            found.update(self._fill_items(tenant_id, missing))
         return found
+
+    def _fill_items(self, tenant_id: str, item_ids: Sequence[str]) -> Mapping[str, CatalogFact]:
+        token = self._memory.token()
+        fetched = self._state.catalog_facts(tenant_id, item_ids)
+        for item_id in item_ids:
+            self._memory.put_item(tenant_id, item_id, fetched.get(item_id, ABSENT), token)
+        return fetched
 
     # -- shared lists: SharedReadsCache (which raises NotInMemory itself) ----------------
 

@@ -197,12 +197,16 @@ class SharedReadsCache:
             if entry[1] > freshness.ttl_ms:
                 stale.append(name)
         if missing:
+
+            def fill() -> dict[str, Ranked]:
+                fetched = fetch(missing)
+                for name in missing:
+                    self._entries.put(keys[name], fetched.get(name, ()), generation)
+                return {name: fetched.get(name, ()) for name in missing}
+
             if in_memory_only():
-                raise NotInMemory
-            fetched = fetch(missing)
-            for name in missing:
-                found[name] = fetched.get(name, ())
-                self._entries.put(keys[name], found[name], generation)
+                raise NotInMemory(fill)
+            found.update(fill())
         for name in stale:
 
             def again(name: str = name) -> None:

@@ -75,7 +75,7 @@ class TenantClock:
                     self._refresh(("clock", tenant_id), partial(self._read, tenant_id))
                     return entry.newest_ms
         if in_memory_only():
-            raise NotInMemory
+            raise NotInMemory(partial(self._read, tenant_id))
         return self._read(tenant_id)
 
     def _read(self, tenant_id: str) -> int | None:

@@ -8,8 +8,11 @@ import threading
 import time
 from collections.abc import Callable, Hashable, Mapping, Sequence
 
+import pytest
+
 from magnetar.db.change_stream import Change
 from magnetar.personalization.state import RecentItem, ScoredItem
+from magnetar.serving.memory import NotInMemory, memory_only
 from magnetar.serving.shared_reads import BackgroundRefresh, Freshness, SharedReadsCache
 from tests.unit.serving.fakes import NOW, TENANT, FakeServingState, shop
 
@@ -217,3 +220,17 @@ def test_a_list_read_before_the_tenant_was_dropped_is_not_put_back() -> None:
     h.state.trending = read  # type: ignore[method-assign]
     h.cache.trending(TENANT, "7d", NOW, 3)
     assert h.state.reads == ["trending 7d", "trending 7d"]
+
+
+def test_in_memory_only_mode_missing_lists_come_with_a_fill_of_just_them() -> None:
+    h = Harness()
+    h.cache.neighbours(TENANT, ["tent"], NOW, 5)
+    with memory_only(), pytest.raises(NotInMemory) as raised:
+        h.cache.neighbours(TENANT, ["tent", "sleeping-bag"], NOW, 5)
+    assert raised.value.fill is not None
+    raised.value.fill()
+    assert h.state.reads == ["neighbours tent", "neighbours sleeping-bag"]
+    with memory_only():
+        both = h.cache.neighbours(TENANT, ["tent", "sleeping-bag"], NOW, 5)
+    assert set(both) == {"tent", "sleeping-bag"}
+    assert len(h.state.reads) == 2
