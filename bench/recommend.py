@@ -3,25 +3,30 @@
     .venv/bin/magnetar bench recommend [--seconds 10] [--rate 500] [--ingest-rate 1000]
                                        [--peak-rates 250,500,750,1000] [--step-seconds 5]
                                        [--client ghz|python] [--connections 16]
+                                       [--workers 1] [--freshness-samples 200]
 
 One run, one scratch tenant with its pipeline deployed (one Function: dedupe, enrich, materialize):
 
 1. state: generated shoppers' history (Zipf items, sessions, funnel) folded into PostgreSQL
    with the materializer's own `commit_batch`, and the catalog written through
    `CatalogService.UpsertItems`;
-2. a gateway as its own process (as in production) serving the default services plus an
+2. a gateway as its own process (as in production; `--workers N`: N processes sharing the
+   port, as `magnetar gateway serve --workers N`) serving the default services plus an
    empty handler: a method taking a `RecommendRequest` and answering an empty
    `RecommendResponse` through the same interceptors (auth, errors, limits, metrics), the
    floor of any call on this server;
-3. a bare grpc.aio server in a process of its own: an empty `async def` handler for
+3. a bare grpc.aio server in a process of its own (N with `--workers N`): an empty `async def` handler for
    `PersonalizationService/Recommend`, no interceptors, nothing else — the floor of a Python
    gRPC call on this machine;
 4. while `--ingest-rate` events/s go through `EventService.Ingest` (batches of 100) and the
    pipeline folds them into the state being read: each handler at `--rate` requests/s for
    `--seconds` (open loop: calls start on schedule whatever earlier calls do), then at
-   every rate of `--peak-rates` for `--step-seconds` until one misses: the peak is the
-   highest rate served in full with p99 <= 25 ms and no errors. All of it first without
-   ingest, to show what the pipeline's share of the machine costs.
+   every rate of `--peak-rates` for `--step-seconds` until one misses twice in a row: the
+   peak is the highest rate served in full with p99 <= 25 ms and no errors. All of it first without
+   ingest, to show what the pipeline's share of the machine costs;
+5. freshness, after each condition's phases: `--freshness-samples` purchases, each of a
+   shopper's top recommendation, committed with `commit_batch` and timed until Recommend
+   leaves the item out (the ingest running meanwhile in the second condition).
 
 With `--unknown-key-flood CALLS_PER_S` the run measures something else: Recommend at
 `--rate` for `--seconds` alone, then beside a flood of Recommend calls each with a fresh,
@@ -29,7 +34,7 @@ well-formed key of the tenant that does not exist (the flood's answers are count
 code), then alone again. Target: the valid calls' p99 under the flood within 2x of alone,
 no errors. No ingest, no peak search.
 
-Before measuring, every distinct request is sent once: a gateway that has been up for a
+Before measuring, every distinct request is sent once to each gateway process: one up for a
 while holds the tenant's trending and neighbour lists in memory (see
 `magnetar.serving.shared_reads`), and the steady state is what the targets are about.
 
@@ -296,7 +301,7 @@ class Phase:
 
     @property
     def error_summary(self) -> str:
-        """ "0", or the count and its codes: "3 (DEADLINE_EXCEEDED 2, UNAVAILABLE 1)"."""
+        """No errors as "0"; else the count and its codes: "3 (DEADLINE_EXCEEDED 2, ...)"."""
         if not self.errors:
             return "0"
         codes = ", ".join(f"{code} {n}" for code, n in sorted(self.error_codes.items()))
@@ -537,14 +542,19 @@ async def drive(args: argparse.Namespace, clients: Clients, workload: Workload) 
     for condition, ingest_rate in (("no ingest", 0.0), ("under ingest", args.ingest_rate)):
         # The peak search before the steady rate: a steady phase past what the machine
         # serves leaves queued work behind it that would count against the next phase.
+        # A step that misses is run once more: on a shared machine one stall of a few
+        # hundred ms is enough to push a 5 s step's p99 past the budget.
         for handler in handlers:
             for rate in args.peak_rates:
-                await asyncio.sleep(PAUSE_S)
-                phase = await measure(
-                    clients, f"peak, {condition}", handler, rate, args.step_seconds, ingest_rate
-                )
-                phases.append(phase)
-                if not phase.within_budget():
+                for _ in range(2):
+                    await asyncio.sleep(PAUSE_S)
+                    phase = await measure(
+                        clients, f"peak, {condition}", handler, rate, args.step_seconds, ingest_rate
+                    )
+                    phases.append(phase)
+                    if phase.within_budget():
+                        break
+                else:
                     break
         for handler in handlers:
             await asyncio.sleep(PAUSE_S)
