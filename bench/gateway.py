@@ -50,7 +50,8 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _children(pid: int) -> list[int]:
+def child_pids(pid: int) -> list[int]:
+    """The processes whose parent is `pid`."""
     found = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -124,7 +125,7 @@ class GatewayProcess:
     def cpu_s(self) -> float:
         """CPU seconds the process and its running children (its workers) have used (user +
         system, all their threads)."""
-        return sum(_cpu_s(pid) for pid in (self.pid, *_children(self.pid)))
+        return sum(_cpu_s(pid) for pid in (self.pid, *child_pids(self.pid)))
 
     def stop(self, grace_s: float = STOP_GRACE_S) -> int | None:
         """SIGTERM, then SIGKILL to its group after `grace_s`; its exit status (None if it was

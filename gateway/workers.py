@@ -4,7 +4,8 @@ The supervisor guarantees (docs/serving.md, "More than one process"): every work
 the gRPC and HTTP/JSON ports with SO_REUSEPORT, after a check that no other process holds
 them; worker `i` serves /metrics on `metrics_port + i`; each enforces its share of a
 tenant's ingest quota (replicas times workers); SIGTERM or SIGINT drains every worker, exit
-0 once all have; a worker that dies on its own stops the others, exit 1.
+0 once all have (a worker still starting ends by the signal: clean too); a worker that dies
+on its own stops the others, exit 1.
 """
 
 from __future__ import annotations
@@ -87,8 +88,14 @@ def run_workers(settings: Settings, workers: int) -> int:
         while not stopping and all(p.is_alive() for p in processes):
             time.sleep(0.2)
         failed = not stopping
+        # Asked to stop, a worker still starting (no handler of its own yet) ends by SIGTERM
+        # itself: that is a clean stop too.
+        clean = (0, -signal.SIGTERM) if stopping else (0,)
         # The first worker that ended on its own: its status is the supervisor's.
-        ended = next((p.exitcode for p in processes if not p.is_alive() and p.exitcode), None)
+        ended = next(
+            (p.exitcode for p in processes if not p.is_alive() and p.exitcode not in clean),
+            None,
+        )
         if failed:
             log.error("a gateway worker exited on its own: stopping the others")
         for process in processes:
@@ -103,7 +110,7 @@ def run_workers(settings: Settings, workers: int) -> int:
                 failed = True
         if ended:
             return int(ended)
-        return 1 if failed or any(p.exitcode for p in processes) else 0
+        return 1 if failed or any(p.exitcode not in clean for p in processes) else 0
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

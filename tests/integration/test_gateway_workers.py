@@ -7,6 +7,10 @@ connections until each worker has served the user, telling them apart by their o
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -18,7 +22,8 @@ import grpc
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.gateway import GatewayProcess
+from bench.gateway import SERVE, GatewayProcess, child_pids
+from magnetar.processes import free_port
 from magnetar.settings import Settings
 from magnetar.v1 import personalization_service_pb2 as pb
 from magnetar.v1 import user_service_pb2 as users
@@ -94,3 +99,24 @@ def test_two_workers_serve_and_delete_user_empties_both_memories_before_answerin
     finally:
         for channel in channels:
             channel.close()
+
+
+def test_a_sigterm_while_the_workers_start_stops_them_all_with_status_0() -> None:
+    """The supervisor forwards SIGTERM at once; a worker still starting, before its own
+    handler, ends by the signal itself: a clean stop, not a failed worker."""
+    argv = [sys.executable, *SERVE[:-1], "2", "--port", str(free_port())]
+    env = {**os.environ, "MAGNETAR_METRICS_PORT": str(free_port()), "MAGNETAR_HTTP_PORT": "0"}
+    supervisor = subprocess.Popen(
+        argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while len(child_pids(supervisor.pid)) < 2:  # both spawned, neither serving yet
+            assert supervisor.poll() is None and time.monotonic() < deadline
+            time.sleep(0.005)
+        supervisor.send_signal(signal.SIGTERM)
+        assert supervisor.wait(60) == 0, supervisor.stderr.read().decode()[-2000:]  # type: ignore[union-attr]
+    finally:
+        if supervisor.poll() is None:
+            os.killpg(supervisor.pid, signal.SIGKILL)
+            supervisor.wait()
