@@ -268,8 +268,9 @@ class PersonalizationServing:
             pool = gather_candidates(
                 self._state, RecommendRequest(tenant_id, user_id), settings, now
             )
-        everything = sum(len(s.scores) for s in pool.strategies.values())
-        ranked = blend(pool, settings.recommend.blend, everything + len(pool.trending_order))
+        # One more than kept: enough to say whether the ranking was cut, and blending every
+        # candidate only to keep DEPTH of them built hundreds of results per ranking.
+        ranked = blend(pool, settings.recommend.blend, DEPTH + 1)
         ranking = Ranking(
             order=tuple(served(r) for r in ranked[:DEPTH]),
             cut=len(ranked) > DEPTH,
