@@ -54,7 +54,8 @@ class MemoryFirst:
         if rows is not None:
             return rows
         if in_memory_only():
-            raise NotInMemory(partial(self._fill_user, tenant_id, user_id))
+            # While memory is not live it keeps nothing: a fill would be read for nothing.
+            raise NotInMemory(partial(self._fill_user, tenant_id, user_id) if memory.live else None)
         token = memory.token()
         rows = self._rows_source.user_rows(tenant_id, user_id)
         if rows is not None and rows.items_complete:
@@ -117,7 +118,8 @@ class MemoryFirst:
                 found[item_id] = fact
         if missing:
             if in_memory_only():
-                raise NotInMemory(partial(self._fill_items, tenant_id, missing))
+                fill = partial(self._fill_items, tenant_id, missing) if memory.live else None
+                raise NotInMemory(fill)
             found.update(self._fill_items(tenant_id, missing))
         return found
 

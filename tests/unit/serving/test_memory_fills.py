@@ -77,3 +77,12 @@ def test_a_tenant_clock_not_read_yet_is_filled_alone() -> None:
     with memory_only():
         assert clock.now_ms(TENANT, T0 + 1) == T0
     assert reads == [TENANT]
+
+
+def test_while_memory_is_not_live_nothing_missing_comes_with_a_fill() -> None:
+    rows = Rows()
+    down = ServingMemory()  # not live: the stream is not connected
+    served = MemoryFirst(FakeServingState(), rows, down, lambda tenant: SignalSettings())
+    assert _missing(lambda: served.purchased_items(TENANT, "ann")).fill is None
+    assert _missing(lambda: served.catalog_facts(TENANT, ["tent"])).fill is None
+    assert rows.reads == 0
