@@ -531,7 +531,7 @@ def up() -> Path:
 def node_ready(api: Api) -> bool:
     node = api.get(f"/api/v1/nodes/{NODE_NAME}") or {}
     status = node.get("status")
-    conditions = status.get("conditions", []) if isinstance(status, dict) else []
+    conditions = (status.get("conditions") or []) if isinstance(status, dict) else []
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
 
 

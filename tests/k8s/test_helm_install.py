@@ -133,14 +133,19 @@ def timestamp(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
+def status_of(found: dict[str, Any] | None) -> dict[str, Any]:
+    """An object's status; {} while it has none: the API server may answer `null` for a
+    status (and for its conditions) just after the object was created."""
+    return (found or {}).get("status") or {}
+
+
 def ensure_service_monitor_crd(cluster: Cluster) -> None:
     name = SERVICE_MONITOR_CRD["metadata"]["name"]
     if cluster.api.get(f"{CRD_PATH}/{name}") is None:
         cluster.api.create(CRD_PATH, SERVICE_MONITOR_CRD)
 
     def established() -> bool:
-        crd = cluster.api.get(f"{CRD_PATH}/{name}") or {}
-        conditions = crd.get("status", {}).get("conditions", [])
+        conditions = status_of(cluster.api.get(f"{CRD_PATH}/{name}")).get("conditions") or []
         return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
 
     eventually("the ServiceMonitor CRD is established", established)
@@ -323,9 +328,9 @@ def test_production_objects_are_admitted_server_side(cluster: Cluster, namespace
     eventually(
         "the HPA scales the gateway to minReplicas",
         lambda: (
-            (api.get(f"/apis/apps/v1/namespaces/{ns}/deployments/{GATEWAY}") or {})
-            .get("status", {})
-            .get("readyReplicas")
+            status_of(api.get(f"/apis/apps/v1/namespaces/{ns}/deployments/{GATEWAY}")).get(
+                "readyReplicas"
+            )
             == 3
         ),
     )
@@ -335,9 +340,9 @@ def test_production_objects_are_admitted_server_side(cluster: Cluster, namespace
     eventually(
         "the PDB observes the gateway pods",
         lambda: (
-            (api.get(f"/apis/policy/v1/namespaces/{ns}/poddisruptionbudgets/{GATEWAY}") or {})
-            .get("status", {})
-            .get("expectedPods", 0)
+            status_of(
+                api.get(f"/apis/policy/v1/namespaces/{ns}/poddisruptionbudgets/{GATEWAY}")
+            ).get("expectedPods", 0)
             >= 1
         ),
     )
