@@ -509,6 +509,14 @@ async def ghz_load(
     return result.served, result.p50_ms, result.p99_ms, result.error_codes, seconds
 
 
+def start_ingest(clients: Clients, per_second: float, seconds: float) -> asyncio.Future[Any]:
+    """`per_second` events through `Ingest` for `seconds` (batches of INGEST_BATCH), in the
+    background; done at once when `per_second` is 0."""
+    if per_second <= 0:
+        return asyncio.ensure_future(asyncio.sleep(0))
+    return asyncio.ensure_future(open_loop(clients.ingest, per_second / INGEST_BATCH, seconds))
+
+
 async def measure(
     clients: Clients, label: str, handler: str, rate: float, seconds: float, ingest_rate: float
 ) -> Phase:
@@ -517,11 +525,7 @@ async def measure(
     before = clients.ingested
     load = os.getloadavg()[0]
     cpu_before = process.cpu_s()
-    ingest = asyncio.ensure_future(
-        open_loop(clients.ingest, ingest_rate / INGEST_BATCH, seconds)
-        if ingest_rate > 0
-        else asyncio.sleep(0)
-    )
+    ingest = start_ingest(clients, ingest_rate, seconds)
     served, p50, p99, errors, elapsed = await load_from(clients, handler, rate, seconds)
     await ingest
     ingested = clients.ingested - before
@@ -563,11 +567,7 @@ async def drive(args: argparse.Namespace, clients: Clients, workload: Workload) 
             )
         if args.freshness_samples:
             await asyncio.sleep(PAUSE_S)
-            ingest = asyncio.ensure_future(
-                open_loop(clients.ingest, ingest_rate / INGEST_BATCH, args.seconds)
-                if ingest_rate > 0
-                else asyncio.sleep(0)
-            )
+            ingest = start_ingest(clients, ingest_rate, args.seconds)
             args.freshness[condition] = await freshness(
                 args,
                 clients,

@@ -148,6 +148,14 @@ def _pipelined(
         return [conn.execute(read, params) for read in reads]
 
 
+def _by_user(rows: Sequence[Sequence[Any]]) -> dict[str, list[Any]]:
+    """Rows led by a user id, grouped by it, without it."""
+    grouped: dict[str, list[Any]] = {}
+    for row in rows:
+        grouped.setdefault(row[0], []).append(row[1:])
+    return grouped
+
+
 def read_users(
     conn: psycopg.Connection[Any], tenant_id: str, user_ids: Sequence[str], begin: Sequence[Any]
 ) -> dict[str, UserRows]:
@@ -159,12 +167,7 @@ def read_users(
         (ITEMS_OF_USERS, CATEGORIES_OF_USERS, ACTIVITY_OF_USERS),
         {"tenant": tenant_id, "users": list(user_ids)},
     )
-    items_of: dict[str, list[Any]] = {}
-    for row in items.fetchall():
-        items_of.setdefault(row[0], []).append(row[1:])
-    categories_of: dict[str, list[Any]] = {}
-    for row in categories.fetchall():
-        categories_of.setdefault(row[0], []).append(row[1:])
+    items_of, categories_of = _by_user(items.fetchall()), _by_user(categories.fetchall())
     activity_of = {row[0]: row[1:] for row in activity.fetchall()}
     return {
         user_id: UserRows.from_rows(

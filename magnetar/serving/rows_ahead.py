@@ -32,9 +32,7 @@ RETRY_PAUSE_S = 0.5
 
 @dataclass
 class RowsAheadStats:
-    reads: int = 0
     users: int = 0
-    failures: int = 0
     failed_users: int = 0
     # Users not read ahead: the queue was full.
     skipped: int = 0
@@ -110,13 +108,11 @@ class RowsAhead:
             try:
                 found = self._read(tenant_id, users)
             except Exception:  # the next request reads the users itself
-                self.stats.failures += 1
                 self.stats.failed_users += len(users)
                 log.warning("reading %d users of %s ahead failed", len(users), tenant_id)
                 with self._wake:
                     self._wake.wait(RETRY_PAUSE_S)
                 continue
-            self.stats.reads += 1
             self.stats.users += len(found)
             # Changed again while read: the rows are refused, and read once more.
             again = [
